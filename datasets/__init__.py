@@ -1,0 +1,1 @@
+"""TFDS dataset builders of illustration-tl."""

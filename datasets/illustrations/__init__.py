@@ -1,0 +1,1 @@
+"""The `illustrations` TFDS builder (noisy and curated configs)."""

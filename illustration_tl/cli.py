@@ -1,0 +1,51 @@
+"""``illustration-tl COMMAND [--flags]``: one console script for every stage.
+
+Each command is an absl app in ``trainers/`` that also runs as
+``python -m trainers.COMMAND``. Commands are imported only when run, so
+listing them does not import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# name -> (module, one-line description). Keep in pipeline order.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "vocab": ("trainers.vocab", "Look up ImageNet-1k classes by name or wnid, offline."),
+    "map-names": ("trainers.map_names",
+                  "Map clip-art file names to ImageNet classes (paper §4.1)."),
+}
+
+
+def usage() -> str:
+    width = max(len(n) for n in COMMANDS)
+    lines = ["usage: illustration-tl COMMAND [--flags]   (COMMAND --helpshort for its flags)",
+             "", "commands:"]
+    lines += [f"  {name:<{width}}  {desc}" for name, (_, desc) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv if argv is None else argv)
+    if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+        print(usage())
+        return 0 if len(argv) >= 2 else 1
+    name = argv[1]
+    if name not in COMMANDS:
+        print(f"illustration-tl: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    from absl import flags
+
+    module = importlib.import_module(COMMANDS[name][0])
+    sys.argv = [f"illustration-tl {name}"] + argv[2:]
+    # --helpshort lists the key flags of the module named by argv[0].
+    sys.modules["__main__"].__doc__ = module.__doc__
+    for flag in flags.FLAGS.get_key_flags_for_module(module.__name__):
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+    module.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

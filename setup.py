@@ -1,0 +1,39 @@
+"""illustration-tl: transfer learning from ImageNet CNNs to illustrations."""
+
+from setuptools import setup
+
+setup(
+    name="illustration-tl",
+    version="0.1.0",
+    description="Illustration classification by transfer learning from ImageNet CNNs "
+                "(Lagunas & Garces, CEIG 2017), in Keras 3 on TensorFlow.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=["illustration_tl", "datasets", "datasets.illustrations", "trainers"],
+    package_data={
+        "illustration_tl": ["data/*.txt"],
+        "datasets.illustrations": ["*.bib", "*.md", "*.txt", "dummy_data/**/*"],
+    },
+    include_package_data=True,
+    install_requires=[
+        "tensorflow>=2.16,<2.22",
+        "keras>=3.5,<3.16",
+        "tensorflow-datasets==4.9.10",
+        # `tfds build` imports these at start-up (see the pitfalls in README).
+        "mlcroissant>=1.0",
+        "dill",
+        "scikit-learn>=1.3",
+        "numpy",
+        "pillow>=10",
+        "absl-py",
+        "matplotlib",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.5"],
+        "and-cuda": ["tensorflow[and-cuda]>=2.16,<2.22"],
+        "svg": ["resvg-py"],
+    },
+    entry_points={"console_scripts": ["illustration-tl=illustration_tl.cli:main"]},
+)

@@ -1,0 +1,1 @@
+"""absl entry points, one per pipeline stage; see ``illustration_tl.cli``."""
