@@ -125,20 +125,37 @@ def from_sklearn(model: Any) -> SvmTensors:
                       intercepts.astype(np.float64), ovo, mean, std, l2)
 
 
-def decision_function(features: Any, svm: SvmTensors) -> Any:
+def variables(svm: SvmTensors) -> Any:
+    """The arrays of ``svm`` as ``tf.Variable``s on a ``tf.Module``, so that an
+    export stores them as checkpointed variables instead of graph constants."""
+    import tensorflow as tf
+
+    module = tf.Module(name="svm")
+    module.support_vectors = tf.Variable(svm.support_vectors, trainable=False)
+    module.weights = tf.Variable(svm.weights, trainable=False)
+    module.intercepts = tf.Variable(svm.intercepts, trainable=False)
+    if svm.scale_mean is not None:
+        module.scale_mean = tf.Variable(svm.scale_mean.astype(np.float64), trainable=False)
+        module.scale_std = tf.Variable(svm.scale_std.astype(np.float64), trainable=False)
+    return module
+
+
+def decision_function(features: Any, svm: SvmTensors, arrays: Any = None) -> Any:
     """``decision_function`` of the fitted SVM, in TensorFlow (float64 inside).
 
+    ``arrays`` is the module of :func:`variables` (default: graph constants).
     Returns float32 scores of shape (batch, n_classes) (or (batch, 1) for a binary SVC).
     """
     import tensorflow as tf
 
+    a = arrays if arrays is not None else svm
     x = tf.cast(features, tf.float64)
     if svm.scale_mean is not None:
-        x = (x - tf.constant(svm.scale_mean)) / tf.constant(svm.scale_std)
+        x = (x - a.scale_mean) / a.scale_std
     if svm.l2_normalize:
         norm = tf.norm(x, axis=1, keepdims=True)
         x = x / tf.where(norm > 0, norm, tf.ones_like(norm))
-    s = tf.constant(svm.support_vectors)
+    s = tf.convert_to_tensor(a.support_vectors)
     dot = tf.matmul(x, s, transpose_b=True)
     if svm.kernel == "linear":
         k = dot
@@ -150,7 +167,7 @@ def decision_function(features: Any, svm: SvmTensors) -> Any:
         k = tf.pow(svm.gamma * dot + svm.coef0, float(svm.degree))
     else:
         k = tf.tanh(svm.gamma * dot + svm.coef0)
-    dec = tf.matmul(k, tf.constant(svm.weights)) + tf.constant(svm.intercepts)
+    dec = tf.matmul(k, tf.convert_to_tensor(a.weights)) + a.intercepts
     if svm.ovo_classes:
         dec = _ovo_to_ovr(dec, svm.ovo_classes)
     return tf.cast(dec, tf.float32)

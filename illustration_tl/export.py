@@ -1,0 +1,183 @@
+"""One SavedModel for the whole classifier: image bytes in, top-k classes out.
+
+The paper's best model (§7.2) is a CNN whose fc2 activations feed an SVM. This
+module writes both as one TensorFlow SavedModel with Keras 3's
+``keras.export.ExportArchive`` (not the legacy ``save_format="tf"``):
+
+* ``serving_default(image_bytes: string[B])``: decode PNG/JPEG/GIF/BMP/WebP,
+  composite alpha on white, resize to the model's input size, the backbone's
+  ``preprocess_input``, the CNN, then the SVM decision function (or the CNN's
+  own softmax head when there is no SVM) and the top-k;
+* ``classify_images(images: float32[B, S, S, 3])``: the same from RGB pixels in
+  [0, 255] already decoded and resized (what ``predict`` feeds after decoding
+  with :mod:`illustration_tl.ingestion`, so its pixels equal the dataset's);
+* ``metadata()``: a JSON string with class names, wnids, image size, backbone,
+  SVM parameters and the source checkpoints.
+
+Both classifying signatures return ``class_names`` (string[B, k]),
+``class_indices`` (int32[B, k]), ``scores`` (float32[B, k]) and ``all_scores``
+(float32[B, n_classes]).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from typing import Any, Sequence
+
+from illustration_tl import backbones, svm_graph
+
+METADATA_FILE = "illustration_tl.json"
+
+
+def decode_image_bytes(data: Any, background: Sequence[int] = (255, 255, 255)) -> Any:
+    """One encoded image (scalar string) -> float32 RGB [H, W, 3] in [0, 255].
+
+    TensorFlow's decoders, so it runs inside the graph: any channel count is
+    brought to RGBA and alpha is composited on ``background``, as the dataset
+    ingestion does (paper §4: illustrations are mostly transparent PNGs).
+    """
+    import tensorflow as tf
+
+    image = tf.io.decode_image(data, channels=0, expand_animations=False, dtype=tf.uint8)
+    channels = tf.shape(image)[-1]
+    image = tf.cast(image, tf.float32)
+    opaque = tf.fill(tf.concat([tf.shape(image)[:2], [1]], 0), 255.0)
+    rgba = tf.switch_case(channels - 1, [
+        lambda: tf.concat([image, image, image, opaque], -1),              # L
+        lambda: tf.concat([image[..., :1]] * 3 + [image[..., 1:2]], -1),   # LA
+        lambda: tf.concat([image, opaque], -1),                            # RGB
+        lambda: image,                                                     # RGBA
+    ])
+    alpha = rgba[..., 3:] / 255.0
+    return rgba[..., :3] * alpha + tf.constant(list(background), tf.float32) * (1.0 - alpha)
+
+
+def export_classifier(path: str, *, model: Any, backbone: str, image_size: int,
+                      class_names: Sequence[str], wnids: Sequence[str] | None = None,
+                      svm_model: Any = None, resize_mode: str = "squash", top_k: int = 5,
+                      metadata: dict | None = None) -> dict:
+    """Writes the SavedModel at ``path`` and returns its metadata.
+
+    ``model`` takes backbone-preprocessed images and returns the embedding when
+    ``svm_model`` (a fitted sklearn SVM pipeline) is given, else class
+    probabilities. An existing ``path`` is replaced only once the new export
+    has been written completely.
+    """
+    import keras
+    import tensorflow as tf
+
+    from illustration_tl import input_pipeline
+
+    bb = backbones.get(backbone)
+    svm = svm_graph.from_sklearn(svm_model) if svm_model is not None else None
+    k = min(top_k, len(class_names))
+    meta = {
+        "format": "illustration-tl classifier v1",
+        "backbone": bb.name, "image_size": image_size, "resize_mode": resize_mode,
+        "class_names": list(class_names),
+        "wnids": list(wnids) if wnids is not None else [""] * len(class_names),
+        "head": "svm" if svm else "softmax", "svm": svm.params() if svm else None,
+        "top_k": k, **(metadata or {}),
+    }
+    names = tf.constant(list(class_names))
+    svm_vars = svm_graph.variables(svm) if svm else None
+
+    def classify(images: Any) -> dict:
+        x = bb.preprocess_input(tf.identity(images))
+        out = model(x, training=False)
+        scores = svm_graph.decision_function(out, svm, svm_vars) if svm else tf.cast(
+            out, tf.float32)
+        top = tf.math.top_k(scores, k=k)
+        return {"class_names": tf.gather(names, top.indices), "class_indices": top.indices,
+                "scores": top.values, "all_scores": scores}
+
+    def serve_bytes(image_bytes: Any) -> dict:
+        def one(data):
+            image = decode_image_bytes(data)
+            return input_pipeline.resize(image[None], image_size, resize_mode)[0]
+        images = tf.map_fn(one, image_bytes, fn_output_signature=tf.TensorSpec(
+            [image_size, image_size, 3], tf.float32))
+        return classify(images)
+
+    meta_json = json.dumps(meta, sort_keys=True)
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    if svm_vars is not None:
+        archive.track(svm_vars)
+    archive.add_endpoint("serving_default", serve_bytes, input_signature=[
+        tf.TensorSpec([None], tf.string, name="image_bytes")])
+    archive.add_endpoint("classify_images", classify, input_signature=[
+        tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="images")])
+    archive.add_endpoint("metadata", lambda: {"metadata": tf.constant(meta_json)},
+                         input_signature=[])
+
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    try:
+        archive.write_out(tmp, verbose=False)
+        with open(os.path.join(tmp, METADATA_FILE), "w") as f:
+            f.write(meta_json)
+        if os.path.exists(path):
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)
+    return meta
+
+
+def read_metadata(path: str) -> dict:
+    """The metadata of an export, from its ``metadata`` signature."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(path)
+    return json.loads(loaded.metadata()["metadata"].numpy().decode("utf-8"))
+
+
+def export_from_artifacts(output: str, *, model_dir: str | None = None,
+                          backbone: str | None = None, weights: str | None = "imagenet",
+                          image_size: int | None = None, svm_dir: str | None = None,
+                          layer: str | None = None, top_k: int = 5) -> dict:
+    """Exports what earlier stages wrote: an ``optimize`` folder or an ImageNet
+    backbone, optionally with the SVM folder of ``illustration-tl svm``."""
+    import joblib
+
+    from illustration_tl import imagenet, layer_surgery
+    from illustration_tl.errors import UserError
+
+    sources: dict[str, Any] = {}
+    if model_dir:
+        model, config = layer_surgery.load_trained(model_dir)
+        backbone, image_size = config["backbone"], int(config["image_size"])
+        class_names = list(config["class_names"])
+        resize_mode = config.get("resize_mode", "squash")
+        sources["model_dir"] = os.path.abspath(model_dir)
+    elif backbone:
+        image_size = image_size or backbones.get(backbone).image_size
+        model = layer_surgery.imagenet_classifier(backbone, weights, image_size)
+        class_names = [c.name for c in imagenet.classes()]
+        resize_mode = "squash"
+        sources["weights"] = weights
+    else:
+        raise UserError("pass --model_dir (an `optimize` output) or --backbone")
+    svm_model = None
+    if svm_dir:
+        svm_file = os.path.join(svm_dir, "svm.joblib")
+        if not os.path.exists(svm_file):
+            raise UserError(f"--svm_dir={svm_dir!r} holds no svm.joblib; run `illustration-tl "
+                            "svm` first")
+        svm_model = joblib.load(svm_file)
+        with open(os.path.join(svm_dir, "svm.json")) as f:
+            class_names = list(json.load(f)["class_names"])
+        model = layer_surgery.embedding_model(model, layer)
+        sources["svm_dir"] = os.path.abspath(svm_dir)
+    wnids = [(c.wnid if (c := imagenet.find(n)) else "") for n in class_names]
+    return export_classifier(output, model=model, backbone=backbone, image_size=image_size,
+                             class_names=class_names, wnids=wnids, svm_model=svm_model,
+                             resize_mode=resize_mode, top_k=top_k,
+                             metadata={"sources": sources, "layer": layer})

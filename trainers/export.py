@@ -1,0 +1,54 @@
+"""``illustration-tl export``: CNN (+ SVM) as one SavedModel (paper §7.2 best model).
+
+Examples::
+
+  illustration-tl export --model_dir=runs/optimize --svm_dir=runs/svm_optimized \\
+      --output=runs/export
+  illustration-tl export --backbone=vgg19 --weights=imagenet --output=runs/vgg19_imagenet
+
+The SavedModel has a ``serving_default`` signature on encoded image bytes, a
+``classify_images`` signature on float RGB batches already resized, and a
+``metadata`` signature. Inspect it with ``saved_model_cli show --all --dir=...``.
+"""
+
+import json
+
+from absl import flags
+
+from trainers import app
+
+_MODEL_DIR = flags.DEFINE_string("model_dir", None, "Output folder of `illustration-tl optimize`.")
+_BACKBONE = flags.DEFINE_string("backbone", None, "Export an ImageNet backbone instead "
+                                "(vgg19, vgg16, ...); ignored with --model_dir.")
+_WEIGHTS = flags.DEFINE_string("weights", "imagenet", "With --backbone: `imagenet` (download) "
+                               "or a local weights file with the classifier top.")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", None, "With --backbone: input side in pixels.")
+_SVM_DIR = flags.DEFINE_string("svm_dir", None, "Output folder of `illustration-tl svm`; "
+                               "without it the CNN's softmax head classifies.")
+_LAYER = flags.DEFINE_string("layer", None, "Embedding layer the SVM was trained on "
+                             "(default: the backbone's, fc2 for VGG).")
+_OUTPUT = flags.DEFINE_string("output", None, "Folder to write the SavedModel to.")
+_TOP_K = flags.DEFINE_integer("top_k", 5, "Classes returned per image.")
+
+
+def main(argv) -> int:
+    from illustration_tl import export
+    from illustration_tl.errors import UserError
+
+    if not _OUTPUT.value:
+        raise UserError("--output is required: the folder to write the SavedModel to")
+    meta = export.export_from_artifacts(
+        _OUTPUT.value, model_dir=_MODEL_DIR.value, backbone=_BACKBONE.value,
+        weights=_WEIGHTS.value, image_size=_IMAGE_SIZE.value, svm_dir=_SVM_DIR.value,
+        layer=_LAYER.value, top_k=_TOP_K.value)
+    summary = {k: meta[k] for k in ("backbone", "image_size", "head", "svm")}
+    print(f"wrote {_OUTPUT.value}: {json.dumps(summary)}")
+    return 0
+
+
+def run() -> None:
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
