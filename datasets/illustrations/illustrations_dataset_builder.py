@@ -1,0 +1,452 @@
+"""The `illustrations` TFDS builder: the paper's noisy and curated clip-art sets (§4).
+
+Two configurations over data the user already has (``manual_dir``):
+
+- ``curated`` (§4.2): one folder per class, either the authors' layout
+  ``train/<class>/*`` + ``val/<class>/*`` (val is the 20% test split; a
+  deterministic 20% of train becomes validation: 64/16/20) or a flat
+  ``<class>/*`` split 64/16/20. Labels are the folder names; each class also
+  carries its ImageNet index and wnid (-1 / "" when it is not an ImageNet class).
+- ``noisy`` (§4.1): any folder tree of illustrations (PNG, JPEG, GIF, BMP,
+  WebP, SVG) plus Iconify JSON collections, labelled by the file-name →
+  ImageNet-class rule (an image is copied into every class it matches),
+  keeping classes with at least ``min_images_per_class`` images.
+
+Every file is decoded once by :mod:`illustration_tl.ingestion` (format from the
+bytes, alpha composited on white, any mode to RGB, first frame, bomb guard,
+longer side <= ``max_side``); files that cannot be read are skipped and listed
+in ``skipped.tsv`` next to the dataset. Splits come from a hash of the decoded
+pixels (:mod:`illustration_tl.splits`), so duplicates never straddle splits.
+
+Build with ``tfds build datasets/illustrations --config=curated
+--manual_dir=DIR`` or ``illustration-tl build``; custom options go in a
+config with another name, e.g. ``--config='{"name": "noisy5", "source":
+"noisy", "min_images_per_class": 5}'``.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import os
+import shutil
+import time
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import tensorflow_datasets as tfds
+from absl import logging
+
+from illustration_tl import iconify, imagenet, ingestion, name_mapping, splits
+
+SKIPPED_FILE = "skipped.tsv"
+REPORT_FILE = "build_report.json"
+_CACHE_DIR = "ingest-cache"
+# Authors' layout: folder name -> split. "val" is the paper's test split.
+_LAYOUT_SPLITS = {"train": "train", "validation": "validation", "val": "test", "test": "test"}
+_HELD_OUT_ORDER = {"train": 0, "validation": 1, "test": 2}
+_NOISY_ONLY = {"min_images_per_class", "min_token_length", "fold_plurals", "ignore",
+               "ignore_words", "phrase_mode", "scan_json"}
+
+
+@dataclasses.dataclass(eq=False)
+class IllustrationsConfig(tfds.core.BuilderConfig):
+    """Options of an `illustrations` build; the defaults follow the paper."""
+
+    source: str = ""  # "curated" or "noisy"; empty = inferred from the config name
+    # Ingestion (ingestion.load_image).
+    max_side: int = 512
+    background: tuple[int, int, int] | None = ingestion.DEFAULT_BACKGROUND
+    max_pixels: int | None = ingestion.DEFAULT_MAX_PIXELS
+    svg_size: int = ingestion.DEFAULT_SVG_SIZE
+    # Splits (paper §4: 64/16/20).
+    split_fractions: tuple[float, float, float] = splits.PAPER_FRACTIONS
+    validation_fraction: float = 0.2  # of train/, in the authors' layout
+    split_seed: int = 0
+    # Noisy: the name -> class rule (name_mapping.MappingOptions) and class filter.
+    min_images_per_class: int = 10
+    min_token_length: int = 1
+    fold_plurals: bool = False
+    ignore: tuple[str, ...] = ()
+    ignore_words: tuple[str, ...] = ()
+    phrase_mode: bool = False
+    # Noisy: Iconify JSON collections (iconify.IconifyFilter).
+    iconify: tuple[str, ...] = ()  # extra files/folders; relative paths are under manual_dir
+    scan_json: bool = True         # also read *.json collections found in manual_dir
+    iconify_include_sets: tuple[str, ...] = ()
+    iconify_exclude_sets: tuple[str, ...] = ()
+    iconify_exclude_categories: tuple[str, ...] = ()
+    iconify_exclude_licenses: tuple[str, ...] = ()
+    iconify_hidden: bool = False
+    iconify_aliases: bool = False
+    # Parallel decoding: 0 = one process per CPU.
+    num_workers: int = 0
+
+    def __post_init__(self):
+        # JSON configs (tfds build --config='{...}') give lists; keep tuples.
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, list) and f.name not in ("supported_versions", "tags"):
+                setattr(self, f.name, tuple(value))
+        if not self.source:
+            self.source = "noisy" if self.name.startswith("noisy") else "curated"
+        if self.source not in ("curated", "noisy"):
+            raise ValueError(f"source={self.source!r}: use 'curated' or 'noisy'")
+        if self.max_side is not None and self.max_side <= 0:
+            raise ValueError(f"max_side={self.max_side}: must be positive")
+        splits.check_fractions(self.split_fractions)
+        if self.description is None:
+            self.description = f"{self.source} illustrations (custom options)"
+
+    def options_dict(self) -> dict[str, Any]:
+        """The build options, for the dataset's metadata."""
+        skip = {"name", "version", "release_notes", "supported_versions", "description", "tags",
+                "num_workers"}
+        if self.source == "curated":  # the name rule and Iconify do not apply
+            noisy_only = {f.name for f in dataclasses.fields(self)
+                          if f.name.startswith("iconify") or f.name in _NOISY_ONLY}
+            skip |= noisy_only
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in skip}
+
+    def ingest_options(self) -> ingestion.IngestOptions:
+        return ingestion.IngestOptions(
+            background=None if self.background is None else tuple(self.background),
+            max_side=self.max_side, max_pixels=self.max_pixels, svg_size=self.svg_size)
+
+    def mapping_options(self) -> name_mapping.MappingOptions:
+        return name_mapping.MappingOptions.create(
+            min_token_length=self.min_token_length, fold_plurals=self.fold_plurals,
+            ignore=self.ignore, extra_ignore_words=self.ignore_words,
+            phrase_mode=self.phrase_mode)
+
+    def iconify_filter(self) -> iconify.IconifyFilter:
+        return iconify.IconifyFilter(
+            include_sets=self.iconify_include_sets, exclude_sets=self.iconify_exclude_sets,
+            exclude_categories=self.iconify_exclude_categories,
+            exclude_licenses=self.iconify_exclude_licenses,
+            include_hidden=self.iconify_hidden, include_aliases=self.iconify_aliases)
+
+
+CURATED = IllustrationsConfig(
+    name="curated", source="curated",
+    description="Curated clip art, one folder per class (paper §4.2: 23 classes), "
+                "authors' train/ + val/ layout or flat <class>/ folders; splits 64/16/20.")
+NOISY = IllustrationsConfig(
+    name="noisy", source="noisy",
+    description="Noisy clip art labelled by the file-name -> ImageNet-class rule "
+                "(paper §4.1), copied into every matched class; classes with at least "
+                "10 images; splits 64/16/20.")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Example:
+    key: str
+    file_name: str
+    png_path: str
+    label: str
+    imagenet_index: int
+    matched_words: str = ""
+
+
+class Builder(tfds.core.GeneratorBasedBuilder):
+    """Clip-art illustrations from a folder (and Iconify collections), paper §4."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release: curated and noisy configs."}
+    BUILDER_CONFIGS = [CURATED, NOISY]
+    MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+    Point --manual_dir at your images.
+    curated: MANUAL_DIR/train/<class>/* and MANUAL_DIR/val/<class>/* (the authors'
+      layout; val is the test split), or MANUAL_DIR/<class>/* (split 64/16/20).
+    noisy: any folder tree of images named by their content, and/or Iconify JSON
+      collections (e.g. node_modules/@iconify/json/json/*.json) inside MANUAL_DIR.
+    """
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        features = {
+            "image": tfds.features.Image(shape=(None, None, 3), encoding_format="png"),
+            "label": tfds.features.ClassLabel(),
+            "imagenet_index": tfds.features.Scalar(dtype=np.int64),
+            "file_name": tfds.features.Text(),
+        }
+        if self.builder_config.source == "noisy":
+            features["matched_words"] = tfds.features.Text()
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict(features),
+            supervised_keys=("image", "label"),
+            homepage="https://github.com/illustration-tl/illustration-tl",
+            metadata=tfds.core.MetadataDict(),
+        )
+
+    def _download_and_prepare(self, dl_manager, download_config=None):
+        try:
+            super()._download_and_prepare(dl_manager, download_config)
+        finally:
+            shutil.rmtree(os.path.join(self.data_dir, _CACHE_DIR), ignore_errors=True)
+
+    def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+        config: IllustrationsConfig = self.builder_config
+        manual_dir = os.fspath(dl_manager.manual_dir)
+        if not os.path.isdir(manual_dir):
+            raise FileNotFoundError(f"manual_dir {manual_dir!r} is not a folder. "
+                                    f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+        started = time.monotonic()
+        if config.source == "curated":
+            plan = _plan_curated(manual_dir)
+        else:
+            plan = _plan_noisy(manual_dir, config)
+        results = _ingest(plan.tasks, config, os.path.join(self.data_dir, _CACHE_DIR))
+        skipped = plan.skipped + [(r.key, r.error) for r in results.values() if r.error]
+        good = {k: r for k, r in results.items() if not r.error}
+        dups = splits.duplicate_report((k, r.byte_hash, r.pixel_hash) for k, r in good.items())
+        if config.source == "curated":
+            examples, moved = _curated_examples(plan, good, config)
+        else:
+            examples, moved = _noisy_examples(plan, good, config)
+        class_names = sorted({e.label for _, e in examples})
+        if not class_names:
+            raise ValueError(f"no usable images under {manual_dir!r}: {len(skipped)} files "
+                             f"skipped (see {SKIPPED_FILE}). {self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+        self.info.features["label"].names = class_names
+        by_split = collections.defaultdict(list)
+        for split, example in examples:
+            by_split[split].append(example)
+        empty = [s for s in splits.SPLITS if not by_split[s]]
+        if empty:
+            raise ValueError(f"split(s) {', '.join(empty)} would be empty: {len(examples)} "
+                             f"examples are too few for split fractions "
+                             f"{config.split_fractions}; add images")
+        indices = _class_imagenet_indices(class_names, config.source)
+        report = {
+            "source": config.source, "layout": plan.layout,
+            "files_seen": plan.files_seen, "files_unmapped": plan.unmapped,
+            "files_decoded": len(good), "files_skipped": len(skipped),
+            "duplicates": dups.as_dict(), "moved_to_held_out_split_as_duplicates": moved,
+            "classes_kept": len(class_names), "classes_dropped": plan.dropped_classes,
+            "examples": {s: len(by_split[s]) for s in splits.SPLITS},
+            "ingest_seconds": round(time.monotonic() - started, 1),
+            "options": config.options_dict(),
+        }
+        self.info.metadata.update({
+            "imagenet_indices": indices,
+            "imagenet_wnids": [imagenet.by_index(i).wnid if i >= 0 else "" for i in indices],
+            **{k: v for k, v in report.items() if k != "ingest_seconds"},
+        })
+        _write_report(self.data_dir, skipped, report)
+        logging.info("illustrations/%s: %s", config.name, dups.format())
+        logging.info("illustrations/%s: %d files skipped (listed in %s): %s", config.name,
+                     len(skipped), os.path.join(self.data_dir, SKIPPED_FILE),
+                     "; ".join(f"{n}: {r}" for n, r in skipped[:20]))
+        logging.info("illustrations/%s: %d classes, examples %s", config.name,
+                     len(class_names), report["examples"])
+        return {s: self._generate_examples(by_split[s]) for s in splits.SPLITS}
+
+    def _generate_examples(self, examples: Sequence[_Example]):
+        noisy = self.builder_config.source == "noisy"
+        for e in examples:
+            features = {"image": e.png_path, "label": e.label,
+                        "imagenet_index": e.imagenet_index, "file_name": e.file_name}
+            if noisy:
+                features["matched_words"] = e.matched_words
+            yield e.key, features
+
+
+# ---------------------------------------------------------------------------
+# Planning: which files to decode, and what each one is.
+
+
+@dataclasses.dataclass
+class _Plan:
+    layout: str
+    tasks: list[tuple[str, str | bytes]] = dataclasses.field(default_factory=list)
+    # curated: file name -> (class folder, folder split); noisy: file name -> matches
+    curated: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
+    noisy: dict[str, list[name_mapping.ClassMatch]] = dataclasses.field(default_factory=dict)
+    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    files_seen: int = 0
+    unmapped: int = 0
+    dropped_classes: int = 0
+
+
+def _walk(root: str) -> Iterator[str]:
+    """Non-hidden files under ``root``, relative paths with '/', sorted, symlinks followed."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for f in sorted(filenames):
+            if not f.startswith("."):
+                yield os.path.relpath(os.path.join(dirpath, f), root).replace(os.sep, "/")
+
+
+def _plan_curated(manual_dir: str) -> _Plan:
+    """Class folders in the authors' layout (train/ + val/) or flat (<class>/)."""
+    top = sorted(d for d in os.listdir(manual_dir)
+                 if os.path.isdir(os.path.join(manual_dir, d)) and not d.startswith("."))
+    authors = "train" in top
+    if authors and "val" in top and "test" in top:
+        raise ValueError(f"{manual_dir!r} has both val/ and test/; the authors' layout "
+                         "has train/ and val/ (val = test split), optionally validation/")
+    plan = _Plan(layout="authors" if authors else "flat")
+    for rel in _walk(manual_dir):
+        parts = rel.split("/")
+        plan.files_seen += 1
+        if authors:
+            split = _LAYOUT_SPLITS.get(parts[0])
+            if split is None or len(parts) < 3:
+                plan.skipped.append((rel, "outside train/<class>/ and val/<class>/"))
+                continue
+            class_name = parts[1]
+        else:
+            if len(parts) < 2:
+                plan.skipped.append((rel, "not inside a class folder"))
+                continue
+            split, class_name = "", parts[0]
+        plan.curated[rel] = (class_name, split)
+        plan.tasks.append((rel, os.path.join(manual_dir, rel)))
+    return plan
+
+
+def _plan_noisy(manual_dir: str, config: IllustrationsConfig) -> _Plan:
+    """Image files and Iconify icons whose names map to at least one ImageNet class."""
+    plan = _Plan(layout="noisy")
+    mapper = name_mapping.NameMapper(config.mapping_options())
+    json_files = []
+    for rel in _walk(manual_dir):
+        if rel.lower().endswith(".json"):
+            if config.scan_json:
+                json_files.append(os.path.join(manual_dir, rel))
+            continue
+        plan.files_seen += 1
+        matches = mapper.match(rel)
+        if not matches:
+            plan.unmapped += 1
+            continue
+        plan.noisy[rel] = matches
+        plan.tasks.append((rel, os.path.join(manual_dir, rel)))
+    extra = [p if os.path.isabs(p) else os.path.join(manual_dir, p) for p in config.iconify]
+    missing = [p for p in extra if not os.path.exists(p)]
+    if missing:
+        raise FileNotFoundError(f"iconify path(s) not found: {', '.join(missing)}")
+    selection = config.iconify_filter()
+    for path in iconify.find_collections(json_files + extra):
+        rel = os.path.relpath(path, manual_dir).replace(os.sep, "/")
+        try:
+            data = iconify.read_collection(path)
+        except ValueError as e:
+            plan.skipped.append((rel, str(e)))
+            continue
+        if data is None:
+            logging.info("%s is not an Iconify collection; ignored", rel)
+            continue
+        reason = iconify.excluded_reason(data, selection)
+        if reason:
+            logging.info("Iconify %s: %s", rel, reason)
+            continue
+        for icon in iconify.icons(data, selection):
+            plan.files_seen += 1
+            if icon.name in plan.noisy:
+                plan.skipped.append((icon.name, "duplicate icon name; first one kept"))
+                continue
+            matches = mapper.match(icon.name)
+            if not matches:
+                plan.unmapped += 1
+                continue
+            plan.noisy[icon.name] = matches
+            plan.tasks.append((icon.name, icon.svg.encode("utf-8")))
+    return plan
+
+
+def _ingest(tasks, config: IllustrationsConfig, cache_dir: str) -> dict[str, ingestion.Ingested]:
+    logging.info("illustrations/%s: decoding %d files", config.name, len(tasks))
+    progress = lambda line: logging.info("illustrations/%s: %s", config.name, line)  # noqa: E731
+    return {r.key: r for r in ingestion.ingest_many(
+        tasks, config.ingest_options(), cache_dir, num_workers=config.num_workers,
+        progress=progress)}
+
+
+# ---------------------------------------------------------------------------
+# Examples and splits.
+
+
+def _group_split(members: Sequence[str], split_of: dict[str, str]) -> str:
+    """The most held-out split among duplicates: test > validation > train."""
+    return max((split_of[m] for m in members), key=_HELD_OUT_ORDER.__getitem__)
+
+
+def _curated_examples(plan: _Plan, good: dict[str, ingestion.Ingested],
+                      config: IllustrationsConfig) -> tuple[list[tuple[str, _Example]], int]:
+    has_validation = any(split == "validation" for _, split in plan.curated.values())
+    split_of: dict[str, str] = {}
+    for name, result in good.items():
+        split = plan.curated[name][1]
+        if not split:  # flat layout
+            split = splits.assign(result.pixel_hash, config.split_fractions, config.split_seed)
+        elif split == "train" and not has_validation:
+            split = splits.carve_validation(result.pixel_hash, config.validation_fraction,
+                                            config.split_seed)
+        split_of[name] = split
+    final, moved = _unify_duplicate_splits(good, split_of)
+    indices = {c: _imagenet_index(c) for c, _ in plan.curated.values()}
+    examples = []
+    for name in sorted(good):
+        class_name = plan.curated[name][0]
+        examples.append((final[name], _Example(name, name, good[name].png_path, class_name,
+                                               indices[class_name])))
+    return examples, moved
+
+
+def _unify_duplicate_splits(good: dict[str, ingestion.Ingested], split_of: dict[str, str]
+                            ) -> tuple[dict[str, str], int]:
+    """Puts every group of pixel-identical files in its most held-out split."""
+    groups = collections.defaultdict(list)
+    for name, result in good.items():
+        groups[result.pixel_hash].append(name)
+    final, moved = {}, 0
+    for members in groups.values():
+        split = _group_split(members, split_of)
+        for m in members:
+            final[m] = split
+            moved += split != split_of[m]
+    return final, moved
+
+
+def _noisy_examples(plan: _Plan, good: dict[str, ingestion.Ingested],
+                    config: IllustrationsConfig) -> tuple[list[tuple[str, _Example]], int]:
+    counts = collections.Counter(m.wnid for name in good for m in plan.noisy[name])
+    kept = {w for w, n in counts.items() if n >= config.min_images_per_class}
+    plan.dropped_classes = len(counts) - len(kept)
+    examples = []
+    for name in sorted(good):
+        result = good[name]
+        split = splits.assign(result.pixel_hash, config.split_fractions, config.split_seed)
+        for m in plan.noisy[name]:
+            if m.wnid in kept:
+                examples.append((split, _Example(f"{name}|{m.wnid}", name, result.png_path,
+                                                 m.wnid, m.index, " ".join(m.matched_words))))
+    return examples, 0
+
+
+def _imagenet_index(class_name: str) -> int:
+    found = imagenet.find(class_name)
+    return found.index if found is not None else -1
+
+
+def _class_imagenet_indices(class_names: Sequence[str], source: str) -> list[int]:
+    if source == "noisy":
+        return [imagenet.by_wnid(w).index for w in class_names]
+    return [_imagenet_index(c) for c in class_names]
+
+
+def _write_report(data_dir: str, skipped: Sequence[tuple[str, str]], report: dict) -> None:
+    """``skipped.tsv`` (file, reason) and ``build_report.json`` next to the dataset."""
+    path = os.path.join(data_dir, SKIPPED_FILE)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write("file\treason\n")
+        for name, reason in sorted(skipped):
+            f.write(f"{name}\t{reason}\n")
+    os.replace(path + ".tmp", path)
+    path = os.path.join(data_dir, REPORT_FILE)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2, default=list)
+    os.replace(path + ".tmp", path)

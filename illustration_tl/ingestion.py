@@ -1,0 +1,373 @@
+"""Image ingestion: any clip-art file in, one RGB uint8 array out (paper §4).
+
+The paper trains on clip art gathered from the web; real collections mix PNGs
+with transparent backgrounds, palette images, grayscale and 1-bit drawings,
+CMYK JPEGs, PNGs named ``.jpg``, huge scans, SVGs and broken downloads. This
+module turns every one of them into the same thing, for the dataset builder
+and, later, for ``predict`` (so training and serving see the same pixels):
+
+- the format is detected from the bytes, never from the file extension;
+- transparency (RGBA, LA, palette or colour-key ``tRNS``) is composited on a
+  background, white by default, as the illustrations are drawn on paper;
+- 1, L, P, CMYK, YCbCr, 16-bit and float modes are converted to 8-bit RGB;
+- animated GIF / PNG / WebP files contribute their first frame;
+- an image whose header declares more than ``max_pixels`` pixels is refused
+  before it is decoded (decompression-bomb guard);
+- SVG is rasterized with resvg (a real SVG renderer), the longer side at
+  ``svg_size`` pixels;
+- optionally the image is downscaled so its longer side is ``max_side``.
+
+Anything that cannot be read raises :class:`IngestionError` with a one-line
+reason; callers (the builder) skip and list such files instead of aborting.
+Only Pillow and NumPy are used: no TensorFlow import, so worker processes
+start fast.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import gzip
+import hashlib
+import io
+import multiprocessing
+import os
+import time
+import warnings
+from typing import Callable, Iterator, Sequence, Union
+
+import numpy as np
+from PIL import Image, ImageOps
+
+# Pillow's own decompression-bomb limit (about 89.5 megapixels), our default.
+DEFAULT_MAX_PIXELS = 89_478_485
+DEFAULT_BACKGROUND = (255, 255, 255)
+DEFAULT_SVG_SIZE = 512
+
+# format name -> Pillow plugin name
+_PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "gif": "GIF", "bmp": "BMP", "webp": "WEBP",
+                "tiff": "TIFF"}
+SUPPORTED_FORMATS = ("png", "jpeg", "gif", "bmp", "webp", "tiff", "svg")
+
+PathOrBytes = Union[str, os.PathLike, bytes, bytearray, memoryview]
+
+
+class IngestionError(Exception):
+    """A file that is not a decodable image; ``reason`` is one line for a log or TSV."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason.replace("\t", " ").replace("\n", " ")
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The image format of ``data`` from its magic bytes (``png``, ``jpeg``, ``svg`` ...).
+
+    Returns None for anything else. Gzip data is reported as ``svg`` only when
+    it decompresses to SVG (``.svgz``).
+    """
+    head = data[:32]
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if head.startswith(b"BM") and len(data) >= 26:
+        return "bmp"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    if head.startswith(b"\x1f\x8b"):
+        try:
+            inner = gzip.decompress(data)
+        except (OSError, EOFError):
+            return None
+        return "svg" if _looks_like_svg(inner) else None
+    return "svg" if _looks_like_svg(data) else None
+
+
+def _looks_like_svg(data: bytes) -> bool:
+    text = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return text.startswith((b"<?xml", b"<svg", b"<!doctype svg", b"<!--")) and b"<svg" in text
+
+
+def read_bytes(path_or_bytes: PathOrBytes) -> bytes:
+    """The bytes of a path, or the bytes themselves; IngestionError if unreadable."""
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        return bytes(path_or_bytes)
+    try:
+        with open(path_or_bytes, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise IngestionError(f"cannot read file: {e.strerror or e}") from None
+
+
+def rasterize_svg(data: bytes, size: int = DEFAULT_SVG_SIZE) -> bytes:
+    """PNG bytes of an SVG rendered by resvg so that its longer side is ``size`` px.
+
+    The background stays transparent (it is composited later like any RGBA
+    image); ``currentColor`` renders black, as in a browser's default style.
+    """
+    try:
+        import resvg_py
+    except ImportError:
+        raise IngestionError("SVG support needs resvg-py: pip install resvg-py") from None
+    if data.startswith(b"\x1f\x8b"):
+        data = gzip.decompress(data)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+    try:
+        return bytes(resvg_py.svg_to_bytes(svg_string=text, width=size, height=size,
+                                           skip_system_fonts=False))
+    except BaseException as e:  # resvg raises ValueError, or a pyo3 PanicException
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise IngestionError(f"SVG could not be rendered: {_one_line(e)}") from None
+
+
+def load_image(path_or_bytes: PathOrBytes, *, background: Sequence[int] | None =
+               DEFAULT_BACKGROUND, max_side: int | None = None,
+               max_pixels: int | None = DEFAULT_MAX_PIXELS,
+               svg_size: int = DEFAULT_SVG_SIZE) -> np.ndarray:
+    """Decodes one illustration to an RGB ``uint8`` array of shape ``(H, W, 3)``.
+
+    Args:
+      path_or_bytes: a file path or the file's bytes.
+      background: RGB colour that transparent pixels are composited on; None
+        drops the alpha channel instead (the colour under it shows).
+      max_side: if set, downscale (Lanczos) so the longer side is at most this.
+      max_pixels: refuse images declaring more pixels than this (None: no limit).
+      svg_size: longer side, in pixels, at which SVG files are rasterized.
+
+    Raises:
+      IngestionError: empty, unreadable, unknown-format, truncated or corrupt
+        files, and images over ``max_pixels``.
+    """
+    image = open_image(path_or_bytes, max_pixels=max_pixels, svg_size=svg_size)
+    return to_rgb_array(image, background=background, max_side=max_side)
+
+
+def open_image(path_or_bytes: PathOrBytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+               svg_size: int = DEFAULT_SVG_SIZE) -> Image.Image:
+    """A fully loaded Pillow image (first frame) of a file, format sniffed from bytes."""
+    data = read_bytes(path_or_bytes)
+    if not data:
+        raise IngestionError("empty file (0 bytes)")
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise IngestionError(f"not an image: unrecognized content starting with {data[:8]!r}")
+    if fmt == "svg":
+        data, fmt = rasterize_svg(data, svg_size), "png"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[fmt]])
+            width, height = image.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise IngestionError(
+                    f"decompression-bomb guard: {width}x{height} = {width * height:,} pixels "
+                    f"is over max_pixels={max_pixels:,}; raise max_pixels if you trust it")
+            image.seek(0)  # first frame of animated GIF / PNG / WebP
+            image.load()
+            return ImageOps.exif_transpose(image) if fmt in ("jpeg", "webp", "tiff") else image
+    except IngestionError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise IngestionError(f"decompression-bomb guard: {_one_line(e)}") from None
+    except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, EOFError, zlib...
+        raise IngestionError(f"corrupt or truncated {fmt.upper()}: {_one_line(e)}") from None
+
+
+def to_rgb_array(image: Image.Image, *, background: Sequence[int] | None = DEFAULT_BACKGROUND,
+                 max_side: int | None = None) -> np.ndarray:
+    """Normalizes a loaded Pillow image to RGB uint8, alpha composited, maybe downscaled."""
+    image = _to_rgb_or_rgba(image)
+    if max_side is not None:
+        image = downscale(image, max_side)
+    if image.mode == "RGBA":
+        if background is None:
+            image = image.convert("RGB")
+        else:
+            bg = Image.new("RGBA", image.size, tuple(int(c) for c in background) + (255,))
+            image = Image.alpha_composite(bg, image).convert("RGB")
+    array = np.asarray(image, dtype=np.uint8)
+    if array.ndim != 3 or array.shape[2] != 3:  # defensive: every branch above yields RGB
+        raise IngestionError(f"unexpected decoded shape {array.shape}")
+    return array
+
+
+def _to_rgb_or_rgba(image: Image.Image) -> Image.Image:
+    """RGB, or RGBA when the image carries any transparency."""
+    mode = image.mode
+    has_key = "transparency" in image.info
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        image = _high_bit_depth_to_l(image)
+        mode = "L"
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or (has_key and mode in ("P", "L", "RGB")):
+        return image.convert("RGBA")
+    if mode == "RGB":
+        return image
+    return image.convert("RGB")  # 1, L, P, CMYK, YCbCr, LAB, HSV
+
+
+def _high_bit_depth_to_l(image: Image.Image) -> Image.Image:
+    """16-bit or 32-bit grayscale to 8-bit L by scaling, not clipping."""
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        top = 1.0 if values.size and values.max() <= 1.0 else 255.0
+    else:
+        top = 65535.0 if image.mode.startswith("I;16") or (values.size and values.max() > 255) \
+            else 255.0
+    scaled = np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8)
+    return Image.fromarray(scaled, mode="L")
+
+
+def downscale(image: Image.Image, max_side: int) -> Image.Image:
+    """Lanczos-downscale so the longer side is at most ``max_side`` (never upscales)."""
+    if max_side <= 0:
+        raise ValueError(f"max_side must be positive, got {max_side}")
+    width, height = image.size
+    longest = max(width, height)
+    if longest <= max_side:
+        return image
+    scale = max_side / longest
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def encode_png(array: np.ndarray, compress_level: int = 6) -> bytes:
+    """PNG bytes of an RGB uint8 array (lossless: decoding gives the array back)."""
+    out = io.BytesIO()
+    Image.fromarray(array, mode="RGB").save(out, format="PNG", compress_level=compress_level)
+    return out.getvalue()
+
+
+def pixel_hash(array: np.ndarray) -> str:
+    """SHA-256 of an image's shape and pixels: equal for pixel-identical images."""
+    h = hashlib.sha256(f"{array.shape}{array.dtype}".encode())
+    h.update(np.ascontiguousarray(array).data)
+    return h.hexdigest()
+
+
+def byte_hash(data: bytes) -> str:
+    """SHA-256 of a file's bytes: equal for byte-identical files."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
+
+
+# ---------------------------------------------------------------------------
+# Batch ingestion for the dataset builder: decode once, keep the stored PNG.
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestOptions:
+    """How the builder normalizes every image (see :func:`load_image`)."""
+
+    background: tuple[int, int, int] | None = DEFAULT_BACKGROUND
+    max_side: int | None = 512
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    svg_size: int = DEFAULT_SVG_SIZE
+    png_compress_level: int = 6
+
+
+@dataclasses.dataclass(frozen=True)
+class Ingested:
+    """The outcome for one source: its hashes and stored PNG, or why it was skipped."""
+
+    key: str
+    byte_hash: str = ""
+    pixel_hash: str = ""
+    height: int = 0
+    width: int = 0
+    png_path: str = ""
+    error: str | None = None
+
+
+def ingest(key: str, source: str | bytes, options: IngestOptions, cache_dir: str) -> Ingested:
+    """Decodes ``source`` (a path, or inline bytes such as an Iconify SVG) once.
+
+    Writes the normalized image as ``<cache_dir>/<pixel hash>.png`` (pixel-identical
+    sources share one file) and returns the hashes. Never raises for a bad
+    source: the reason is returned in ``error``.
+    """
+    try:
+        data = read_bytes(source)
+        array = load_image(data, background=options.background, max_side=options.max_side,
+                           max_pixels=options.max_pixels, svg_size=options.svg_size)
+        p_hash = pixel_hash(array)
+        png_path = os.path.join(cache_dir, p_hash + ".png")
+        if not os.path.exists(png_path):
+            tmp = f"{png_path}.{os.getpid()}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(encode_png(array, options.png_compress_level))
+            os.replace(tmp, png_path)
+        return Ingested(key, byte_hash(data), p_hash, array.shape[0], array.shape[1], png_path)
+    except IngestionError as e:
+        return Ingested(key, error=e.reason)
+    except MemoryError:
+        return Ingested(key, error="out of memory while decoding")
+    except Exception as e:  # a bug or a library failure must not abort a whole build
+        return Ingested(key, error=f"unexpected error: {_one_line(e)}")
+
+
+def _ingest_chunk(args: tuple[list[tuple[str, str | bytes]], IngestOptions, str]
+                  ) -> list[Ingested]:
+    tasks, options, cache_dir = args
+    return [ingest(k, s, options, cache_dir) for k, s in tasks]
+
+
+def default_workers() -> int:
+    """CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def ingest_many(tasks: Sequence[tuple[str, str | bytes]], options: IngestOptions,
+                cache_dir: str, num_workers: int = 0, min_parallel: int = 64,
+                progress: Callable[[str], None] | None = None,
+                chunk_size: int = 32) -> Iterator[Ingested]:
+    """:func:`ingest` over ``(key, source)`` tasks, in processes when there are many.
+
+    ``num_workers`` 0 means one per CPU; fewer than ``min_parallel`` tasks run in
+    this process. Results come back in task order. ``progress`` receives a line
+    about every 10 seconds.
+    """
+    os.makedirs(cache_dir, exist_ok=True)
+    workers = num_workers or default_workers()
+    start, last, done, failed = time.monotonic(), time.monotonic(), 0, 0
+
+    def report(result: Ingested) -> None:
+        nonlocal last, done, failed
+        done += 1
+        failed += result.error is not None
+        now = time.monotonic()
+        if progress and (now - last > 10 or done == len(tasks)):
+            last = now
+            rate = done / max(now - start, 1e-9)
+            progress(f"ingested {done}/{len(tasks)} images ({failed} skipped), {rate:.0f}/s")
+
+    if workers <= 1 or len(tasks) < min_parallel:
+        for key, source in tasks:
+            result = ingest(key, source, options, cache_dir)
+            report(result)
+            yield result
+        return
+    chunks = [(list(tasks[i:i + chunk_size]), options, cache_dir)
+              for i in range(0, len(tasks), chunk_size)]
+    # spawn: never fork a process that may hold TensorFlow's threads and locks.
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        for results in pool.map(_ingest_chunk, chunks):
+            for result in results:
+                report(result)
+                yield result
