@@ -1,0 +1,258 @@
+"""Evaluation results: top-1/top-5 accuracy, globally and per class (paper §7, Tables 2-4).
+
+Every classifier in the pipeline (the ImageNet baseline, the SVM on embeddings,
+the optimized CNN) is scored the same way: it produces one score per class for
+every test image, and an image counts as a top-k hit when its true class is
+among the k highest scores. :class:`EvalResult` keeps those scores with the
+labels and file names, so tables, confusion matrices and figures can be made
+later from the saved result without re-running the model.
+
+Ties are counted pessimistically: the true class must beat every other class
+with the same score, so a collapsed classifier that gives all classes the same
+score scores 0, never 100 (paper §7 does not say how ties were counted).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from typing import Any, Sequence
+
+import numpy as np
+
+from illustration_tl.errors import UserError
+
+EVAL_JSON = "eval.json"
+SCORES_NPZ = "scores.npz"
+
+
+def true_class_rank(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """0-based rank of each example's true class among its scores, ties counted against it.
+
+    ``rank = #(other classes with score >= the true class's score)``; an image is
+    a top-k hit when ``rank < k``.
+    """
+    scores = np.asarray(scores)
+    labels = np.asarray(labels, dtype=np.int64)
+    if scores.ndim != 2 or len(scores) != len(labels):
+        raise ValueError(f"scores must be (n, classes) matching {len(labels)} labels, "
+                         f"got shape {scores.shape}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= scores.shape[1]):
+        raise ValueError(f"labels must lie in 0..{scores.shape[1] - 1}")
+    true = scores[np.arange(len(labels)), labels][:, None]
+    return (scores >= true).sum(axis=1) - 1
+
+
+def top_k_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Fraction of examples whose true class is among the ``k`` highest scores (§7)."""
+    if len(labels) == 0:
+        return float("nan")
+    return float(np.mean(true_class_rank(scores, labels) < k))
+
+
+def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of the ``k`` highest scores per row, best first (stable for ties)."""
+    k = min(k, scores.shape[1])
+    return np.argsort(-np.asarray(scores), axis=1, kind="stable")[:, :k]
+
+
+def scores_2d(scores: np.ndarray) -> np.ndarray:
+    """Decision scores as (n, classes): a binary ``decision_function`` (n,) becomes [-s, s]."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim == 1:
+        return np.stack([-scores, scores], axis=1)
+    return scores
+
+
+@dataclasses.dataclass
+class EvalResult:
+    """One model's scores on one test set (the common result of every stage, §7).
+
+    ``scores[i, j]`` is the score of class ``class_names[j]`` for example ``i``;
+    ``labels[i]`` indexes ``class_names``. ``extra`` holds JSON-friendly details
+    (parameters, the dataset, numbers the stage measured itself).
+    """
+
+    model_name: str
+    class_names: list[str]
+    labels: np.ndarray
+    scores: np.ndarray
+    file_names: list[str] | None = None
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.class_names = [str(c) for c in self.class_names]
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        self.scores = scores_2d(self.scores)
+        if self.scores.shape != (len(self.labels), len(self.class_names)):
+            raise ValueError(f"{self.model_name}: scores have shape {self.scores.shape}, "
+                             f"expected ({len(self.labels)}, {len(self.class_names)})")
+        if self.file_names is not None:
+            self.file_names = [str(f) for f in self.file_names]
+            if len(self.file_names) != len(self.labels):
+                raise ValueError(f"{self.model_name}: {len(self.file_names)} file names "
+                                 f"for {len(self.labels)} examples")
+
+    @property
+    def num_examples(self) -> int:
+        return len(self.labels)
+
+    def top_k(self, k: int) -> float:
+        """Top-k accuracy over all examples (Table 3)."""
+        return top_k_accuracy(self.scores, self.labels, k)
+
+    def predictions(self) -> np.ndarray:
+        """The top-1 class index per example."""
+        return top_k_indices(self.scores, 1)[:, 0]
+
+    def per_class(self, ks: Sequence[int] = (1, 5)) -> list[dict[str, Any]]:
+        """Top-k accuracy per true class (Table 4), for every class with test examples."""
+        ranks = true_class_rank(self.scores, self.labels)
+        rows = []
+        for c in np.unique(self.labels):
+            mask = self.labels == c
+            row: dict[str, Any] = {"class": self.class_names[c], "index": int(c),
+                                   "n": int(mask.sum())}
+            for k in ks:
+                row[f"top{k}"] = float(np.mean(ranks[mask] < k))
+            rows.append(row)
+        return rows
+
+    def confusion(self) -> tuple[list[str], np.ndarray]:
+        """Confusion counts over the classes present in ``labels``.
+
+        Returns ``(names, matrix)``: rows are true classes, columns the same
+        classes plus a last column ``"other"`` for predictions outside them
+        (e.g. the 1000-way baseline predicting a class the dataset lacks).
+        """
+        present = np.unique(self.labels)
+        col = {int(c): i for i, c in enumerate(present)}
+        matrix = np.zeros((len(present), len(present) + 1), dtype=np.int64)
+        for t, p in zip(self.labels, self.predictions()):
+            matrix[col[int(t)], col.get(int(p), len(present))] += 1
+        return [self.class_names[c] for c in present], matrix
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-friendly headline numbers."""
+        return {"model_name": self.model_name, "num_examples": self.num_examples,
+                "num_classes": len(self.class_names), "top1": self.top_k(1),
+                "top5": self.top_k(5)}
+
+    def save(self, directory: str) -> None:
+        """Writes ``eval.json`` (summary, per-class table, metadata) and ``scores.npz``."""
+        os.makedirs(directory, exist_ok=True)
+        arrays = {"labels": self.labels, "scores": self.scores.astype(np.float32)}
+        if self.file_names is not None:
+            arrays["file_names"] = np.asarray(self.file_names, dtype=str)
+        _atomic_savez(os.path.join(directory, SCORES_NPZ), arrays)
+        doc = dict(self.summary(), class_names=self.class_names,
+                   has_file_names=self.file_names is not None,
+                   per_class=self.per_class(), extra=self.extra)
+        atomic_write_json(os.path.join(directory, EVAL_JSON), doc)
+
+    @classmethod
+    def load(cls, directory: str) -> EvalResult:
+        """Reads a result written by :meth:`save`; a clear error if it is not one."""
+        json_path = os.path.join(directory, EVAL_JSON)
+        npz_path = os.path.join(directory, SCORES_NPZ)
+        if not (os.path.isfile(json_path) and os.path.isfile(npz_path)):
+            raise UserError(f"{directory!r} is not an evaluation result: it needs {EVAL_JSON} "
+                            f"and {SCORES_NPZ} (written by baseline, svm or optimize)")
+        with open(json_path, encoding="utf-8") as f:
+            doc = json.load(f)
+        with np.load(npz_path, allow_pickle=False) as z:
+            file_names = list(z["file_names"]) if "file_names" in z.files else None
+            return cls(doc["model_name"], doc["class_names"], z["labels"], z["scores"],
+                       file_names, doc.get("extra", {}))
+
+
+def atomic_write_json(path: str, doc: Any) -> None:
+    """Writes JSON through a temporary file and ``os.replace`` (never half a file)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=2, default=_json_default)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _atomic_savez(path: str, arrays: dict[str, np.ndarray]) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+# --- The ImageNet baseline (paper §6, Table 2) -------------------------------------------
+
+def imagenet_baseline(model_name: str, scores_1000: np.ndarray, labels: np.ndarray,
+                      class_names: Sequence[str], class_imagenet_indices: Sequence[int],
+                      file_names: Sequence[str] | None = None,
+                      extra: dict[str, Any] | None = None) -> tuple[EvalResult, EvalResult]:
+    """Scores an ImageNet classifier on a dataset whose classes are ImageNet classes.
+
+    ``scores_1000`` are the network's 1000-way outputs; ``labels`` index the
+    dataset's ``class_names``, whose ImageNet indices are ``class_imagenet_indices``
+    (-1 for a class that is not an ImageNet class; its examples are left out and
+    counted in ``extra["skipped_examples"]``).
+
+    Returns two results over the same examples:
+
+    * 1000-way (paper Table 2): every ImageNet class competes; columns are the
+      1000 ImageNet classes, those the dataset has named by the dataset's names;
+    * restricted: only the dataset's own classes compete (the fair comparison
+      with a classifier trained on the dataset's classes).
+    """
+    from illustration_tl import imagenet
+
+    scores_1000 = np.asarray(scores_1000)
+    labels = np.asarray(labels, dtype=np.int64)
+    if scores_1000.ndim != 2 or scores_1000.shape[1] != imagenet.NUM_CLASSES:
+        raise UserError(f"the baseline needs a {imagenet.NUM_CLASSES}-way ImageNet classifier; "
+                        f"the model outputs shape {scores_1000.shape[1:]}")
+    idx = np.asarray(class_imagenet_indices, dtype=np.int64)
+    if len(idx) != len(class_names):
+        raise ValueError("one ImageNet index per class is needed")
+    usable = [c for c in range(len(class_names)) if idx[c] >= 0]
+    if not usable:
+        raise UserError("no class of the dataset carries an ImageNet index; the ImageNet "
+                        "baseline needs classes that are ImageNet classes")
+    if len(set(idx[usable].tolist())) != len(usable):
+        raise UserError("two dataset classes map to the same ImageNet class; "
+                        "the baseline cannot tell them apart")
+    keep = idx[labels] >= 0
+    names_1000 = [c.name for c in imagenet.classes()]
+    for c in usable:
+        names_1000[idx[c]] = str(class_names[c])
+    files = None if file_names is None else [f for f, k in zip(file_names, keep) if k]
+    extra = dict(extra or {}, skipped_examples=int((~keep).sum()),
+                 dataset_classes=[str(class_names[c]) for c in usable])
+    full = EvalResult(f"{model_name} (1000-way)", names_1000, idx[labels[keep]],
+                      scores_1000[keep], files, dict(extra, label_space="imagenet1000"))
+    remap = np.full(len(class_names), -1)
+    remap[usable] = np.arange(len(usable))
+    restricted = EvalResult(f"{model_name} (restricted)", [str(class_names[c]) for c in usable],
+                            remap[labels[keep]], scores_1000[keep][:, idx[usable]], files,
+                            dict(extra, label_space="dataset"))
+    return full, restricted

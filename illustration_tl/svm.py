@@ -1,0 +1,452 @@
+"""The SVM stage: an SVM on CNN embeddings, with the paper's grid search (paper §6.1, §7.2).
+
+The paper trains scikit-learn SVMs on fc2 embeddings and picks kernel, γ and
+C by 3-fold grid search over kernels {rbf, poly, sigmoid, linear}, γ ∈ {1e-3,
+1e-4}, C ∈ {1, 10, 100, 1000} and the multi-class strategy {one-vs-rest,
+one-vs-one}: 4 × 2 × 4 × 2 = 64 combinations (:func:`paper_grid`). Its best
+settings were RBF C=1 γ=1e-4 on the baseline fc2 and sigmoid C=10 γ=1e-4 on
+the optimized fc2 (``configs/svm_baseline.flags``, ``configs/svm_optimized.flags``).
+
+Multi-class strategy. scikit-learn's ``SVC`` always trains one-vs-one;
+``decision_function_shape='ovr'`` only turns the pairwise votes into one score
+per class. Here ``multiclass="ovo"`` is exactly that (``SVC``, per-class scores
+from votes plus confidences), and ``multiclass="ovr"`` is true one-vs-rest:
+``OneVsRestClassifier(SVC)``, one binary SVM per class against all others.
+
+Feature scaling (``none``, ``standard``, ``l2``) is a parameter like any other
+and a grid dimension: γ must be searched together with it, since γ=1e-4 suits
+raw fc2 activations (squared distances in the thousands) but makes an RBF on
+l2-normalized features nearly constant.
+
+Speed. For exact kernels the grid evaluates each fold's kernel matrix once per
+(scaling, kernel, γ) with one BLAS matrix product and fits every C and
+strategy on it (``SVC(kernel="precomputed")``); the decision scores equal
+those of the same SVM on the raw features. The final model is refit on all
+training rows with the real kernel, so the saved pipeline takes embeddings.
+For sets too large for a kernel SVM (the noisy set), ``approximation="nystroem"``
+maps the features with a Nystroem kernel approximation and trains linear SVMs.
+
+Saved model: ``svm.joblib`` holds an sklearn ``Pipeline`` whose optional first
+step ``"scale"`` is the scaler and whose last step ``"svm"`` is the classifier
+(``SVC`` or ``OneVsRestClassifier(SVC)``; with Nystroem a ``"features"`` step
+sits between them); ``svm.json`` holds the parameters, CV scores and classes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import sys
+import tempfile
+import time
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from illustration_tl.errors import UserError
+from illustration_tl.evaluation import EvalResult, atomic_write_json, scores_2d, top_k_accuracy
+
+KERNELS = ("rbf", "poly", "sigmoid", "linear")
+MULTICLASS = ("ovr", "ovo")
+SCALINGS = ("none", "standard", "l2")
+APPROXIMATIONS = ("none", "nystroem")
+
+# The paper's grid (§6.1): 4 kernels x 2 gammas x 4 Cs x 2 strategies = 64.
+PAPER_KERNELS = KERNELS
+PAPER_GAMMAS = (1e-3, 1e-4)
+PAPER_CS = (1.0, 10.0, 100.0, 1000.0)
+PAPER_MULTICLASS = MULTICLASS
+
+MODEL_FILE = "svm.joblib"
+INFO_FILE = "svm.json"
+# Classes absent from the training rows get this score, so they rank last.
+MISSING_CLASS_SCORE = float(np.finfo(np.float32).min)
+
+__all__ = ["SvmParams", "SvmFit", "CvResult", "paper_grid", "grid", "make_pipeline", "fit",
+           "cross_validate", "decision_scores", "evaluate", "save", "load", "top_k_accuracy"]
+
+
+@dataclasses.dataclass(frozen=True)
+class SvmParams:
+    """One SVM configuration (one point of the grid)."""
+
+    kernel: str = "rbf"
+    C: float = 1.0
+    gamma: float = 1e-4
+    multiclass: str = "ovo"
+    scaling: str = "none"
+    degree: int = 3                  # poly kernel (sklearn default)
+    coef0: float = 0.0               # poly and sigmoid kernels (sklearn default)
+    approximation: str = "none"      # "nystroem": kernel approximation + linear SVM
+    nystroem_components: int = 1024
+    max_iter: int = -1               # libsvm iteration cap; -1 = until converged (sklearn)
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in [("kernel", self.kernel, KERNELS),
+                                     ("multiclass", self.multiclass, MULTICLASS),
+                                     ("scaling", self.scaling, SCALINGS),
+                                     ("approximation", self.approximation, APPROXIMATIONS)]:
+            if value not in allowed:
+                raise UserError(f"--{name}={value!r} is not one of {', '.join(allowed)}")
+        if self.C <= 0 or self.gamma <= 0:
+            raise UserError(f"C and gamma must be positive (got C={self.C}, "
+                            f"gamma={self.gamma})")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def label(self) -> str:
+        """Short text such as ``rbf C=1 γ=0.0001 ovo``."""
+        text = f"{self.kernel} C={self.C:g}"
+        if self.kernel != "linear":
+            text += f" gamma={self.gamma:g}"
+        text += f" {self.multiclass}"
+        if self.scaling != "none":
+            text += f" scale={self.scaling}"
+        if self.approximation != "none":
+            text += f" nystroem({self.nystroem_components})"
+        return text
+
+    def kernel_key(self) -> tuple:
+        """What determines the kernel matrix (a linear kernel ignores gamma)."""
+        gamma = None if self.kernel == "linear" else self.gamma
+        return (self.scaling, self.kernel, gamma, self.degree, self.coef0)
+
+
+def grid(kernels: Sequence[str] = PAPER_KERNELS, gammas: Sequence[float] = PAPER_GAMMAS,
+         Cs: Sequence[float] = PAPER_CS, multiclass: Sequence[str] = PAPER_MULTICLASS,
+         scalings: Sequence[str] = ("none",), **common: Any) -> list[SvmParams]:
+    """Every combination of the given values (the Cartesian product, in this order)."""
+    return [SvmParams(kernel=k, gamma=float(g), C=float(c), multiclass=m, scaling=s, **common)
+            for s, k, g, c, m in itertools.product(scalings, kernels, gammas, Cs, multiclass)]
+
+
+def paper_grid(scalings: Sequence[str] = ("none",), **common: Any) -> list[SvmParams]:
+    """The paper's 64-point grid (§6.1), optionally crossed with feature scalings."""
+    return grid(PAPER_KERNELS, PAPER_GAMMAS, PAPER_CS, PAPER_MULTICLASS, scalings, **common)
+
+
+# --- Building the sklearn pipeline ----------------------------------------------------
+
+def make_scaler(scaling: str) -> Any:
+    from sklearn.preprocessing import Normalizer, StandardScaler
+
+    return {"none": None, "standard": StandardScaler(), "l2": Normalizer(norm="l2")}[scaling]
+
+
+def make_classifier(params: SvmParams, kernel: str | None = None, cache_size: float = 500
+                    ) -> Any:
+    """``SVC`` (one-vs-one) or ``OneVsRestClassifier(SVC)`` (true one-vs-rest)."""
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.svm import SVC
+
+    svc = SVC(kernel=kernel or params.kernel, C=params.C, gamma=params.gamma,
+              degree=params.degree, coef0=params.coef0, cache_size=cache_size,
+              max_iter=params.max_iter, decision_function_shape="ovr")
+    return OneVsRestClassifier(svc) if params.multiclass == "ovr" else svc
+
+
+def _linear_classifier(params: SvmParams) -> Any:
+    from sklearn.multiclass import OneVsOneClassifier
+    from sklearn.svm import LinearSVC
+
+    svc = LinearSVC(C=params.C, dual="auto",
+                    max_iter=params.max_iter if params.max_iter > 0 else 10000)
+    return svc if params.multiclass == "ovr" else OneVsOneClassifier(svc)
+
+
+def make_pipeline(params: SvmParams, seed: int = 0) -> Any:
+    """The unfitted pipeline: optional ``scale``, optional ``features`` (Nystroem), ``svm``."""
+    from sklearn.kernel_approximation import Nystroem
+    from sklearn.pipeline import Pipeline
+
+    steps: list[tuple[str, Any]] = []
+    scaler = make_scaler(params.scaling)
+    if scaler is not None:
+        steps.append(("scale", scaler))
+    if params.approximation == "nystroem":
+        steps.append(("features", Nystroem(kernel=params.kernel, gamma=params.gamma,
+                                           degree=params.degree, coef0=params.coef0,
+                                           n_components=params.nystroem_components,
+                                           random_state=seed)))
+        steps.append(("svm", _linear_classifier(params)))
+    else:
+        steps.append(("svm", make_classifier(params)))
+    return Pipeline(steps)
+
+
+def decision_scores(model: Any, x: np.ndarray, num_classes: int | None = None) -> np.ndarray:
+    """One score per class from ``decision_function``, as (n, num_classes).
+
+    Columns follow the integer labels the model was trained on; a class that
+    had no training rows gets :data:`MISSING_CLASS_SCORE`.
+    """
+    scores = scores_2d(model.decision_function(x))
+    classes = np.asarray(model.classes_, dtype=np.int64)
+    num_classes = num_classes or int(classes.max()) + 1
+    if len(classes) == num_classes and np.array_equal(classes, np.arange(num_classes)):
+        return scores
+    full = np.full((len(scores), num_classes), MISSING_CLASS_SCORE)
+    full[:, classes] = scores
+    return full
+
+
+# --- Kernels computed once per fold ---------------------------------------------------
+
+def _gram_kernel(params: SvmParams, dot: np.ndarray, sq_a: np.ndarray | None,
+                 sq_b: np.ndarray | None) -> np.ndarray:
+    """The kernel matrix from the dot products (sklearn's kernel definitions)."""
+    if params.kernel == "linear":
+        return dot
+    if params.kernel == "rbf":
+        d2 = sq_a[:, None] + sq_b[None, :] - 2.0 * dot
+        return np.exp(-params.gamma * np.maximum(d2, 0.0))
+    if params.kernel == "poly":
+        return (params.gamma * dot + params.coef0) ** params.degree
+    return np.tanh(params.gamma * dot + params.coef0)
+
+
+@dataclasses.dataclass
+class CvResult:
+    """Cross-validated top-1/top-5 of one grid point."""
+
+    params: SvmParams
+    fold_top1: list[float]
+    fold_top5: list[float]
+    fit_seconds: float
+
+    @property
+    def mean_top1(self) -> float:
+        return float(np.mean(self.fold_top1))
+
+    @property
+    def mean_top5(self) -> float:
+        return float(np.mean(self.fold_top5))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"params": self.params.as_dict(), "label": self.params.label(),
+                "mean_top1": self.mean_top1, "std_top1": float(np.std(self.fold_top1)),
+                "mean_top5": self.mean_top5, "fold_top1": self.fold_top1,
+                "fold_top5": self.fold_top5, "fit_seconds": round(self.fit_seconds, 3)}
+
+
+Score = tuple  # (fold, params, top1, top5, seconds)
+
+
+def _precomputed_task(x: np.ndarray, y: np.ndarray, fold: int, train: np.ndarray,
+                      val: np.ndarray, group: list[SvmParams], num_classes: int
+                      ) -> list[Score]:
+    """Fits every C/strategy of one (fold, scaling, kernel, gamma) on one kernel matrix."""
+    first = group[0]
+    xa, xb = x[train], x[val]
+    scaler = make_scaler(first.scaling)
+    if scaler is not None:
+        xa = scaler.fit_transform(xa)
+        xb = scaler.transform(xb)
+    xa = np.asarray(xa, dtype=np.float64)
+    xb = np.asarray(xb, dtype=np.float64)
+    sq_a = np.einsum("ij,ij->i", xa, xa)
+    sq_b = np.einsum("ij,ij->i", xb, xb)
+    k_train = _gram_kernel(first, xa @ xa.T, sq_a, sq_a)
+    k_val = _gram_kernel(first, xb @ xa.T, sq_b, sq_a)
+    out = []
+    for p in group:
+        start = time.perf_counter()
+        clf = make_classifier(p, kernel="precomputed").fit(k_train, y[train])
+        s = decision_scores(clf, k_val, num_classes)
+        out.append((fold, p, top_k_accuracy(s, y[val], 1), top_k_accuracy(s, y[val], 5),
+                    time.perf_counter() - start))
+    return out
+
+
+def _pipeline_task(x: np.ndarray, y: np.ndarray, fold: int, train: np.ndarray,
+                   val: np.ndarray, p: SvmParams, num_classes: int, seed: int
+                   ) -> list[Score]:
+    start = time.perf_counter()
+    model = make_pipeline(p, seed).fit(x[train], y[train])
+    s = decision_scores(model, x[val], num_classes)
+    return [(fold, p, top_k_accuracy(s, y[val], 1), top_k_accuracy(s, y[val], 5),
+             time.perf_counter() - start)]
+
+
+def _result_key(p: SvmParams) -> tuple:
+    """Grid points with equal keys give equal fits (a linear kernel ignores gamma)."""
+    return p.kernel_key() + (p.C, p.multiclass, p.approximation, p.max_iter,
+                             p.nystroem_components if p.approximation != "none" else None)
+
+
+def cross_validate(x: np.ndarray, y: np.ndarray, candidates: Sequence[SvmParams], *,
+                   folds: int = 3, n_jobs: int = -1, seed: int = 0,
+                   precompute: bool | None = None, precompute_max_rows: int = 12000,
+                   log: Any = None) -> list[CvResult]:
+    """Stratified ``folds``-fold CV of every candidate, in parallel (``n_jobs`` processes).
+
+    Exact-kernel candidates share one kernel matrix per (fold, scaling, kernel, γ)
+    when ``precompute`` (default: when a training fold has at most
+    ``precompute_max_rows`` rows). Candidates that differ only in an ignored
+    parameter (γ of a linear kernel) are fitted once.
+    """
+    from joblib import Parallel, delayed
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.asarray(y, dtype=np.int64)
+    counts = np.bincount(y)
+    if folds < 2:
+        raise UserError(f"--cv_folds={folds}: cross-validation needs at least 2 folds")
+    if (counts[counts > 0] < folds).any():
+        small = int(counts[counts > 0].min())
+        raise UserError(f"{folds}-fold cross-validation needs at least {folds} training "
+                        f"examples per class, but one class has {small}; lower --cv_folds "
+                        "or give single parameter values to skip the grid search")
+    num_classes = int(y.max()) + 1
+    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y))
+    if precompute is None:
+        precompute = len(x) * (folds - 1) / folds <= precompute_max_rows
+
+    unique: dict[tuple, SvmParams] = {}
+    for p in candidates:
+        unique.setdefault(_result_key(p), p)
+    by_kernel: dict[tuple, list[SvmParams]] = {}
+    single: list[SvmParams] = []
+    for p in unique.values():
+        if precompute and p.approximation == "none":
+            by_kernel.setdefault(p.kernel_key(), []).append(p)
+        else:
+            single.append(p)
+    tasks = []
+    for f, (tr, va) in enumerate(splits):
+        tasks += [delayed(_precomputed_task)(x, y, f, tr, va, g, num_classes)
+                  for g in by_kernel.values()]
+        tasks += [delayed(_pipeline_task)(x, y, f, tr, va, p, num_classes, seed)
+                  for p in single]
+
+    scores: dict[tuple, dict[int, tuple[float, float]]] = {}
+    seconds: dict[tuple, float] = {}
+    start = time.perf_counter()
+    results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks)
+    for done, task_out in enumerate(results, 1):
+        for fold, p, top1, top5, sec in task_out:
+            key = _result_key(p)
+            scores.setdefault(key, {})[fold] = (top1, top5)
+            seconds[key] = seconds.get(key, 0.0) + sec
+        if log:
+            log(f"svm grid: {done}/{len(tasks)} tasks ({len(unique)} distinct fits x "
+                f"{folds} folds), {time.perf_counter() - start:.0f}s elapsed")
+    out = []
+    for p in candidates:
+        key = _result_key(p)
+        per_fold = [scores[key][f] for f in range(folds)]
+        out.append(CvResult(p, [a for a, _ in per_fold], [b for _, b in per_fold],
+                            seconds[key]))
+    return out
+
+
+def select_best(results: Sequence[CvResult]) -> CvResult:
+    """Highest mean CV top-1, then top-5; the earliest grid point wins remaining ties."""
+    return max(results, key=lambda r: (round(r.mean_top1, 12), round(r.mean_top5, 12),
+                                       -results.index(r)))
+
+
+@dataclasses.dataclass
+class SvmFit:
+    """A fitted SVM pipeline with how it was chosen."""
+
+    pipeline: Any
+    params: SvmParams
+    cv_results: list[CvResult]
+    num_classes: int
+    fit_seconds: float
+    grid_seconds: float
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        return decision_scores(self.pipeline, x, self.num_classes)
+
+
+def fit(x: np.ndarray, y: np.ndarray, candidates: SvmParams | Sequence[SvmParams], *,
+        num_classes: int | None = None, folds: int = 3, n_jobs: int = -1, seed: int = 0,
+        precompute: bool | None = None, log: Any = None) -> SvmFit:
+    """Picks the best candidate by ``folds``-fold CV (skipped for a single candidate) and
+    refits it on all of ``x`` with the real kernel."""
+    if isinstance(candidates, SvmParams):
+        candidates = [candidates]
+    if not candidates:
+        raise UserError("no SVM parameters to try")
+    y = np.asarray(y, dtype=np.int64)
+    if len(np.unique(y)) < 2:
+        raise UserError("the SVM needs training examples of at least two classes")
+    cv: list[CvResult] = []
+    grid_start = time.perf_counter()
+    if len(candidates) > 1:
+        cv = cross_validate(x, y, candidates, folds=folds, n_jobs=n_jobs, seed=seed,
+                            precompute=precompute, log=log)
+        best = select_best(cv).params
+    else:
+        best = candidates[0]
+    grid_seconds = time.perf_counter() - grid_start
+    start = time.perf_counter()
+    if log:
+        log(f"svm: fitting {best.label()} on {len(x):,} x {x.shape[1]:,} embeddings")
+    pipeline = make_pipeline(best, seed).fit(x, y)
+    return SvmFit(pipeline, best, cv, num_classes or int(y.max()) + 1,
+                  time.perf_counter() - start, grid_seconds)
+
+
+def evaluate(fitted: SvmFit, x: np.ndarray, y: np.ndarray, class_names: Sequence[str],
+             model_name: str, file_names: Sequence[str] | None = None,
+             extra: dict[str, Any] | None = None) -> EvalResult:
+    """Top-k scores of the fitted SVM on held-out embeddings (§7.2)."""
+    extra = dict(extra or {}, svm_params=fitted.params.as_dict())
+    return EvalResult(model_name, list(class_names), y, fitted.scores(x), file_names, extra)
+
+
+# --- Saving and loading ---------------------------------------------------------------
+
+def save(directory: str, fitted: SvmFit, class_names: Sequence[str],
+         info: dict[str, Any] | None = None) -> None:
+    """Writes ``svm.joblib`` (the Pipeline) and ``svm.json`` atomically."""
+    import joblib
+    import sklearn
+
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".joblib")
+    os.close(fd)
+    try:
+        joblib.dump(fitted.pipeline, tmp)
+        os.replace(tmp, os.path.join(directory, MODEL_FILE))
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    cv = sorted((r.as_dict() for r in fitted.cv_results), key=lambda r: -r["mean_top1"])
+    doc = dict(info or {}, params=fitted.params.as_dict(), label=fitted.params.label(),
+               class_names=list(class_names), num_classes=fitted.num_classes,
+               steps=[name for name, _ in fitted.pipeline.steps],
+               fit_seconds=round(fitted.fit_seconds, 3),
+               grid_seconds=round(fitted.grid_seconds, 3), cv_results=cv,
+               sklearn_version=sklearn.__version__)
+    atomic_write_json(os.path.join(directory, INFO_FILE), doc)
+
+
+def load(directory: str) -> tuple[Any, dict[str, Any]]:
+    """The saved Pipeline and its ``svm.json``."""
+    import joblib
+
+    model_path = os.path.join(directory, MODEL_FILE)
+    info_path = os.path.join(directory, INFO_FILE)
+    if not (os.path.isfile(model_path) and os.path.isfile(info_path)):
+        raise UserError(f"{directory!r} holds no fitted SVM ({MODEL_FILE} and {INFO_FILE}); "
+                        "train one with `illustration-tl svm`")
+    with open(info_path, encoding="utf-8") as f:
+        return joblib.load(model_path), json.load(f)
+
+
+def stderr_log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def parse_floats(values: Iterable[str], flag: str) -> list[float]:
+    try:
+        return [float(v) for v in values]
+    except ValueError:
+        raise UserError(f"--{flag} takes numbers, got {list(values)}") from None

@@ -1,0 +1,143 @@
+"""Tests of the SVM stage (paper §6.1, §7.2)."""
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.preprocessing import Normalizer, StandardScaler
+from sklearn.svm import SVC, LinearSVC
+
+from illustration_tl import svm
+from illustration_tl.errors import UserError
+
+
+def blobs(n=120, d=256, classes=4, spread=1.0, seed=0):
+    """Non-negative, sparse class clusters wider than they are many, like fc2 embeddings
+    (squared norms in the thousands, the scale the paper's gamma=1e-4 suits)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.uniform(0, 4, (classes, d))
+    y = np.arange(n) % classes
+    x = np.maximum(centers[y] + rng.normal(0, spread * 2, (n, d)) - 1, 0) * 2
+    return x.astype(np.float32), y
+
+
+def test_paper_grid_is_exactly_the_64_combinations():
+    points = svm.paper_grid()
+    combos = {(p.kernel, p.gamma, p.C, p.multiclass) for p in points}
+    expected = set(itertools.product(["rbf", "poly", "sigmoid", "linear"], [1e-3, 1e-4],
+                                     [1.0, 10.0, 100.0, 1000.0], ["ovr", "ovo"]))
+    assert len(points) == 64 and combos == expected
+    assert {p.scaling for p in points} == {"none"}
+    assert len(svm.paper_grid(scalings=("none", "standard", "l2"))) == 192
+
+
+def test_ovr_trains_one_binary_classifier_per_class():
+    x, y = blobs(classes=5)
+    fitted = svm.fit(x, y, svm.SvmParams(kernel="rbf", C=10, gamma=1e-4, multiclass="ovr"))
+    clf = fitted.pipeline.named_steps["svm"]
+    assert isinstance(clf, OneVsRestClassifier) and len(clf.estimators_) == 5
+    for k, est in enumerate(clf.estimators_):
+        assert isinstance(est, SVC) and est.classes_.tolist() == [0, 1]
+        # The score of class k is the k-th binary SVM's margin.
+        np.testing.assert_allclose(fitted.scores(x[:7])[:, k], est.decision_function(x[:7]))
+
+
+def test_ovo_is_one_svc_with_pairwise_problems():
+    x, y = blobs(classes=5)
+    fitted = svm.fit(x, y, svm.SvmParams(kernel="rbf", C=10, gamma=1e-4, multiclass="ovo"))
+    clf = fitted.pipeline.named_steps["svm"]
+    assert isinstance(clf, SVC) and len(clf.intercept_) == 5 * 4 // 2
+    scores = fitted.scores(x)
+    assert scores.shape == (len(x), 5)
+    np.testing.assert_array_equal(scores.argmax(1), clf.predict(x))
+
+
+def test_top_k_of_the_svm_comes_from_its_decision_scores():
+    x, y = blobs(classes=6, spread=3.0)
+    fitted = svm.fit(x[:90], y[:90], svm.SvmParams(kernel="rbf", C=1, gamma=1e-4))
+    result = svm.evaluate(fitted, x[90:], y[90:], list("abcdef"), "svm")
+    s = fitted.scores(x[90:])
+    assert result.top_k(1) == np.mean(s.argmax(1) == y[90:])
+    assert result.top_k(1) <= result.top_k(5) <= 1.0
+    assert result.extra["svm_params"]["kernel"] == "rbf"
+
+
+@pytest.mark.parametrize("scaling", ["none", "standard", "l2"])
+def test_shared_kernel_cv_equals_plain_cv(scaling):
+    x, y = blobs(n=90, classes=3, spread=2.5)
+    gamma = {"none": 1e-4, "standard": 4e-3, "l2": 1.0}[scaling]  # ~1/squared distances
+    candidates = svm.grid(gammas=[gamma, gamma / 10], Cs=[1, 100], scalings=[scaling])
+    shared = svm.cross_validate(x, y, candidates, n_jobs=1, precompute=True)
+    plain = svm.cross_validate(x, y, candidates, n_jobs=1, precompute=False)
+    assert [r.params for r in shared] == candidates
+    for a, b in zip(shared, plain):
+        assert a.fold_top1 == pytest.approx(b.fold_top1), a.params.label()
+        assert a.fold_top5 == pytest.approx(b.fold_top5), a.params.label()
+
+
+def test_grid_search_picks_the_best_cv_point_and_refits():
+    x, y = blobs(n=120, classes=4, spread=2.0)
+    fitted = svm.fit(x, y, svm.paper_grid(), n_jobs=2)
+    assert len(fitted.cv_results) == 64
+    best = max(r.mean_top1 for r in fitted.cv_results)
+    chosen = next(r for r in fitted.cv_results if r.params == fitted.params)
+    assert chosen.mean_top1 == best and best > 0.8
+    # A linear kernel ignores gamma: both gammas report the same (single) fit.
+    lin = [r for r in fitted.cv_results if r.params.kernel == "linear" and r.params.C == 1
+           and r.params.multiclass == "ovo"]
+    assert len(lin) == 2 and lin[0].fold_top1 == lin[1].fold_top1
+    # The refit model uses the real kernel, so it takes embeddings.
+    assert fitted.pipeline.named_steps["svm"].get_params()["kernel" if fitted.params.multiclass
+                                                            == "ovo" else "estimator__kernel"] \
+        == fitted.params.kernel
+
+
+def test_save_load_round_trip_with_scaling(tmp_path):
+    x, y = blobs()
+    params = svm.SvmParams(kernel="sigmoid", C=10, gamma=1e-2, multiclass="ovr",
+                           scaling="standard")
+    fitted = svm.fit(x, y, params)
+    svm.save(str(tmp_path), fitted, ["a", "b", "c", "d"], {"embeddings": "somewhere"})
+    pipeline, info = svm.load(str(tmp_path))
+    assert [n for n, _ in pipeline.steps] == ["scale", "svm"]
+    assert isinstance(pipeline.named_steps["scale"], StandardScaler)
+    np.testing.assert_allclose(svm.decision_scores(pipeline, x), fitted.scores(x))
+    assert info["class_names"] == ["a", "b", "c", "d"] and info["params"]["kernel"] == "sigmoid"
+    assert info["embeddings"] == "somewhere"
+    json.dumps(info)
+    l2 = svm.make_pipeline(svm.SvmParams(scaling="l2"))
+    assert isinstance(l2.named_steps["scale"], Normalizer)
+    assert [n for n, _ in svm.make_pipeline(svm.SvmParams()).steps] == ["svm"]
+
+
+def test_nystroem_approximation_is_a_linear_svm_on_mapped_features():
+    x, y = blobs(n=200, classes=4)
+    params = svm.SvmParams(kernel="rbf", gamma=1e-4, C=10, approximation="nystroem",
+                           nystroem_components=64, multiclass="ovr")
+    fitted = svm.fit(x[:150], y[:150], params)
+    assert [n for n, _ in fitted.pipeline.steps] == ["features", "svm"]
+    assert isinstance(fitted.pipeline.named_steps["svm"], LinearSVC)
+    assert fitted.pipeline.named_steps["features"].n_components == 64
+    assert svm.evaluate(fitted, x[150:], y[150:], list("abcd"), "n").top_k(1) > 0.8
+
+
+def test_a_class_missing_from_training_ranks_last():
+    x, y = blobs(classes=4)
+    keep = y != 2
+    fitted = svm.fit(x[keep], y[keep], svm.SvmParams(C=10), num_classes=4)
+    s = fitted.scores(x)
+    assert s.shape == (len(x), 4) and (s[:, 2] == svm.MISSING_CLASS_SCORE).all()
+
+
+def test_bad_parameters_and_tiny_classes_are_user_errors():
+    with pytest.raises(UserError, match="kernel"):
+        svm.SvmParams(kernel="cubic")
+    with pytest.raises(UserError, match="multiclass"):
+        svm.SvmParams(multiclass="all")
+    x, y = blobs(n=20, classes=4)
+    y[:] = 0
+    y[:2] = 1
+    with pytest.raises(UserError, match="per class"):
+        svm.fit(x, y, svm.paper_grid())
