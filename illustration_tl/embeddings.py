@@ -1,0 +1,422 @@
+"""CNN embeddings of a dataset split, streamed to disk in shards (paper §6.1, §7.2).
+
+The paper's SVM rows ("VGG19 fc2 + SVM", "optimized fc2 + SVM") train an SVM
+on the 4096-d fc2 activations of a CNN. This module runs an embedding model
+(built with ``layer_surgery.embedding_model``: fc2 for VGG with its top, the
+global-average-pooled last conv block otherwise) over a ``tf.data`` dataset of
+preprocessed images and writes the activations shard by shard, so the noisy
+set never has to fit in memory:
+
+    <dir>/<split>/shard-00000.npz   embeddings float32 (n, d), labels int64, file_names str
+    <dir>/<split>/metadata.json     class_names, layer, image_size, backbone, preprocessing,
+                                    model_fingerprint, dataset, dataset_version, num_examples, dim
+
+A split folder is built under a temporary name and renamed into place when
+complete, so an interrupted run never leaves a half-written split that looks done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from typing import Any, Iterable, Iterator, Sequence, TextIO
+
+import numpy as np
+
+from illustration_tl.errors import UserError
+from illustration_tl.evaluation import atomic_write_json
+
+METADATA = "metadata.json"
+SHARD_GLOB = "shard-*.npz"
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}.npz"
+
+
+@dataclasses.dataclass
+class Embeddings:
+    """Embeddings of one or more splits, loaded into memory."""
+
+    x: np.ndarray               # float32 (n, d)
+    y: np.ndarray               # int64 (n,)
+    class_names: list[str]
+    file_names: list[str]
+    metadata: dict[str, Any]
+
+
+class Progress:
+    """Prints ``done/total images, images/s, ETA`` at most every ``interval`` seconds."""
+
+    def __init__(self, label: str, total: int | None = None, interval: float = 5.0,
+                 stream: TextIO | None = None) -> None:
+        self.label, self.total, self.interval = label, total, interval
+        self.stream = stream if stream is not None else sys.stderr
+        self.done = 0
+        self.start = self._last = time.perf_counter()
+
+    def update(self, n: int, force: bool = False) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if force or now - self._last >= self.interval:
+            self._last = now
+            self.stream.write(self.line() + "\n")
+            self.stream.flush()
+
+    def rate(self) -> float:
+        elapsed = time.perf_counter() - self.start
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    def line(self) -> str:
+        rate = self.rate()
+        text = f"{self.label}: {self.done:,}"
+        if self.total:
+            text += f"/{self.total:,} images ({100 * self.done / self.total:.0f}%)"
+            if rate > 0 and self.done < self.total:
+                text += f", {rate:.1f} images/s, ETA {_duration((self.total - self.done) / rate)}"
+            else:
+                text += f", {rate:.1f} images/s"
+        else:
+            text += f" images, {rate:.1f} images/s"
+        return text
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def model_fingerprint(model: Any) -> str:
+    """sha256 over the model's weights (names, shapes and values), in layer order.
+
+    Two embedding files with the same fingerprint came from the same weights,
+    whatever file or checkpoint they were loaded from.
+    """
+    h = hashlib.sha256()
+    for w in model.weights:
+        value = np.ascontiguousarray(np.asarray(w.numpy() if hasattr(w, "numpy") else w))
+        h.update(f"{w.path if hasattr(w, 'path') else w.name}:{value.dtype}:{value.shape};"
+                 .encode())
+        h.update(value.tobytes())
+    return "sha256:" + h.hexdigest()
+
+
+def file_sha256(path: str) -> str:
+    """sha256 of a file, for recording which weights file was used."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return "sha256:" + h.hexdigest()
+
+
+def _batches(model: Any, dataset: Iterable[Any]) -> Iterator[tuple[np.ndarray, np.ndarray,
+                                                                     np.ndarray]]:
+    """Yields (embeddings, labels, file_names) per batch of ``dataset``.
+
+    ``dataset`` yields ``(images, labels)`` or ``(images, labels, file_names)``
+    (``input_pipeline.make_dataset(..., with_file_names=True)``). The model runs
+    through Keras's compiled ``predict_on_batch``.
+    """
+    for batch in dataset:
+        if len(batch) == 3:
+            images, labels, names = batch
+            names = np.asarray([n.decode("utf-8") if isinstance(n, bytes) else str(n)
+                                for n in np.asarray(names).reshape(-1)], dtype=str)
+        else:
+            images, labels = batch
+            names = np.full(len(labels), "", dtype=str)
+        out = np.asarray(model.predict_on_batch(images), dtype=np.float32)
+        if out.ndim != 2:
+            raise UserError(f"the embedding layer outputs shape {out.shape[1:]}; an embedding "
+                            "must be a vector per image (pick a dense or pooled --layer)")
+        yield out, np.asarray(labels, dtype=np.int64).reshape(-1), names
+
+
+def compute(model: Any, dataset: Iterable[Any], progress: Progress | None = None
+            ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """All embeddings of ``dataset`` in memory: ``(x float32 (n, d), y int64, file_names)``."""
+    xs, ys, names = [], [], []
+    for x, y, n in _batches(model, dataset):
+        xs.append(x)
+        ys.append(y)
+        names.extend(n.tolist())
+        if progress:
+            progress.update(len(y))
+    if not xs:
+        raise UserError("the dataset split is empty: nothing to embed")
+    return np.concatenate(xs), np.concatenate(ys), names
+
+
+def write(model: Any, dataset: Iterable[Any], directory: str, metadata: dict[str, Any], *,
+          shard_size: int = 4096, total: int | None = None, overwrite: bool = False,
+          progress_interval: float = 5.0, label: str = "embed") -> dict[str, Any]:
+    """Streams the embeddings of ``dataset`` to ``directory`` (one split) in shards.
+
+    ``metadata`` must hold at least ``class_names``; ``num_examples``, ``dim``,
+    ``num_shards`` and ``model_fingerprint`` (of ``model``) are added. At most
+    ``shard_size`` rows are held in memory. Refuses to replace an existing split
+    unless ``overwrite``. Returns the metadata written.
+    """
+    if "class_names" not in metadata:
+        raise ValueError("metadata needs class_names")
+    if shard_size < 1:
+        raise UserError(f"--shard_size={shard_size} must be at least 1")
+    directory = os.path.abspath(directory)
+    if os.path.exists(directory) and not overwrite:
+        raise UserError(f"{directory} already exists; pass --overwrite to replace it")
+    parent = os.path.dirname(directory)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(directory)}.partial-")
+    try:
+        meta = _write_shards(model, dataset, tmp, metadata, shard_size,
+                             Progress(label, total, progress_interval))
+        _replace_dir(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return meta
+
+
+def _write_shards(model: Any, dataset: Iterable[Any], tmp: str, metadata: dict[str, Any],
+                  shard_size: int, progress: Progress) -> dict[str, Any]:
+    buf_x: list[np.ndarray] = []
+    buf_y: list[np.ndarray] = []
+    buf_n: list[np.ndarray] = []
+    buffered = shards = count = 0
+    dim = None
+
+    def flush(final: bool) -> None:
+        nonlocal buf_x, buf_y, buf_n, buffered, shards
+        while buffered >= shard_size or (final and buffered):
+            x, y, n = np.concatenate(buf_x), np.concatenate(buf_y), np.concatenate(buf_n)
+            take = min(shard_size, len(y))
+            with open(os.path.join(tmp, shard_name(shards)), "wb") as f:
+                np.savez(f, embeddings=x[:take], labels=y[:take], file_names=n[:take])
+            shards += 1
+            buf_x, buf_y, buf_n = [x[take:]], [y[take:]], [n[take:]]
+            buffered = len(y) - take
+
+    for x, y, n in _batches(model, dataset):
+        dim = dim or x.shape[1]
+        buf_x.append(x)
+        buf_y.append(y)
+        buf_n.append(n)
+        buffered += len(y)
+        count += len(y)
+        flush(final=False)
+        progress.update(len(y))
+    flush(final=True)
+    if count == 0:
+        raise UserError("the dataset split is empty: nothing to embed")
+    progress.update(0, force=True)
+    meta = dict(metadata, num_examples=count, dim=int(dim), num_shards=shards,
+                model_fingerprint=metadata.get("model_fingerprint") or model_fingerprint(model),
+                images_per_second=round(progress.rate(), 2))
+    atomic_write_json(os.path.join(tmp, METADATA), meta)
+    return meta
+
+
+def _replace_dir(src: str, dst: str) -> None:
+    """Moves the finished ``src`` to ``dst``, replacing an old ``dst`` only at the end."""
+    if not os.path.exists(dst):
+        os.replace(src, dst)
+        return
+    old = tempfile.mkdtemp(dir=os.path.dirname(dst), prefix=f".{os.path.basename(dst)}.old-")
+    os.rmdir(old)
+    os.replace(dst, old)
+    os.replace(src, dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def split_dir(directory: str, split: str | None = None) -> str:
+    """The folder of one split: ``directory`` itself, or ``directory/split``."""
+    if os.path.isfile(os.path.join(directory, METADATA)) and split is None:
+        return directory
+    if split is not None and os.path.isfile(os.path.join(directory, split, METADATA)):
+        return os.path.join(directory, split)
+    if os.path.isfile(os.path.join(directory, METADATA)):
+        return directory
+    found = sorted(os.path.basename(os.path.dirname(p))
+                   for p in glob.glob(os.path.join(directory, "*", METADATA)))
+    where = f"{directory!r}" + (f" has no split {split!r}" if split else " holds several splits")
+    raise UserError(f"{where}: no {METADATA} found there"
+                    + (f"; splits present: {', '.join(found)}" if found else
+                       "; write embeddings with `illustration-tl embed` first"))
+
+
+def read_metadata(directory: str, split: str | None = None) -> dict[str, Any]:
+    with open(os.path.join(split_dir(directory, split), METADATA), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def iter_shards(directory: str, split: str | None = None
+                ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Yields ``(embeddings, labels, file_names)`` per shard, in order, without loading all."""
+    d = split_dir(directory, split)
+    for path in sorted(glob.glob(os.path.join(d, SHARD_GLOB))):
+        with np.load(path, allow_pickle=False) as z:
+            yield z["embeddings"], z["labels"], z["file_names"]
+
+
+def load(directory: str, split: str | None = None) -> Embeddings:
+    """Loads one split (``directory`` is the split folder, or its parent with ``split``)."""
+    meta = read_metadata(directory, split)
+    parts = list(iter_shards(directory, split))
+    if not parts:
+        raise UserError(f"{split_dir(directory, split)!r} holds no shards")
+    x = np.concatenate([p[0] for p in parts])
+    if len(x) != meta["num_examples"]:
+        raise UserError(f"{split_dir(directory, split)!r}: shards hold {len(x)} rows but the "
+                        f"metadata says {meta['num_examples']}; re-run `embed --overwrite`")
+    return Embeddings(x, np.concatenate([p[1] for p in parts]).astype(np.int64),
+                      list(meta["class_names"]),
+                      [str(n) for p in parts for n in p[2]], meta)
+
+
+CONSISTENT_KEYS = ("class_names", "layer", "model_fingerprint", "image_size", "preprocessing")
+
+
+def load_splits(directory: str, splits: Sequence[str]) -> Embeddings:
+    """Concatenates several splits (e.g. train + validation) written by the same model.
+
+    Refuses splits that disagree on classes, layer or model fingerprint: mixing
+    them would train the SVM on two different feature spaces.
+    """
+    parts = [load(directory, s) for s in splits]
+    first = parts[0].metadata
+    for s, p in zip(splits[1:], parts[1:]):
+        for key in CONSISTENT_KEYS:
+            if p.metadata.get(key) != first.get(key):
+                raise UserError(f"embeddings of split {s!r} differ from {splits[0]!r} in "
+                                f"{key}; re-run `embed` for both splits with the same model")
+    meta = dict(first, splits=list(splits), num_examples=sum(len(p.y) for p in parts))
+    return Embeddings(np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]),
+                      parts[0].class_names, [n for p in parts for n in p.file_names], meta)
+
+
+def check_compatible(a: dict[str, Any], b: dict[str, Any], what: str) -> None:
+    """Raises if two embedding metadata disagree on classes, layer or model."""
+    for key in CONSISTENT_KEYS:
+        if a.get(key) != b.get(key):
+            raise UserError(f"{what}: the embeddings differ in {key} "
+                            f"({a.get(key)!r} vs {b.get(key)!r}); embed both with one model")
+
+
+def preprocessing_description(backbone: str, resize_mode: str) -> str:
+    """A short text naming the preprocessing, stored in the metadata."""
+    from illustration_tl import backbones
+
+    b = backbones.get(backbone)
+    return f"{resize_mode} resize; keras.applications.{b.module}.preprocess_input"
+
+
+
+# --- Which model and layer produce the embeddings (paper §6.1) -------------------------
+
+@dataclasses.dataclass
+class EmbeddingSource:
+    """An embedding model and what it is: written into every split's metadata."""
+
+    model: Any
+    backbone: str
+    image_size: int
+    layer: str
+    weights_source: str
+    resize_mode: str = "squash"
+    class_names_of_model: list[str] | None = None
+
+    def metadata(self) -> dict[str, Any]:
+        return {"backbone": self.backbone, "image_size": self.image_size, "layer": self.layer,
+                "weights_source": self.weights_source, "resize_mode": self.resize_mode,
+                "preprocessing": preprocessing_description(self.backbone, self.resize_mode)}
+
+
+def pooled_embedding_model(model: Any, layer: str | None = None) -> tuple[Any, str]:
+    """The embedding model of ``model`` at ``layer`` and the layer's name.
+
+    ``layer=None`` picks fc2 for VGG with its top, ``avg_pool`` for a classifier
+    with a pooled head, and for a bare convolutional base (no top, e.g. the
+    shared VGG16 conv base) the global average pool of its last conv block.
+    A convolutional ``layer`` is global-average-pooled into a vector.
+    """
+    import keras
+
+    names = {x.name for x in model.layers}
+    if layer is None:
+        layer = next((n for n in ("fc2", "avg_pool") if n in names), None)
+    if layer is None:
+        out, layer = model.output, model.layers[-1].name
+    elif layer not in names:
+        raise UserError(f"--layer={layer!r} is not a layer of {model.name}; its last layers "
+                        f"are {', '.join(x.name for x in model.layers[-6:])}")
+    else:
+        out = model.get_layer(layer).output
+    if len(out.shape) == 4:
+        out = keras.layers.GlobalAveragePooling2D(name=f"{layer}_gap")(out)
+        layer = f"gap({layer})"
+    elif len(out.shape) != 2:
+        raise UserError(f"layer {layer!r} outputs shape {tuple(out.shape[1:])}; pick a dense "
+                        "or convolutional layer")
+    return keras.Model(model.inputs, out, name=f"{model.name}_embedding"), layer
+
+
+def embedding_source(*, model_dir: str | None = None, backbone: str = "vgg19",
+                     weights: str | None = "imagenet", image_size: int | None = None,
+                     layer: str | None = None, include_top: str = "auto", seed: int = 0
+                     ) -> EmbeddingSource:
+    """Builds the embedding model from a trained-model folder or an ImageNet backbone.
+
+    * ``model_dir``: the output of ``optimize`` (``layer_surgery.load_trained``);
+      its backbone, image size and resize mode come from its config.
+    * otherwise ``backbone`` with ``weights`` (``"imagenet"``, a local ``.h5``
+      file, or ``None`` for random initialization seeded by ``seed``).
+      ``include_top="auto"`` keeps the classifier top (and so fc2) when the
+      weights have one at this size; a no-top file such as the shared VGG16
+      conv base gives the global average pool of the last conv block.
+    """
+    import keras
+
+    from illustration_tl import backbones, layer_surgery
+
+    if model_dir:
+        model, config = layer_surgery.load_trained(model_dir)
+        emb, name = pooled_embedding_model(model, layer)
+        return EmbeddingSource(emb, config["backbone"], int(config["image_size"]), name,
+                               f"trained:{os.path.abspath(model_dir)}",
+                               config.get("resize_mode", "squash"),
+                               list(config.get("class_names") or []) or None)
+    spec = backbones.get(backbone)
+    size = int(image_size or spec.image_size)
+    source = layer_surgery._weights_arg(weights)
+    if include_top not in ("auto", "yes", "no"):
+        raise UserError(f"--include_top={include_top!r}: choose auto, yes or no")
+    if include_top == "auto":
+        if source == "imagenet":
+            top = size == spec.image_size or not spec.has_fc_top
+        elif source is None:
+            top = False
+        else:
+            top = layer_surgery.weights_file_top(source) is not None
+    else:
+        top = include_top == "yes"
+    keras.utils.set_random_seed(seed)
+    if top:
+        model = layer_surgery.imagenet_classifier(spec.name, source, size)
+    else:
+        model = spec.application()(include_top=False, weights=source, input_shape=(size, size, 3))
+    emb, name = pooled_embedding_model(model, layer)
+    described = "random-init" if source is None else (
+        source if source == "imagenet" else f"{os.path.abspath(source)} ({file_sha256(source)})")
+    return EmbeddingSource(emb, spec.name, size, name, described)
