@@ -24,6 +24,12 @@ setup(
         # `tfds build` imports these at start-up (see the pitfalls in README).
         "mlcroissant>=1.0",
         "dill",
+        "importlib_resources",
+        # tfds 4.9.10's CLI imports apache_beam; beam 2.77 needs protobuf < 7, TF 2.21 >= 6.31.
+        "apache-beam>=2.77,<3",
+        "protobuf>=6.31.1,<7",
+        # SVG and Iconify icons are rasterized with resvg (noisy dataset).
+        "resvg-py>=0.5",
         "scikit-learn>=1.3",
         "numpy",
         "pillow>=10",

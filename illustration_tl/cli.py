@@ -15,6 +15,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "vocab": ("trainers.vocab", "Look up ImageNet-1k classes by name or wnid, offline."),
     "map-names": ("trainers.map_names",
                   "Map clip-art file names to ImageNet classes (paper §4.1)."),
+    "build": ("trainers.build", "Build the illustrations TFDS dataset (curated or noisy) "
+              "from a folder (paper §4)."),
+    "stats": ("trainers.stats", "Images per class and split of a built dataset (paper Table 1)."),
     "export": ("trainers.export", "Write CNN (+ SVM) as one SavedModel: image bytes in, "
                "top-k classes out."),
     "predict": ("trainers.predict", "Classify image files with an exported model."),

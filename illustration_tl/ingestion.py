@@ -164,7 +164,7 @@ def open_image(path_or_bytes: PathOrBytes, *, max_pixels: int | None = DEFAULT_M
         data, fmt = rasterize_svg(data, svg_size), "png"
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore")  # bomb and corrupt-EXIF warnings: we decide
             image = Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[fmt]])
             width, height = image.size
             if max_pixels is not None and width * height > max_pixels:

@@ -39,6 +39,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from illustration_tl import iconify, imagenet, ingestion, name_mapping, splits
+from illustration_tl.errors import UserError
 
 SKIPPED_FILE = "skipped.tsv"
 REPORT_FILE = "build_report.json"
@@ -156,6 +157,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release: curated and noisy configs."}
     BUILDER_CONFIGS = [CURATED, NOISY]
+    ingest_workers: int | None = None  # overrides the config's num_workers when set
     MANUAL_DOWNLOAD_INSTRUCTIONS = """\
     Point --manual_dir at your images.
     curated: MANUAL_DIR/train/<class>/* and MANUAL_DIR/val/<class>/* (the authors'
@@ -197,7 +199,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             plan = _plan_curated(manual_dir)
         else:
             plan = _plan_noisy(manual_dir, config)
-        results = _ingest(plan.tasks, config, os.path.join(self.data_dir, _CACHE_DIR))
+        workers = config.num_workers if self.ingest_workers is None else self.ingest_workers
+        results = _ingest(plan.tasks, config, os.path.join(self.data_dir, _CACHE_DIR), workers)
         skipped = plan.skipped + [(r.key, r.error) for r in results.values() if r.error]
         good = {k: r for k, r in results.items() if not r.error}
         dups = splits.duplicate_report((k, r.byte_hash, r.pixel_hash) for k, r in good.items())
@@ -251,6 +254,56 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             if noisy:
                 features["matched_words"] = e.matched_words
             yield e.key, features
+
+
+PRESETS = {c.name: c for c in (CURATED, NOISY)}
+
+
+def build(config: str, manual_dir: str, data_dir: str | None = None, *,
+          name: str | None = None, overwrite: bool = False, num_workers: int | None = None,
+          **options: Any) -> tfds.core.DatasetBuilder:
+    """``tfds build`` for people who don't know TFDS: builds (or reuses) one config.
+
+    Args:
+      config: ``curated`` or ``noisy``, the preset to start from.
+      manual_dir: the user's images.
+      data_dir: TFDS data folder (None: ``~/tensorflow_datasets`` or ``$TFDS_DATA_DIR``).
+      name: config name for custom ``options``; TFDS keeps each config's data
+        under its name, so presets cannot be changed in place.
+      overwrite: rebuild even if the dataset exists.
+      num_workers: decoding processes (0 = one per CPU; None = the config's).
+      **options: :class:`IllustrationsConfig` fields that differ from the preset
+        (values equal to the preset's are ignored).
+
+    Returns:
+      The prepared builder (``builder.info``, ``builder.data_dir``).
+    """
+    if config not in PRESETS:
+        raise UserError(f"--config={config!r}: choose from {', '.join(PRESETS)}")
+    if not os.path.isdir(manual_dir):
+        raise UserError(f"--manual_dir={manual_dir!r} is not a folder of images")
+    preset = PRESETS[config]
+    fields = {f.name for f in dataclasses.fields(IllustrationsConfig)}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise UserError(f"unknown dataset option(s) {', '.join(unknown)}")
+    changed = {k: v for k, v in options.items() if v != getattr(preset, k)}
+    name = name or config
+    if changed and name in PRESETS:
+        raise UserError(f"{', '.join(sorted(changed))} differ from the {config!r} preset: give "
+                        f"the custom dataset a new name with --name (e.g. {config}_custom)")
+    if name == config and not changed:
+        chosen: Any = config
+    else:
+        description = f"{preset.description} Custom options: {changed}."
+        chosen = dataclasses.replace(preset, name=name, description=description, **changed)
+    builder = Builder(config=chosen, data_dir=data_dir)
+    builder.ingest_workers = num_workers
+    mode = (tfds.download.GenerateMode.FORCE_REDOWNLOAD if overwrite
+            else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=manual_dir, download_mode=mode))
+    return builder
 
 
 # ---------------------------------------------------------------------------
@@ -357,11 +410,12 @@ def _plan_noisy(manual_dir: str, config: IllustrationsConfig) -> _Plan:
     return plan
 
 
-def _ingest(tasks, config: IllustrationsConfig, cache_dir: str) -> dict[str, ingestion.Ingested]:
+def _ingest(tasks, config: IllustrationsConfig, cache_dir: str, num_workers: int
+            ) -> dict[str, ingestion.Ingested]:
     logging.info("illustrations/%s: decoding %d files", config.name, len(tasks))
     progress = lambda line: logging.info("illustrations/%s: %s", config.name, line)  # noqa: E731
     return {r.key: r for r in ingestion.ingest_many(
-        tasks, config.ingest_options(), cache_dir, num_workers=config.num_workers,
+        tasks, config.ingest_options(), cache_dir, num_workers=num_workers,
         progress=progress)}
 
 
