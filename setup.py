@@ -37,7 +37,8 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.5"],
+        # jax: the JAX-backend checks of layer surgery and the LR multipliers.
+        "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.5", "jax>=0.4.30"],
         "and-cuda": ["tensorflow[and-cuda]>=2.16,<2.22"],
         "svg": ["resvg-py"],
     },
