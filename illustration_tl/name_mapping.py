@@ -136,20 +136,28 @@ class NameMapper:
         self._phrases: dict[str, list[tuple[int, frozenset[str]]]] = collections.defaultdict(list)
         for c in self.classes:
             for synonym in c.names:
-                words = frozenset(self.words(synonym))
+                words = frozenset(self.words(synonym, triggers_only=False))
                 for w in words:
                     self._word_index[w].add(c.index)
                     self._phrases[w].append((c.index, words))
         self._by_index = {c.index: c for c in self.classes}
 
-    def words(self, text: str) -> list[str]:
-        """Tokens of ``text`` that take part in matching, in order, deduplicated."""
+    def words(self, text: str, triggers_only: bool = True) -> list[str]:
+        """Tokens of ``text`` that take part in matching, in order, deduplicated.
+
+        Stop words never take part. With ``triggers_only``, neither do ignored
+        words and words shorter than ``min_token_length``: those cannot put an
+        image into a class (class names are read with ``triggers_only=False``,
+        and in phrase mode such words may still complete a phrase: with
+        colours ignored, ``red_fox`` is a red fox but ``red_car`` is no red wolf).
+        """
         o = self.options
         out: list[str] = []
         for w in tokenize(text):
             if o.fold_plurals:
                 w = fold_plural(w)
-            if len(w) < o.min_token_length or w in stop_words() or w in o.ignore_words:
+            if w in stop_words() or (triggers_only and (
+                    len(w) < o.min_token_length or w in o.ignore_words)):
                 continue
             if w not in out:
                 out.append(w)
@@ -157,10 +165,12 @@ class NameMapper:
 
     def match(self, file_name: str) -> list[ClassMatch]:
         """The classes ``file_name`` is copied into, by ascending ImageNet index."""
-        words = self.words(strip_extension(file_name))
+        stem = strip_extension(file_name)
+        words = self.words(stem)
         hits: dict[int, set[str]] = collections.defaultdict(set)
         if self.options.phrase_mode:
-            present = set(words)
+            all_words = self.words(stem, triggers_only=False)
+            present = set(all_words)
             for w in words:
                 for index, phrase in self._phrases.get(w, ()):
                     if phrase <= present:
@@ -172,7 +182,8 @@ class NameMapper:
         out = []
         for index in sorted(hits):
             c = self._by_index[index]
-            ordered = tuple(w for w in words if w in hits[index])
+            ordered = tuple(w for w in (all_words if self.options.phrase_mode else words)
+                            if w in hits[index])
             out.append(ClassMatch(index, c.wnid, c.name, ordered))
         return out
 

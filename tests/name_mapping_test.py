@@ -153,3 +153,13 @@ _ASCII = string.ascii_letters + string.digits + "-_ ."
 def test_matching_is_case_insensitive(name):
     mapper = nm.NameMapper()
     assert mapper.class_indices(name.upper()) == mapper.class_indices(name.lower())
+
+
+def test_ignored_words_complete_phrases_but_never_trigger():
+    mapper = nm.NameMapper(nm.MappingOptions.create(ignore=["colors"], phrase_mode=True))
+    assert [m.name for m in mapper.match("red_fox")] == ["red fox"]
+    assert [m.name for m in mapper.match("brown_bear")] == ["brown bear"]
+    assert "brown bear" not in [m.name for m in mapper.match("polar-bear")]
+    assert [m.name for m in mapper.match("red_car")] == []  # no "car" synonym alone
+    word_mode = nm.NameMapper(nm.MappingOptions.create(ignore=["colors"]))
+    assert "red fox" not in [m.name for m in word_mode.match("red_car")]
