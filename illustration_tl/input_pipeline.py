@@ -151,7 +151,9 @@ def make_dataset(ds: tf.data.Dataset, *, backbone: str, image_size: int, batch_s
         random-crop ``image_size`` and mirror at random (stateless, seeded).
       cache: keep decoded, resized (pre-augmentation) images in memory
         (``4 * 3 * side**2`` bytes each) after the first epoch.
-      deterministic: same element order on every run (slower parallel maps).
+      deterministic: same element order on every run when ``training`` (slower
+        parallel maps); evaluation datasets (``training=False``) always keep
+        the stored order, so scores line up with labels and file names.
       resize_mode: ``squash`` (paper) or ``pad``, see :func:`resize`.
       with_file_names: also yield the ``file_name`` strings.
       input_context: a ``tf.distribute.InputContext``: keep only this input
@@ -198,10 +200,14 @@ def make_dataset(ds: tf.data.Dataset, *, backbone: str, image_size: int, batch_s
     elif not cache:
         ds = ds.map(decode_resize, num_parallel_calls=autotune)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    ds = ds.map(lambda images, *rest: (preprocess(images),) + tuple(rest),
-                num_parallel_calls=autotune)
+
+    @tf.autograph.experimental.do_not_convert  # plain Keras ops; nothing to convert
+    def preprocess_batch(images, *rest):
+        return (preprocess(images),) + tuple(rest)
+
+    ds = ds.map(preprocess_batch, num_parallel_calls=autotune)
     options = tf.data.Options()
-    options.deterministic = deterministic
+    options.deterministic = deterministic or not training
     ds = ds.with_options(options)
     return ds.prefetch(autotune)
 

@@ -3,6 +3,8 @@
 import collections
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -22,7 +24,6 @@ class CuratedFlatTest(tfds.testing.DatasetBuilderTestCase):
     SPLITS = {"train": 13, "validation": 6, "test": 8}
     MOCK_OUT_FORBIDDEN_OS_FUNCTIONS = False
     SKIP_CHECKSUMS = True
-    test_session = None  # tf.test.TestCase's session helper, not a test
 
 
 class CuratedAuthorsTest(tfds.testing.DatasetBuilderTestCase):
@@ -34,7 +35,6 @@ class CuratedAuthorsTest(tfds.testing.DatasetBuilderTestCase):
     SPLITS = {"train": 13, "validation": 2, "test": 8}
     MOCK_OUT_FORBIDDEN_OS_FUNCTIONS = False
     SKIP_CHECKSUMS = True
-    test_session = None  # tf.test.TestCase's session helper, not a test
 
 
 class NoisyTest(tfds.testing.DatasetBuilderTestCase):
@@ -46,7 +46,6 @@ class NoisyTest(tfds.testing.DatasetBuilderTestCase):
     SPLITS = {"train": 15, "validation": 7, "test": 1}
     MOCK_OUT_FORBIDDEN_OS_FUNCTIONS = False
     SKIP_CHECKSUMS = True
-    test_session = None  # tf.test.TestCase's session helper, not a test
 
 
 def _build(config, manual_dir, data_dir):
@@ -190,6 +189,22 @@ def test_too_few_images_for_three_splits_is_a_clear_error(tmp_path):
     shutil.copy(os.path.join(DUMMY, "curated_flat", "harp", "harp_01.png"), manual)
     with pytest.raises(ValueError, match="would be empty"):
         _build("curated", tmp_path / "manual", tmp_path / "data")
+
+
+@pytest.mark.slow
+def test_tfds_build_command_line_then_tfds_load(tmp_path):
+    """The acceptance path: `tfds build datasets/illustrations ...` then `tfds.load`."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    tfds_cli = os.path.join(os.path.dirname(sys.executable), "tfds")
+    cmd = [tfds_cli if os.path.exists(tfds_cli) else "tfds", "build", "datasets/illustrations",
+           "--config=curated", f"--manual_dir={os.path.join(DUMMY, 'curated_authors')}",
+           f"--data_dir={tmp_path}"]
+    done = subprocess.run(cmd, cwd=repo, capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    ds = tfds.load("illustrations/curated", split="test", data_dir=str(tmp_path))
+    assert sum(1 for _ in ds) == 8
+    assert os.path.exists(tmp_path / "illustrations" / "curated" / "1.0.0" / "skipped.tsv")
 
 
 if __name__ == "__main__":
