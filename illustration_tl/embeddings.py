@@ -182,7 +182,7 @@ def write(model: Any, dataset: Iterable[Any], directory: str, metadata: dict[str
     try:
         meta = _write_shards(model, dataset, tmp, metadata, shard_size,
                              Progress(label, total, progress_interval))
-        _replace_dir(tmp, directory)
+        replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -228,7 +228,7 @@ def _write_shards(model: Any, dataset: Iterable[Any], tmp: str, metadata: dict[s
     return meta
 
 
-def _replace_dir(src: str, dst: str) -> None:
+def replace_dir(src: str, dst: str) -> None:
     """Moves the finished ``src`` to ``dst``, replacing an old ``dst`` only at the end."""
     if not os.path.exists(dst):
         os.replace(src, dst)

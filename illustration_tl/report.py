@@ -1,0 +1,460 @@
+"""The run report: the paper's tables and figures from saved evaluation results (§7).
+
+From one or more :class:`~illustration_tl.evaluation.EvalResult` folders it writes,
+into one output folder:
+
+* ``report.md`` and ``report.json`` with Table 3 (global top-1/top-5 per model)
+  and Table 4 (per-class top-1/top-5, the models side by side);
+* ``confusion-<model>.png``: the confusion matrix of each model;
+* ``tsne-<name>.png``: t-SNE of test embeddings, coloured by class (Figure 6);
+* ``failures-<model>.png``: the most confident wrong predictions (Figure 8);
+* ``compare-<a>-vs-<b>.png``: the top predictions of two models on the same
+  images (Figures 1 and 7).
+
+Figures are drawn with matplotlib's Agg backend at a fixed size per layout
+(no tight bounding box), so their pixel sizes are known in advance and
+recorded in ``report.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import tempfile
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from illustration_tl.embeddings import replace_dir
+from illustration_tl.errors import UserError
+from illustration_tl.evaluation import EvalResult, atomic_write_json, top_k_indices
+
+DPI = 100
+TILE_INCHES = 2.2          # one image tile in the failure and comparison grids
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+
+ImageLoader = Callable[[str], "np.ndarray | None"]
+
+
+@dataclasses.dataclass
+class TsneInput:
+    """Embeddings to draw as a t-SNE map."""
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+    class_names: list[str]
+
+
+@dataclasses.dataclass
+class ReportOptions:
+    num_failures: int = 16
+    num_compare: int = 8
+    compare: tuple[str, str] | None = None   # model names; default: the first two
+    top_k_shown: int = 3
+    tsne_max_points: int = 2000
+    grid_columns: int = 4
+    seed: int = 0
+
+
+def slug(name: str) -> str:
+    """A file-name-safe form of a model name."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "model"
+
+
+def pct(value: float) -> str:
+    return "n/a" if value != value else f"{100 * value:.2f}"
+
+
+# --- Tables ----------------------------------------------------------------------------
+
+def table3(results: Sequence[EvalResult]) -> list[dict[str, Any]]:
+    """Table 3: global top-1/top-5 per model."""
+    return [r.summary() for r in results]
+
+
+def table4(results: Sequence[EvalResult]) -> list[dict[str, Any]]:
+    """Table 4: per-class top-1/top-5 of every model, aligned by class name."""
+    per_model = [{row["class"]: row for row in r.per_class()} for r in results]
+    order: list[str] = []
+    for rows in per_model:
+        order += [c for c in rows if c not in order]
+    table = []
+    for c in order:
+        row: dict[str, Any] = {"class": c}
+        for r, rows in zip(results, per_model):
+            hit = rows.get(c)
+            row[r.model_name] = None if hit is None else {
+                "n": hit["n"], "top1": hit["top1"], "top5": hit["top5"]}
+        row["n"] = next(v["n"] for k, v in row.items() if isinstance(v, dict))
+        table.append(row)
+    return table
+
+
+def markdown_table3(rows: list[dict[str, Any]]) -> str:
+    lines = ["| Model | Test images | Top-1 (%) | Top-5 (%) |", "|---|---:|---:|---:|"]
+    lines += [f"| {r['model_name']} | {r['num_examples']} | {pct(r['top1'])} | {pct(r['top5'])} |"
+              for r in rows]
+    return "\n".join(lines)
+
+
+def markdown_table4(rows: list[dict[str, Any]], models: Sequence[str]) -> str:
+    head = "| Class | n | " + " | ".join(f"{m} top-1 | {m} top-5" for m in models) + " |"
+    lines = [head, "|---|---:|" + "---:|---:|" * len(models)]
+    for r in rows:
+        cells = []
+        for m in models:
+            v = r.get(m)
+            cells += ["–", "–"] if v is None else [pct(v["top1"]), pct(v["top5"])]
+        lines.append(f"| {r['class']} | {r['n']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# --- Figures ---------------------------------------------------------------------------
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: str) -> dict[str, Any]:
+    plt = _pyplot()
+    width, height = fig.get_size_inches()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return {"file": os.path.basename(path), "width": int(round(width * DPI)),
+            "height": int(round(height * DPI))}
+
+
+def confusion_figsize(num_classes: int) -> tuple[float, float]:
+    side = float(min(max(3.0 + 0.45 * num_classes, 5.0), 40.0))
+    return side + 1.0, side
+
+
+def plot_confusion(result: EvalResult, path: str) -> dict[str, Any]:
+    """Row-normalized confusion matrix; counts written in the cells when they fit."""
+    plt = _pyplot()
+    names, counts = result.confusion()
+    other = counts[:, -1].sum() > 0
+    matrix = counts if other else counts[:, :-1]
+    cols = names + (["other"] if other else [])
+    rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=confusion_figsize(len(names)))
+    image = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{result.model_name}: top-1 {pct(result.top_k(1))}%", fontsize=9)
+    if len(names) <= 30:
+        for i in range(len(names)):
+            for j in range(len(cols)):
+                if matrix[i, j]:
+                    ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=6,
+                            color="white" if rates[i, j] > 0.5 else "black")
+    fig.colorbar(image, ax=ax, fraction=0.04)
+    fig.subplots_adjust(left=0.22, bottom=0.22, right=0.9, top=0.94)
+    return _save(fig, path)
+
+
+TSNE_FIGSIZE = (9.0, 7.0)
+
+
+def plot_tsne(data: TsneInput, path: str, max_points: int = 2000, seed: int = 0
+              ) -> dict[str, Any]:
+    """t-SNE of embeddings, coloured by class (Figure 6)."""
+    from sklearn.manifold import TSNE
+
+    plt = _pyplot()
+    rng = np.random.default_rng(seed)
+    idx = np.arange(len(data.y))
+    if len(idx) > max_points:
+        idx = np.sort(rng.choice(idx, max_points, replace=False))
+    if len(idx) < 5:
+        raise UserError(f"t-SNE of {data.name!r} needs at least 5 embeddings, got {len(idx)}")
+    perplexity = float(min(30.0, max(2.0, (len(idx) - 1) / 3.0)))
+    xy = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
+              random_state=seed).fit_transform(np.asarray(data.x[idx], dtype=np.float64))
+    fig, ax = plt.subplots(figsize=TSNE_FIGSIZE)
+    labels = data.y[idx]
+    present = np.unique(labels)
+    colors = 10 if len(present) <= 10 else 20
+    cmap = plt.get_cmap(f"tab{colors}")
+    for k, c in enumerate(present):
+        m = labels == c
+        ax.scatter(xy[m, 0], xy[m, 1], s=10, color=cmap(k % colors),
+                   marker="osD^v<>"[k // colors % 7], label=data.class_names[c])
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(f"t-SNE of {data.name} ({len(idx)} embeddings)", fontsize=10)
+    if len(np.unique(labels)) <= 40:
+        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, markerscale=1.5)
+    fig.subplots_adjust(left=0.03, right=0.75, top=0.94, bottom=0.03)
+    return _save(fig, path)
+
+
+def grid_figsize(tiles: int, columns: int) -> tuple[float, float]:
+    cols = max(1, min(columns, tiles))
+    rows = max(1, -(-tiles // cols))
+    return cols * TILE_INCHES, rows * (TILE_INCHES + 0.6)
+
+
+def _show(ax: Any, image: np.ndarray | None) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if image is None:
+        ax.text(0.5, 0.5, "image not found", ha="center", va="center", fontsize=8)
+    else:
+        ax.imshow(image)
+
+
+def most_confident_failures(result: EvalResult, n: int) -> list[int]:
+    """Indices of wrong top-1 predictions, most confident (highest predicted score) first."""
+    pred = result.predictions()
+    wrong = np.flatnonzero(pred != result.labels)
+    conf = result.scores[wrong, pred[wrong]]
+    return wrong[np.argsort(-conf, kind="stable")][:n].tolist()
+
+
+def plot_failures(result: EvalResult, load_image: ImageLoader, path: str, n: int = 16,
+                  columns: int = 4) -> dict[str, Any] | None:
+    """Grid of the most confident failures (Figure 8); None when there are none."""
+    if result.file_names is None:
+        raise UserError(f"{result.model_name}: the result has no file names, so its images "
+                        "cannot be shown")
+    picks = most_confident_failures(result, n)
+    if not picks:
+        return None
+    plt = _pyplot()
+    size = grid_figsize(len(picks), columns)
+    cols = max(1, min(columns, len(picks)))
+    rows = -(-len(picks) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False)
+    pred = result.predictions()
+    for ax in axes.flat[len(picks):]:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, picks):
+        _show(ax, load_image(result.file_names[i]))
+        ax.set_title(f"true: {_short(result.class_names[result.labels[i]])}\n"
+                     f"pred: {_short(result.class_names[pred[i]])} "
+                     f"({result.scores[i, pred[i]]:.2f})", fontsize=7)
+    fig.suptitle(f"{result.model_name}: most confident failures", fontsize=9)
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.55 / size[1],
+                        hspace=0.45, wspace=0.1)
+    return _save(fig, path)
+
+
+def _short(text: str, width: int = 24) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def comparison_picks(a: EvalResult, b: EvalResult, n: int) -> list[tuple[int, int]]:
+    """Pairs of example indices (in ``a``, in ``b``) of the same images, most telling first:
+    ``b`` right and ``a`` wrong, then ``a`` right and ``b`` wrong, then both wrong, then
+    both right; file-name order within each group."""
+    if a.file_names is None or b.file_names is None:
+        raise UserError("comparing two models needs results with file names")
+    where_b = {f: i for i, f in enumerate(b.file_names)}
+    pa, pb = a.predictions(), b.predictions()
+    ranked = []
+    for i, f in enumerate(a.file_names):
+        j = where_b.get(f)
+        if j is None:
+            continue
+        ok_a = a.class_names[pa[i]] == a.class_names[a.labels[i]]
+        ok_b = b.class_names[pb[j]] == b.class_names[b.labels[j]]
+        group = [(False, True), (True, False), (False, False), (True, True)].index((ok_a, ok_b))
+        ranked.append((group, f, i, j))
+    if not ranked:
+        raise UserError(f"{a.model_name!r} and {b.model_name!r} share no test images")
+    return [(i, j) for _, _, i, j in sorted(ranked)[:n]]
+
+
+def comparison_figsize(rows: int) -> tuple[float, float]:
+    return 3 * TILE_INCHES, max(1, rows) * TILE_INCHES
+
+
+def plot_comparison(a: EvalResult, b: EvalResult, load_image: ImageLoader, path: str,
+                    n: int = 8, k: int = 3) -> dict[str, Any]:
+    """Top-k predictions of two models on the same images (Figures 1 and 7)."""
+    plt = _pyplot()
+    picks = comparison_picks(a, b, n)
+    fig, axes = plt.subplots(len(picks), 3, figsize=comparison_figsize(len(picks)),
+                             squeeze=False)
+    top_a, top_b = top_k_indices(a.scores, k), top_k_indices(b.scores, k)
+    for row, (i, j) in enumerate(picks):
+        _show(axes[row, 0], load_image(a.file_names[i]))
+        axes[row, 0].set_title(f"true: {_short(a.class_names[a.labels[i]])}", fontsize=7)
+        for col, (res, top, idx) in enumerate([(a, top_a, i), (b, top_b, j)], start=1):
+            ax = axes[row, col]
+            ax.axis("off")
+            true = res.class_names[res.labels[idx]]
+            lines = [f"{res.model_name}"] + [
+                f"{r + 1}. {_short(res.class_names[c], 26)}" + ("  ✓" if
+                                                                res.class_names[c] == true
+                                                                else "")
+                for r, c in enumerate(top[idx])]
+            ax.text(0.0, 0.9, "\n".join(lines), va="top", ha="left", fontsize=7,
+                    transform=ax.transAxes, family="DejaVu Sans")
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.95, hspace=0.3, wspace=0.05)
+    return _save(fig, path)
+
+
+# --- The whole report ------------------------------------------------------------------
+
+def write_report(results: Sequence[EvalResult], output: str, *,
+                 load_image: ImageLoader | None = None,
+                 tsne: Sequence[TsneInput] = (), options: ReportOptions | None = None,
+                 log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Writes every table and figure into ``output`` (replaced as a whole when done).
+
+    Figures that need images (failures, comparison) are skipped, with a note in
+    the report, when ``load_image`` is None or the results lack file names.
+    Refuses to replace an existing folder that is not a report.
+    """
+    options = options or ReportOptions()
+    if not results:
+        raise UserError("the report needs at least one evaluation result (--results)")
+    names = [r.model_name for r in results]
+    if len(set(names)) != len(names):
+        raise UserError(f"two results share a model name ({names}); rename one (--name)")
+    output = os.path.abspath(output)
+    if os.path.isdir(output) and os.listdir(output) and \
+            not os.path.isfile(os.path.join(output, REPORT_JSON)):
+        raise UserError(f"--output={output} exists and is not a report folder; "
+                        "choose an empty or new folder")
+    parent = os.path.dirname(output)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(output)}.partial-")
+    try:
+        doc = _write_all(results, tmp, load_image, tsne, options, log or (lambda _: None))
+        replace_dir(tmp, output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return doc
+
+
+def _write_all(results: Sequence[EvalResult], out: str, load_image: ImageLoader | None,
+               tsne: Sequence[TsneInput], options: ReportOptions,
+               log: Callable[[str], None]) -> dict[str, Any]:
+    figures: dict[str, list[dict[str, Any]]] = {"confusion": [], "tsne": [], "failures": [],
+                                                "comparison": []}
+    notes: list[str] = []
+    for r in results:
+        log(f"report: confusion matrix of {r.model_name}")
+        figures["confusion"].append(dict(plot_confusion(r, os.path.join(
+            out, f"confusion-{slug(r.model_name)}.png")), model=r.model_name))
+    for t in tsne:
+        log(f"report: t-SNE of {t.name}")
+        figures["tsne"].append(dict(plot_tsne(t, os.path.join(out, f"tsne-{slug(t.name)}.png"),
+                                              options.tsne_max_points, options.seed),
+                                    embeddings=t.name))
+    if not tsne:
+        notes.append("No t-SNE: no test embeddings were given (--embeddings).")
+    if load_image is None:
+        notes.append("No failure or comparison grids: no images were given "
+                     "(--images_root or --dataset).")
+    else:
+        for r in results:
+            if r.file_names is None:
+                notes.append(f"No failure grid for {r.model_name}: its result has no file names.")
+                continue
+            log(f"report: most confident failures of {r.model_name}")
+            fig = plot_failures(r, load_image, os.path.join(
+                out, f"failures-{slug(r.model_name)}.png"), options.num_failures,
+                options.grid_columns)
+            if fig is None:
+                notes.append(f"No failure grid for {r.model_name}: it made no mistakes.")
+            else:
+                figures["failures"].append(dict(fig, model=r.model_name))
+        pair = _comparison_pair(results, options.compare)
+        if pair is None:
+            notes.append("No comparison grid: it needs two results.")
+        else:
+            a, b = pair
+            log(f"report: comparing {a.model_name} and {b.model_name}")
+            fig = plot_comparison(a, b, load_image, os.path.join(
+                out, f"compare-{slug(a.model_name)}-vs-{slug(b.model_name)}.png"),
+                options.num_compare, options.top_k_shown)
+            figures["comparison"].append(dict(fig, models=[a.model_name, b.model_name]))
+    t3, t4 = table3(results), table4(results)
+    doc = {"table3": t3, "table4": t4, "figures": figures, "notes": notes,
+           "results": [{"model_name": r.model_name, "extra": r.extra} for r in results]}
+    atomic_write_json(os.path.join(out, REPORT_JSON), doc)
+    with open(os.path.join(out, REPORT_MD), "w", encoding="utf-8") as f:
+        f.write(_markdown(t3, t4, [r.model_name for r in results], figures, notes))
+    return doc
+
+
+def _comparison_pair(results: Sequence[EvalResult], names: tuple[str, str] | None
+                     ) -> tuple[EvalResult, EvalResult] | None:
+    by_name = {r.model_name: r for r in results}
+    if names:
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise UserError(f"--compare names {missing} are not among the results' model "
+                            f"names {list(by_name)}")
+        return by_name[names[0]], by_name[names[1]]
+    with_files = [r for r in results if r.file_names is not None]
+    return (with_files[0], with_files[1]) if len(with_files) >= 2 else None
+
+
+def _markdown(t3: list[dict[str, Any]], t4: list[dict[str, Any]], models: list[str],
+              figures: dict[str, list[dict[str, Any]]], notes: list[str]) -> str:
+    parts = ["# Run report", "",
+             "## Table 3: global accuracy", "", markdown_table3(t3), "",
+             "## Table 4: per-class accuracy", "", markdown_table4(t4, models), ""]
+    titles = {"confusion": "Confusion matrices", "tsne": "t-SNE of test embeddings (Figure 6)",
+              "failures": "Most confident failures (Figure 8)",
+              "comparison": "Top predictions side by side (Figures 1 and 7)"}
+    for key, title in titles.items():
+        if figures[key]:
+            parts += [f"## {title}", ""]
+            parts += [f"![{f['file']}]({f['file']})" for f in figures[key]]
+            parts.append("")
+    if notes:
+        parts += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    return "\n".join(parts)
+
+
+# --- Where images come from ------------------------------------------------------------
+
+def folder_image_loader(root: str, max_side: int = 256) -> ImageLoader:
+    """Loads ``root/<file_name>`` as the dataset builder decodes it (None if missing)."""
+    from illustration_tl import ingestion
+
+    if not os.path.isdir(root):
+        raise UserError(f"--images_root={root!r} is not a folder")
+
+    def load(name: str) -> np.ndarray | None:
+        path = os.path.join(root, name)
+        if not os.path.isfile(path):
+            return None
+        try:
+            return ingestion.load_image(path, max_side=max_side)
+        except ingestion.IngestionError:
+            return None
+
+    return load
+
+
+def dataset_image_loader(examples: Any, wanted: set[str]) -> ImageLoader:
+    """Collects the images of ``wanted`` file names from an iterable of TFDS examples
+    (dicts with ``image`` and ``file_name``), in one pass."""
+    found: dict[str, np.ndarray] = {}
+    for ex in examples:
+        name = ex["file_name"]
+        name = name.decode("utf-8") if isinstance(name, bytes) else str(name)
+        if name in wanted:
+            found[name] = np.asarray(ex["image"])
+            if len(found) == len(wanted):
+                break
+    return found.get
