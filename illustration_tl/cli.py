@@ -18,6 +18,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("trainers.build", "Build the illustrations TFDS dataset (curated or noisy) "
               "from a folder (paper §4)."),
     "stats": ("trainers.stats", "Images per class and split of a built dataset (paper Table 1)."),
+    "baseline": ("trainers.baseline", "Score an ImageNet classifier on a dataset of ImageNet "
+                 "classes: 1000-way and restricted (paper §6, Table 2)."),
+    "embed": ("trainers.embed", "Write a CNN layer's embeddings of dataset splits, in shards "
+              "(paper §6.1)."),
+    "svm": ("trainers.svm", "Train an SVM on embeddings (paper grid search) and score it on "
+            "the test split (paper §6.1, §7.2)."),
+    "report": ("trainers.report", "Tables 3-4, confusion matrices, t-SNE and prediction "
+               "grids from evaluation results (paper §7)."),
     "export": ("trainers.export", "Write CNN (+ SVM) as one SavedModel: image bytes in, "
                "top-k classes out."),
     "predict": ("trainers.predict", "Classify image files with an exported model."),

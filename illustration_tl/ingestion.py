@@ -162,10 +162,15 @@ def open_image(path_or_bytes: PathOrBytes, *, max_pixels: int | None = DEFAULT_M
         raise IngestionError(f"not an image: unrecognized content starting with {data[:8]!r}")
     if fmt == "svg":
         data, fmt = rasterize_svg(data, svg_size), "png"
+    pil_limit = Image.MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # bomb and corrupt-EXIF warnings: we decide
+            # Our own check below reads only the header and runs before any decoding;
+            # Pillow's global limit steps aside so max_pixels alone decides.
+            Image.MAX_IMAGE_PIXELS = None
             image = Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[fmt]])
+            Image.MAX_IMAGE_PIXELS = pil_limit
             width, height = image.size
             if max_pixels is not None and width * height > max_pixels:
                 raise IngestionError(
@@ -180,6 +185,8 @@ def open_image(path_or_bytes: PathOrBytes, *, max_pixels: int | None = DEFAULT_M
         raise IngestionError(f"decompression-bomb guard: {_one_line(e)}") from None
     except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, EOFError, zlib...
         raise IngestionError(f"corrupt or truncated {fmt.upper()}: {_one_line(e)}") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = pil_limit
 
 
 def to_rgb_array(image: Image.Image, *, background: Sequence[int] | None = DEFAULT_BACKGROUND,

@@ -239,8 +239,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         })
         _write_report(self.data_dir, skipped, report)
         logging.info("illustrations/%s: %s", config.name, dups.format())
+        # self.data_dir is TFDS's incomplete.* folder until the build succeeds.
+        final_dir = os.path.join(os.path.dirname(self.data_dir), str(self.version))
         logging.info("illustrations/%s: %d files skipped (listed in %s): %s", config.name,
-                     len(skipped), os.path.join(self.data_dir, SKIPPED_FILE),
+                     len(skipped), os.path.join(final_dir, SKIPPED_FILE),
                      "; ".join(f"{n}: {r}" for n, r in skipped[:20]))
         logging.info("illustrations/%s: %d classes, examples %s", config.name,
                      len(class_names), report["examples"])
