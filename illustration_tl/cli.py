@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "(paper §6.1)."),
     "svm": ("trainers.svm", "Train an SVM on embeddings (paper grid search) and score it on "
             "the test split (paper §6.1, §7.2)."),
+    "optimize": ("trainers.optimize", "Fine-tune with re-initialized layers and per-layer "
+                 "learning rates (paper §7)."),
     "report": ("trainers.report", "Tables 3-4, confusion matrices, t-SNE and prediction "
                "grids from evaluation results (paper §7)."),
     "export": ("trainers.export", "Write CNN (+ SVM) as one SavedModel: image bytes in, "
