@@ -142,40 +142,42 @@ def read_metadata(path: str) -> dict:
 def export_from_artifacts(output: str, *, model_dir: str | None = None,
                           backbone: str | None = None, weights: str | None = "imagenet",
                           image_size: int | None = None, svm_dir: str | None = None,
-                          layer: str | None = None, top_k: int = 5) -> dict:
+                          layer: str | None = None, top_k: int = 5, seed: int = 0) -> dict:
     """Exports what earlier stages wrote: an ``optimize`` folder or an ImageNet
-    backbone, optionally with the SVM folder of ``illustration-tl svm``."""
-    import joblib
+    backbone, optionally with the SVM folder of ``illustration-tl svm``.
 
-    from illustration_tl import imagenet, layer_surgery
+    With an SVM, the CNN is cut at the embedding layer exactly as ``embed``
+    cut it (:func:`embeddings.embedding_source`: fc2 for VGG with its top, the
+    pooled last conv block for a bare conv base); ``seed`` must be the one
+    ``embed`` used when the backbone is randomly initialized.
+    """
+    from illustration_tl import embeddings, imagenet, layer_surgery, svm
     from illustration_tl.errors import UserError
 
-    sources: dict[str, Any] = {}
-    if model_dir:
+    if not model_dir and not backbone:
+        raise UserError("pass --model_dir (an `optimize` output) or --backbone")
+    sources: dict[str, Any] = {"model_dir": os.path.abspath(model_dir) if model_dir else None,
+                               "weights": None if model_dir else weights}
+    svm_model = None
+    if svm_dir:
+        svm_model, svm_info = svm.load(svm_dir)
+        class_names = list(svm_info["class_names"])
+        source = embeddings.embedding_source(model_dir=model_dir, backbone=backbone or "vgg19",
+                                             weights=weights, image_size=image_size,
+                                             layer=layer, seed=seed)
+        model, backbone, image_size = source.model, source.backbone, source.image_size
+        resize_mode, layer = source.resize_mode, source.layer
+        sources["svm_dir"] = os.path.abspath(svm_dir)
+    elif model_dir:
         model, config = layer_surgery.load_trained(model_dir)
         backbone, image_size = config["backbone"], int(config["image_size"])
         class_names = list(config["class_names"])
         resize_mode = config.get("resize_mode", "squash")
-        sources["model_dir"] = os.path.abspath(model_dir)
-    elif backbone:
+    else:
         image_size = image_size or backbones.get(backbone).image_size
         model = layer_surgery.imagenet_classifier(backbone, weights, image_size)
         class_names = [c.name for c in imagenet.classes()]
         resize_mode = "squash"
-        sources["weights"] = weights
-    else:
-        raise UserError("pass --model_dir (an `optimize` output) or --backbone")
-    svm_model = None
-    if svm_dir:
-        svm_file = os.path.join(svm_dir, "svm.joblib")
-        if not os.path.exists(svm_file):
-            raise UserError(f"--svm_dir={svm_dir!r} holds no svm.joblib; run `illustration-tl "
-                            "svm` first")
-        svm_model = joblib.load(svm_file)
-        with open(os.path.join(svm_dir, "svm.json")) as f:
-            class_names = list(json.load(f)["class_names"])
-        model = layer_surgery.embedding_model(model, layer)
-        sources["svm_dir"] = os.path.abspath(svm_dir)
     wnids = [(c.wnid if (c := imagenet.find(n)) else "") for n in class_names]
     return export_classifier(output, model=model, backbone=backbone, image_size=image_size,
                              class_names=class_names, wnids=wnids, svm_model=svm_model,

@@ -18,6 +18,7 @@ a random 224 crop, and mirror left-right at random.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Sequence
 
 import numpy as np
@@ -44,12 +45,32 @@ def open_builder(dataset: str, data_dir: str | None = None) -> tfds.core.Dataset
     try:
         builder = tfds.builder(dataset, data_dir=data_dir)
     except Exception as e:  # DatasetNotFoundError, unknown config, unreadable info
+        custom = _custom_config_builder(dataset, data_dir)
+        if custom is not None:  # a config built with non-preset options (build --name)
+            return custom
         raise UserError(f"--dataset={dataset!r} not found under --data_dir={data_dir!r}: "
                         f"{str(e).splitlines()[0]}; build it with illustration-tl build") from None
     if not builder.is_prepared():
         raise UserError(f"--dataset={dataset!r} is not built in {builder.data_dir}; build it "
                         "with `illustration-tl build --config=... --manual_dir=...`")
     return builder
+
+
+def _custom_config_builder(dataset: str, data_dir: str | None
+                           ) -> tfds.core.DatasetBuilder | None:
+    """A read-only builder for a config that only exists on disk (custom options), from
+    its newest version folder ``<data_dir>/<name>/<config>/<version>``."""
+    name, _, config = dataset.partition("/")
+    root = os.path.join(os.path.expanduser(data_dir or tfds.core.constants.DATA_DIR), name,
+                        config)
+    if not config or not os.path.isdir(root):
+        return None
+    versions = sorted((v for v in os.listdir(root) if
+                       os.path.isfile(os.path.join(root, v, "dataset_info.json"))),
+                      key=lambda v: tuple(int(p) for p in v.split(".") if p.isdigit()))
+    if not versions:
+        return None
+    return tfds.builder_from_directory(os.path.join(root, versions[-1]))
 
 
 def load_split(dataset: str, split: str, data_dir: str | None = None, *,

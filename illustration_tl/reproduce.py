@@ -1,0 +1,457 @@
+"""The paper's Table 3 end to end: four models, one output folder (paper §6-§7).
+
+Stages, each resumable (:mod:`illustration_tl.stages`):
+
+1. ``datasets``: build the curated and noisy TFDS datasets (§4).
+2. ``baseline_cnn``: the ImageNet classifier scored on the curated test set (§6, Table 2).
+3. ``baseline_svm``: its embeddings (fc2, or the pooled conv base) + an SVM (§6.1).
+4. ``optimize``: the adaptive layer-based optimization on the noisy set (§7).
+5. ``optimized_cnn``: the optimized network scored on the curated test set (§7.1).
+6. ``optimized_svm``: its fc2 embeddings + an SVM (§7.2).
+7. ``report``: Table 3 / Table 4, figures; ``summary.md`` beside the paper's numbers.
+8. ``export``: the best model as one SavedModel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Callable
+
+import numpy as np
+
+from illustration_tl import stages
+from illustration_tl.errors import UserError
+
+# Paper Table 3 (top-1, top-5 on the curated test set, VGG19).
+PAPER_TABLE3 = {
+    "baseline_cnn": ("Baseline CNN", 26.50, 47.40),
+    "baseline_svm": ("Baseline CNN + SVM", 62.04, 85.64),
+    "optimized_cnn": ("Optimized CNN", 49.39, 70.07),
+    "optimized_svm": ("Optimized CNN + SVM", 86.61, 97.21),
+}
+ROWS = tuple(PAPER_TABLE3)
+
+
+@dataclasses.dataclass
+class ReproduceConfig:
+    """Everything ``reproduce`` needs; the flags of ``trainers/reproduce.py`` fill it."""
+
+    output_dir: str
+    curated_dir: str
+    noisy_dir: str
+    data_dir: str = ""                  # TFDS data folder; "" = <output_dir>/tfds
+    curated_options: dict = dataclasses.field(default_factory=dict)
+    noisy_options: dict = dataclasses.field(default_factory=dict)
+    backbone: str = "vgg19"
+    weights: str = "auto"               # auto | imagenet | none | a local .h5 file
+    image_size: int = 224
+    batch_size: int = 32
+    train_overrides: dict = dataclasses.field(default_factory=dict)  # TrainConfig fields
+    augment: bool = False
+    svm_baseline: str = "grid"          # "grid" or "kernel,C,gamma[,multiclass[,scaling]]"
+    svm_optimized: str = "grid"
+    svm_scalings: tuple = ("none",)     # grid dimension
+    svm_jobs: int = -1
+    top_k: int = 5
+    force: bool = False
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class Weights:
+    """Which ImageNet weights the run uses, and how that was decided."""
+
+    source: str | None                  # "imagenet", a path, or None (random init)
+    description: str
+    has_top: bool
+
+
+def _keras_cache_file(backbone: str, top: bool) -> str | None:
+    name = {"vgg16": "vgg16", "vgg19": "vgg19"}.get(backbone)
+    if name is None:
+        return None
+    home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    suffix = "" if top else "_notop"
+    path = os.path.join(home, "models", f"{name}_weights_tf_dim_ordering_tf_kernels{suffix}.h5")
+    return path if os.path.isfile(path) else None
+
+
+def resolve_weights(backbone: str, weights: str, log: Callable[[str], None]) -> Weights:
+    """``auto``: a local file if given, else the Keras cache, else a download, else random
+    initialization, said in one clear line (issue: the demo must run offline)."""
+    from illustration_tl import backbones, layer_surgery
+
+    spec = backbones.get(backbone)
+    if weights.lower() in ("none", ""):
+        return Weights(None, "random initialization (--weights=none)", False)
+    if weights not in ("auto", "imagenet"):
+        path = layer_surgery._weights_arg(weights)
+        top = layer_surgery.weights_file_top(path) is not None
+        return Weights(path, f"ImageNet weights from {path} ({'with' if top else 'no'} "
+                       "classifier top)", top)
+    for top in (True, False):
+        cached = _keras_cache_file(spec.name, top)
+        if cached:
+            return Weights(cached, f"ImageNet weights from the Keras cache ({cached})", top)
+    try:
+        spec.application()(include_top=spec.has_fc_top, weights="imagenet")
+    except Exception as e:  # offline: URLError, OSError, ValueError from get_file
+        if weights == "imagenet":
+            raise UserError(f"--weights=imagenet: could not download {spec.name} weights "
+                            f"({type(e).__name__}); pass a local file with --weights") from None
+        log(f"ImageNet weights for {spec.name} are not available (no --weights file, none in "
+            f"the Keras cache, download failed: {type(e).__name__}); running from random "
+            "initialization.")
+        return Weights(None, "random initialization (no ImageNet weights available)", False)
+    cached = _keras_cache_file(spec.name, spec.has_fc_top)
+    return Weights(cached or "imagenet", "ImageNet weights (downloaded)", spec.has_fc_top)
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def _dataset_name(config: str, options: dict) -> str | None:
+    """A config name for non-preset options (TFDS keeps each config under its name)."""
+    from datasets.illustrations import illustrations_dataset_builder as builder_lib
+
+    preset = builder_lib.PRESETS[config]
+    changed = {k: v for k, v in options.items() if v != getattr(preset, k)}
+    if not changed:
+        return None
+    return f"{config}_{stages.stage_key(config, changed)[:8]}"
+
+
+def _build_datasets(cfg: ReproduceConfig, data_dir: str, out: str) -> dict:
+    from datasets.illustrations import illustrations_dataset_builder as builder_lib
+
+    result = {}
+    for config, root, options in [("curated", cfg.curated_dir, cfg.curated_options),
+                                  ("noisy", cfg.noisy_dir, cfg.noisy_options)]:
+        name = _dataset_name(config, options)
+        builder = builder_lib.build(config, root, data_dir, name=name, overwrite=True,
+                                    **options)
+        info = builder.info
+        result[config] = {
+            "dataset": f"illustrations/{builder.builder_config.name}",
+            "classes": info.features["label"].num_classes,
+            "examples": {s: info.splits[s].num_examples for s in info.splits},
+            "data_dir": os.path.abspath(data_dir),
+        }
+        print(f"  {result[config]['dataset']}: {result[config]['classes']} classes, "
+              f"{result[config]['examples']}", flush=True)
+    _write_json(os.path.join(out, "datasets.json"), result)
+    return result
+
+
+def _write_json(path: str, doc: Any) -> None:
+    from illustration_tl.evaluation import atomic_write_json
+
+    atomic_write_json(path, doc)
+
+
+def _read_json(path: str) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _scores_on(model: Any, dataset: str, split: str, data_dir: str, *, backbone: str,
+               image_size: int, batch_size: int, resize_mode: str = "squash"
+               ) -> tuple[np.ndarray, np.ndarray, list[str], Any]:
+    """The model's outputs on a split, with labels, file names and the dataset info."""
+    from illustration_tl import embeddings, input_pipeline
+
+    ds, info = input_pipeline.load_split(dataset, split, data_dir, decode_images=False)
+    batches = input_pipeline.make_dataset(ds, backbone=backbone, image_size=image_size,
+                                          batch_size=batch_size, training=False,
+                                          resize_mode=resize_mode, with_file_names=True)
+    scores, labels, names = embeddings.compute(model, batches.as_numpy_iterator())
+    return scores, labels, names, info
+
+
+def _cnn_rows(name: str, scores_1000: np.ndarray, labels: np.ndarray, files: list[str],
+              info: Any, out: str, extra: dict) -> None:
+    """Writes the 1000-way (Table 2/3) and the restricted evaluation of a CNN."""
+    from illustration_tl import evaluation, input_pipeline
+
+    full, restricted = evaluation.imagenet_baseline(
+        name, scores_1000, labels, input_pipeline.class_names(info),
+        input_pipeline.imagenet_indices(info), files, extra)
+    full.save(os.path.join(out, "eval"))
+    restricted.model_name = f"{name} (dataset classes only)"
+    restricted.save(os.path.join(out, "eval_restricted"))
+    print(f"  {name}: top-1 {100 * full.top_k(1):.2f}  top-5 {100 * full.top_k(5):.2f}  "
+          f"(restricted to the dataset's classes: {100 * restricted.top_k(1):.2f} / "
+          f"{100 * restricted.top_k(5):.2f})", flush=True)
+
+
+def _baseline_cnn(cfg: ReproduceConfig, w: Weights, ds: dict, out: str) -> None:
+    from illustration_tl import backbones, layer_surgery
+
+    spec = backbones.get(cfg.backbone)
+    if w.source is not None and not w.has_top:
+        _write_json(os.path.join(out, "unavailable.json"), {
+            "reason": f"{w.description}: the ImageNet classifier's fc layers are not in it, "
+                      "so the 1000-way baseline cannot be scored"})
+        print("  baseline CNN: n/a (weights without the classifier top)", flush=True)
+        return
+    # With real top weights the classifier runs at its native size (fc1 fixes it).
+    size = spec.image_size if w.source is not None and spec.has_fc_top else cfg.image_size
+    import keras
+
+    keras.utils.set_random_seed(cfg.seed)
+    model = layer_surgery.imagenet_classifier(cfg.backbone, w.source, size)
+    scores, labels, files, info = _scores_on(
+        model, ds["curated"]["dataset"], "test", ds["curated"]["data_dir"],
+        backbone=cfg.backbone, image_size=size, batch_size=cfg.batch_size)
+    _cnn_rows("Baseline CNN", scores, labels, files, info, out,
+              {"weights": w.description, "image_size": size})
+
+
+def _svm_params(text: str, scalings: tuple) -> list:
+    from illustration_tl import svm
+
+    if text == "grid":
+        return svm.paper_grid(scalings=scalings)
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) < 3:
+        raise UserError(f"SVM setting {text!r}: use 'grid' or 'kernel,C,gamma[,ovr|ovo"
+                        "[,scaling]]' (e.g. rbf,1,1e-4,ovr)")
+    kw = dict(kernel=parts[0], C=float(parts[1]), gamma=float(parts[2]))
+    if len(parts) > 3:
+        kw["multiclass"] = parts[3]
+    if len(parts) > 4:
+        kw["scaling"] = parts[4]
+    return [svm.SvmParams(**kw)]
+
+
+def _svm_stage(name: str, source: Any, cfg: ReproduceConfig, ds: dict, setting: str,
+               out: str) -> None:
+    """Embeds the curated splits with ``source`` and fits + evaluates the SVM (§6.1, §7.2)."""
+    from illustration_tl import embeddings, svm
+
+    emb_dir = os.path.join(out, "embeddings")
+    embeddings.embed_dataset(source, dataset=ds["curated"]["dataset"],
+                             splits=["train", "validation", "test"], output=emb_dir,
+                             data_dir=ds["curated"]["data_dir"], batch_size=cfg.batch_size,
+                             overwrite=True)
+    train = embeddings.load_splits(emb_dir, ["train", "validation"])
+    test = embeddings.load(emb_dir, "test")
+    fitted = svm.fit(train.x, train.y, _svm_params(setting, tuple(cfg.svm_scalings)),
+                     num_classes=len(train.class_names), n_jobs=cfg.svm_jobs, seed=cfg.seed,
+                     log=svm.stderr_log)
+    svm.save(os.path.join(out, "svm"), fitted, train.class_names,
+             {"embeddings": emb_dir, "layer": source.layer})
+    result = svm.evaluate(fitted, test.x, test.y, test.class_names, name, test.file_names,
+                          {"layer": source.layer, "weights": source.weights_source})
+    result.save(os.path.join(out, "eval"))
+    print(f"  {name}: {fitted.params.label()}: top-1 {100 * result.top_k(1):.2f}  "
+          f"top-5 {100 * result.top_k(5):.2f}", flush=True)
+
+
+def _baseline_svm(cfg: ReproduceConfig, w: Weights, ds: dict, out: str) -> None:
+    import keras
+
+    from illustration_tl import embeddings
+
+    keras.utils.set_random_seed(cfg.seed)
+    source = embeddings.embedding_source(backbone=cfg.backbone, weights=w.source,
+                                         image_size=cfg.image_size, seed=cfg.seed)
+    _svm_stage("Baseline CNN + SVM", source, cfg, ds, cfg.svm_baseline, out)
+
+
+def _optimize(cfg: ReproduceConfig, w: Weights, ds: dict, out: str) -> None:
+    from illustration_tl import train
+
+    fields = {f.name for f in dataclasses.fields(train.TrainConfig)}
+    unknown = sorted(set(cfg.train_overrides) - fields)
+    if unknown:
+        raise UserError(f"unknown training setting(s): {', '.join(unknown)}")
+    config = train.TrainConfig(
+        output_dir=out, backbone=cfg.backbone, weights=w.source, image_size=cfg.image_size,
+        batch_size=cfg.batch_size, seed=cfg.seed, dataset=ds["noisy"]["dataset"],
+        **cfg.train_overrides)
+    config.validate()
+    data = train.tfds_data(ds["noisy"]["dataset"], ds["noisy"]["data_dir"],
+                           backbone=cfg.backbone, image_size=cfg.image_size,
+                           batch_size=cfg.batch_size, seed=cfg.seed, augment=cfg.augment,
+                           eval_dataset=ds["curated"]["dataset"],
+                           eval_data_dir=ds["curated"]["data_dir"],
+                           deterministic=config.deterministic)
+    train.optimize(config, data)
+
+
+def _optimized_cnn(cfg: ReproduceConfig, ds: dict, model_dir: str, out: str) -> None:
+    from illustration_tl import imagenet, layer_surgery
+
+    model, config = layer_surgery.load_trained(model_dir)
+    scores, labels, files, info = _scores_on(
+        model, ds["curated"]["dataset"], "test", ds["curated"]["data_dir"],
+        backbone=config["backbone"], image_size=int(config["image_size"]),
+        batch_size=cfg.batch_size, resize_mode=config.get("resize_mode", "squash"))
+    # The network's classes are ImageNet classes (wnids): spread them over the 1000.
+    scores_1000 = np.full((len(scores), imagenet.NUM_CLASSES), -1.0, np.float32)
+    columns = [imagenet.by_wnid(w).index for w in config["class_names"]]
+    scores_1000[:, columns] = scores
+    _cnn_rows("Optimized CNN", scores_1000, labels, files, info, out,
+              {"model_dir": model_dir, "classes_of_network": len(columns)})
+
+
+def _optimized_svm(cfg: ReproduceConfig, ds: dict, model_dir: str, out: str) -> None:
+    from illustration_tl import embeddings
+
+    source = embeddings.embedding_source(model_dir=model_dir)
+    _svm_stage("Optimized CNN + SVM", source, cfg, ds, cfg.svm_optimized, out)
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def load_rows(root: str) -> dict[str, Any]:
+    """The evaluation of each Table 3 row that exists under ``root`` (None if n/a)."""
+    from illustration_tl import evaluation
+
+    rows = {}
+    for row in ROWS:
+        path = os.path.join(root, row, "eval")
+        rows[row] = evaluation.EvalResult.load(path) if os.path.isdir(path) else None
+    return rows
+
+
+def write_summary(root: str, weights: Weights, cfg: ReproduceConfig, ds: dict,
+                  timings: dict[str, float], skipped: list[str]) -> str:
+    """``summary.md``: Table 3 beside the paper's numbers, and what this run was."""
+    rows = load_rows(root)
+    lines = ["# illustration-tl reproduce: Table 3", "",
+             f"- backbone: {cfg.backbone} at {cfg.image_size} px (paper: VGG19 at 224 px)",
+             f"- weights: {weights.description}",
+             f"- curated: `{ds['curated']['dataset']}` {ds['curated']['examples']}",
+             f"- noisy: `{ds['noisy']['dataset']}` {ds['noisy']['classes']} classes "
+             f"{ds['noisy']['examples']}", "",
+             "| model | top-1 | top-5 | paper (VGG19) top-1 | paper (VGG19) top-5 |",
+             "|---|---:|---:|---:|---:|"]
+    table = {}
+    for row in ROWS:
+        paper_name, p1, p5 = PAPER_TABLE3[row]
+        r = rows[row]
+        if r is None:
+            reason = "n/a"
+            unavailable = os.path.join(root, row, "unavailable.json")
+            if os.path.exists(unavailable):
+                reason = "n/a: " + _read_json(unavailable)["reason"]
+            lines.append(f"| {paper_name} | {reason} | | {p1:.2f} | {p5:.2f} |")
+            table[row] = None
+            continue
+        t1, t5 = 100 * r.top_k(1), 100 * r.top_k(5)
+        table[row] = {"top1": t1, "top5": t5, "examples": r.num_examples}
+        lines.append(f"| {paper_name} | {t1:.2f} | {t5:.2f} | {p1:.2f} | {p5:.2f} |")
+    lines += ["", "Top-1/top-5 in % on the curated test split. CNN rows score the network's "
+              "own classes (1000 ImageNet classes for the baseline, the noisy set's classes "
+              "for the optimized network) as the paper's Table 2 does; `eval_restricted/` "
+              "beside each holds the score over the curated classes only.", "",
+              "## Stages", "", "| stage | seconds | |", "|---|---:|---|"]
+    for name, seconds in timings.items():
+        note = "skipped (up to date)" if name in skipped else ""
+        lines.append(f"| {name} | {seconds:.1f} | {note} |")
+    report_md = os.path.join(root, "report", "report", "report.md")
+    if os.path.exists(report_md):
+        lines += ["", "Per-class results (Table 4), confusion matrix, t-SNE and failure "
+                  "grids: [report/report/report.md](report/report/report.md)."]
+    text = "\n".join(lines) + "\n"
+    tmp = os.path.join(root, "summary.md.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, os.path.join(root, "summary.md"))
+    _write_json(os.path.join(root, "summary.json"), {
+        "weights": weights.description, "backbone": cfg.backbone,
+        "image_size": cfg.image_size, "table3": table,
+        "paper": {k: {"top1": v[1], "top5": v[2]} for k, v in PAPER_TABLE3.items()}})
+    return text
+
+
+def _report(root: str, ds: dict, out: str) -> None:
+    """Table 3/4, confusion matrices, t-SNE (Fig. 6), failures (Fig. 8), comparison (Fig. 7)."""
+    from illustration_tl import report
+
+    results = [r for r in load_rows(root).values() if r is not None]
+    tsne = [d for d in (os.path.join(root, row, "embeddings", "test")
+                        for row in ("baseline_svm", "optimized_svm")) if os.path.isdir(d)]
+    loader = report.image_loader(results, dataset=ds["curated"]["dataset"], split="test",
+                                 data_dir=ds["curated"]["data_dir"])
+    compare = ("Baseline CNN + SVM", "Optimized CNN + SVM")
+    names = {r.model_name for r in results}
+    options = report.ReportOptions(compare=compare if set(compare) <= names else None)
+    report.write_report(results, out, load_image=loader,
+                        tsne=report.tsne_inputs(results, tsne), options=options)
+
+
+def _best_row(root: str) -> str:
+    rows = {k: v for k, v in load_rows(root).items() if v is not None}
+    return max(rows, key=lambda k: (rows[k].top_k(1), rows[k].top_k(5)))
+
+
+def _export(cfg: ReproduceConfig, w: Weights, root: str, out: str) -> None:
+    from illustration_tl import export
+
+    best = _best_row(root)
+    target = os.path.join(out, "saved_model")
+    model_dir = os.path.join(root, "optimize") if best.startswith("optimized") else None
+    svm_dir = os.path.join(root, best, "svm") if best.endswith("_svm") else None
+    size = cfg.image_size
+    if best == "baseline_cnn" and w.source is not None:
+        size = None  # the ImageNet classifier at its native size, as in _baseline_cnn
+    meta = export.export_from_artifacts(target, model_dir=model_dir, backbone=cfg.backbone,
+                                        weights=w.source, image_size=size, svm_dir=svm_dir,
+                                        top_k=cfg.top_k, seed=cfg.seed)
+    _write_json(os.path.join(out, "export.json"), {"best": best, "path": target,
+                                                    "head": meta["head"]})
+    print(f"  exported {best} to {target}", flush=True)
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def reproduce(cfg: ReproduceConfig, log: Callable[[str], None] | None = None) -> str:
+    """Runs (or resumes) every stage; returns the text of ``summary.md``."""
+    log = log or (lambda m: print(m, flush=True))
+    for flag, path in [("--curated_dir", cfg.curated_dir), ("--noisy_dir", cfg.noisy_dir)]:
+        if not os.path.isdir(path):
+            raise UserError(f"{flag}={path!r} is not a folder of images")
+    root = cfg.output_dir
+    data_dir = cfg.data_dir or os.path.join(root, "tfds")
+    run = stages.Stages(root, force=cfg.force, log=log)
+    weights = resolve_weights(cfg.backbone, cfg.weights, log)
+    log(f"weights: {weights.description}")
+    common = {"backbone": cfg.backbone, "image_size": cfg.image_size, "seed": cfg.seed,
+              "batch_size": cfg.batch_size, "weights": weights.description}
+
+    ds_dir = run.run("datasets", {
+        "curated": stages.tree_fingerprint(cfg.curated_dir), "noisy":
+        stages.tree_fingerprint(cfg.noisy_dir), "curated_options": cfg.curated_options,
+        "noisy_options": cfg.noisy_options, "data_dir": os.path.abspath(data_dir)},
+        lambda out: _build_datasets(cfg, data_dir, out))
+    ds = _read_json(os.path.join(ds_dir, "datasets.json"))
+
+    run.run("baseline_cnn", common, lambda out: _baseline_cnn(cfg, weights, ds, out),
+            ["datasets"])
+    run.run("baseline_svm", {**common, "svm": cfg.svm_baseline,
+                             "scalings": list(cfg.svm_scalings)},
+            lambda out: _baseline_svm(cfg, weights, ds, out), ["datasets"])
+    model_dir = run.run("optimize", {**common, "train": cfg.train_overrides,
+                                     "augment": cfg.augment},
+                        lambda out: _optimize(cfg, weights, ds, out), ["datasets"])
+    run.run("optimized_cnn", {}, lambda out: _optimized_cnn(cfg, ds, model_dir, out),
+            ["datasets", "optimize"])
+    run.run("optimized_svm", {"svm": cfg.svm_optimized, "scalings": list(cfg.svm_scalings),
+                              "batch_size": cfg.batch_size},
+            lambda out: _optimized_svm(cfg, ds, model_dir, out), ["datasets", "optimize"])
+    upstream = ["baseline_cnn", "baseline_svm", "optimized_cnn", "optimized_svm"]
+    run.run("report", {}, lambda out: _report(root, ds, os.path.join(out, "report")),
+            upstream)
+    run.run("export", {"top_k": cfg.top_k}, lambda out: _export(cfg, weights, root, out),
+            upstream)
+    text = write_summary(root, weights, cfg, ds, run.timings, run.skipped)
+    log(text)
+    return text
+
