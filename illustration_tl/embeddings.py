@@ -420,3 +420,45 @@ def embedding_source(*, model_dir: str | None = None, backbone: str = "vgg19",
     described = "random-init" if source is None else (
         source if source == "imagenet" else f"{os.path.abspath(source)} ({file_sha256(source)})")
     return EmbeddingSource(emb, spec.name, size, name, described)
+
+
+def embed_dataset(source: EmbeddingSource, *, dataset: str, splits: Sequence[str], output: str,
+                  data_dir: str | None = None, batch_size: int = 32, shard_size: int = 4096,
+                  overwrite: bool = False, progress_interval: float = 5.0
+                  ) -> dict[str, dict[str, Any]]:
+    """Embeds every split of a TFDS dataset into ``output/<split>`` (paper §6.1).
+
+    Images go through ``input_pipeline.make_dataset`` exactly as for training
+    and evaluation (same decoding, resize and ``preprocess_input``), in stored
+    order. Returns each split's metadata.
+    """
+    from illustration_tl import input_pipeline
+
+    if not splits:
+        raise UserError("--splits is empty: name at least one split to embed")
+    loaded = {s: input_pipeline.load_split(dataset, s, data_dir, decode_images=False)
+              for s in splits}
+    if not overwrite:
+        for s in splits:
+            if os.path.exists(os.path.join(output, s)):
+                raise UserError(f"{os.path.join(output, s)} already exists; pass --overwrite "
+                                "to replace it")
+    fingerprint = model_fingerprint(source.model)
+    written = {}
+    for s, (ds, info) in loaded.items():
+        batches = input_pipeline.make_dataset(
+            ds, backbone=source.backbone, image_size=source.image_size, batch_size=batch_size,
+            training=False, resize_mode=source.resize_mode, with_file_names=True)
+        meta = dict(source.metadata(), class_names=input_pipeline.class_names(info),
+                    imagenet_indices=input_pipeline.imagenet_indices(info),
+                    dataset=info.full_name, dataset_version=str(info.version),
+                    data_dir=os.path.abspath(data_dir) if data_dir else None, split=s,
+                    model_fingerprint=fingerprint)
+        try:
+            total = info.splits[s].num_examples
+        except (KeyError, ValueError):
+            total = None
+        written[s] = write(source.model, batches, os.path.join(output, s), meta,
+                           shard_size=shard_size, total=total, overwrite=overwrite,
+                           progress_interval=progress_interval, label=f"embed {s}")
+    return written

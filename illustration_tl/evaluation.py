@@ -256,3 +256,45 @@ def imagenet_baseline(model_name: str, scores_1000: np.ndarray, labels: np.ndarr
                             remap[labels[keep]], scores_1000[keep][:, idx[usable]], files,
                             dict(extra, label_space="dataset"))
     return full, restricted
+
+
+def evaluate_imagenet_classifier(model: Any, batches: Any, class_names: Sequence[str],
+                                 class_imagenet_indices: Sequence[int], model_name: str,
+                                 extra: dict[str, Any] | None = None
+                                 ) -> tuple[EvalResult, EvalResult]:
+    """Runs a 1000-way ImageNet classifier over ``batches`` ((images, labels, file_names)
+    from ``input_pipeline.make_dataset``) and scores it with :func:`imagenet_baseline`."""
+    from illustration_tl import embeddings
+
+    scores, labels, files = embeddings.compute(model, batches,
+                                               embeddings.Progress("baseline", interval=10.0))
+    return imagenet_baseline(model_name, scores, labels, class_names, class_imagenet_indices,
+                             files, extra)
+
+
+def run_baseline(*, backbone: str, weights: str | None, dataset: str, split: str, output: str,
+                 data_dir: str | None = None, image_size: int | None = None,
+                 batch_size: int = 32, resize_mode: str = "squash",
+                 model_name: str | None = None) -> tuple[EvalResult, EvalResult]:
+    """The paper's baseline (§6, Table 2): an unmodified ImageNet classifier on a dataset
+    whose classes are ImageNet classes. Writes ``output/imagenet1000`` (all 1000 classes
+    compete) and ``output/restricted`` (only the dataset's classes compete)."""
+    from illustration_tl import backbones, input_pipeline, layer_surgery
+
+    spec = backbones.get(backbone)
+    ds, info = input_pipeline.load_split(dataset, split, data_dir, decode_images=False)
+    indices = input_pipeline.imagenet_indices(info)
+    names = input_pipeline.class_names(info)
+    model = layer_surgery.imagenet_classifier(spec.name, weights, image_size)
+    size = int(model.input_shape[1])
+    batches = input_pipeline.make_dataset(ds, backbone=spec.name, image_size=size,
+                                          batch_size=batch_size, training=False,
+                                          resize_mode=resize_mode, with_file_names=True)
+    extra = {"stage": "baseline", "backbone": spec.name, "weights": str(weights),
+             "image_size": size, "dataset": info.full_name, "dataset_version": str(info.version),
+             "data_dir": os.path.abspath(data_dir) if data_dir else None, "test_split": split}
+    full, restricted = evaluate_imagenet_classifier(
+        model, batches, names, indices, model_name or f"{spec.name} ImageNet", extra)
+    full.save(os.path.join(output, "imagenet1000"))
+    restricted.save(os.path.join(output, "restricted"))
+    return full, restricted

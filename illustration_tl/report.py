@@ -244,7 +244,7 @@ def plot_failures(result: EvalResult, load_image: ImageLoader, path: str, n: int
         _show(ax, load_image(result.file_names[i]))
         ax.set_title(f"true: {_short(result.class_names[result.labels[i]])}\n"
                      f"pred: {_short(result.class_names[pred[i]])} "
-                     f"({result.scores[i, pred[i]]:.2f})", fontsize=7)
+                     f"({result.scores[i, pred[i]]:.3g})", fontsize=7)
     fig.suptitle(f"{result.model_name}: most confident failures", fontsize=9)
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.55 / size[1],
                         hspace=0.45, wspace=0.1)
@@ -458,3 +458,94 @@ def dataset_image_loader(examples: Any, wanted: set[str]) -> ImageLoader:
             if len(found) == len(wanted):
                 break
     return found.get
+
+
+# --- Gathering the inputs (used by the report command and reproduce) ---------------------
+
+def load_results(paths: Sequence[str]) -> list[EvalResult]:
+    """Loads result folders; a folder holding several results (the baseline's
+    ``imagenet1000`` and ``restricted``) contributes each of them."""
+    from illustration_tl.evaluation import EVAL_JSON
+
+    out = []
+    for p in paths:
+        if os.path.isfile(os.path.join(p, EVAL_JSON)):
+            out.append(EvalResult.load(p))
+            continue
+        subs = sorted(d for d in (os.listdir(p) if os.path.isdir(p) else [])
+                      if os.path.isfile(os.path.join(p, d, EVAL_JSON)))
+        if not subs:
+            raise UserError(f"--results: {p!r} holds no evaluation result (eval.json); pass "
+                            "the output folder of baseline, svm or optimize")
+        out += [EvalResult.load(os.path.join(p, d)) for d in subs]
+    return out
+
+
+def tsne_inputs(results: Sequence[EvalResult], explicit: Sequence[str] = ()
+                ) -> list[TsneInput]:
+    """Test embeddings to map: ``explicit`` split folders (``DIR`` or ``DIR:SPLIT``), else
+    the test embeddings each SVM result was scored on."""
+    from illustration_tl import embeddings
+
+    specs: list[tuple[str, str | None, str]] = []
+    for e in explicit:
+        root, _, split = e.partition(":") if ":" in e and not os.path.exists(e) else (e, "", "")
+        specs.append((root, split or None, ""))
+    if not explicit:
+        for r in results:
+            d, split = r.extra.get("embeddings_dir"), r.extra.get("test_split")
+            if d and split and os.path.isdir(os.path.join(d, split)):
+                specs.append((d, split, r.model_name))
+    out, seen = [], set()
+    for root, split, model in specs:
+        key = os.path.abspath(embeddings.split_dir(root, split))
+        if key in seen:
+            continue
+        seen.add(key)
+        e = embeddings.load(root, split)
+        meta = e.metadata
+        split_name = meta.get("split") or split or "test"
+        name = f"{model} ({split_name})" if model else (
+            f"{meta.get('backbone', '')} {meta.get('layer', '')} ({split_name})".strip())
+        out.append(TsneInput(name, e.x, e.y, e.class_names))
+    return out
+
+
+def image_loader(results: Sequence[EvalResult], *, images_root: str | None = None,
+                 dataset: str | None = None, split: str | None = None,
+                 data_dir: str | None = None, max_side: int = 256) -> ImageLoader | None:
+    """Where the grids get their images: ``images_root`` (file names relative to it),
+    else the TFDS split the results were scored on (from the flags or the results)."""
+    if images_root:
+        return folder_image_loader(images_root, max_side)
+    extra = next((r.extra for r in results if r.extra.get("dataset") or
+                  (r.extra.get("embeddings") or {}).get("dataset")), {})
+    emb = extra.get("embeddings") or {}
+    dataset = dataset or extra.get("dataset") or emb.get("dataset")
+    split = split or extra.get("test_split")
+    data_dir = data_dir or extra.get("data_dir") or emb.get("data_dir")
+    if not dataset or not split:
+        return None
+    wanted = {f for r in results if r.file_names for f in r.file_names}
+    from illustration_tl import input_pipeline
+
+    ds, _ = input_pipeline.load_split(_dataset_name(dataset), split, data_dir)
+    found = dataset_image_loader(ds.as_numpy_iterator(), wanted)
+
+    def load(name: str) -> np.ndarray | None:
+        image = found(name)
+        if image is None or max(image.shape[:2]) <= max_side:
+            return image
+        from PIL import Image
+
+        pil = Image.fromarray(image)
+        pil.thumbnail((max_side, max_side))
+        return np.asarray(pil)
+
+    return load
+
+
+def _dataset_name(full_name: str) -> str:
+    """``illustrations/curated/1.0.0`` -> ``illustrations/curated`` (TFDS full names)."""
+    parts = full_name.split("/")
+    return "/".join(parts[:2]) if len(parts) > 2 else full_name

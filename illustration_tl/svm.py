@@ -401,6 +401,49 @@ def evaluate(fitted: SvmFit, x: np.ndarray, y: np.ndarray, class_names: Sequence
     return EvalResult(model_name, list(class_names), y, fitted.scores(x), file_names, extra)
 
 
+# --- The whole stage: embeddings in, fitted SVM and test scores out --------------------
+
+def train_and_evaluate(embeddings_dir: str, output: str,
+                       candidates: SvmParams | Sequence[SvmParams], *,
+                       train_splits: Sequence[str] = ("train", "validation"),
+                       test_split: str = "test", model_name: str | None = None,
+                       folds: int = 3, n_jobs: int = -1, seed: int = 0,
+                       precompute: bool | None = None, log: Any = None) -> EvalResult:
+    """Trains on ``train_splits`` of an embeddings folder, evaluates on ``test_split``,
+    and writes ``svm.joblib``, ``svm.json`` and the evaluation result to ``output`` (§7.2).
+    """
+    from illustration_tl import embeddings
+
+    train = embeddings.load_splits(embeddings_dir, list(train_splits))
+    test = embeddings.load(embeddings_dir, test_split)
+    embeddings.check_compatible(train.metadata, test.metadata,
+                                f"--train_splits and --test_split={test_split}")
+    meta = {k: v for k, v in train.metadata.items()
+            if k not in ("num_examples", "num_shards", "split", "images_per_second")}
+    if log:
+        log(f"svm: {len(train.y):,} training and {len(test.y):,} test embeddings of width "
+            f"{train.x.shape[1]:,} ({meta.get('layer')}), {len(train.class_names)} classes")
+    fitted = fit(train.x, train.y, candidates, num_classes=len(train.class_names), folds=folds,
+                 n_jobs=n_jobs, seed=seed, precompute=precompute, log=log)
+    name = model_name or f"{meta.get('backbone', 'cnn')} {meta.get('layer', '')} + SVM".replace(
+        "  ", " ")
+    best_cv = next((r for r in fitted.cv_results if r.params == fitted.params), None)
+    extra = {"stage": "svm", "svm_dir": os.path.abspath(output),
+             "embeddings_dir": os.path.abspath(embeddings_dir), "train_splits": list(train_splits),
+             "test_split": test_split, "embeddings": meta,
+             "cv_top1": best_cv.mean_top1 if best_cv else None,
+             "num_train": int(len(train.y))}
+    result = evaluate(fitted, test.x, test.y, train.class_names, name, test.file_names, extra)
+    save(output, fitted, train.class_names, {"embeddings": meta, "embeddings_dir":
+                                             os.path.abspath(embeddings_dir),
+                                             "train_splits": list(train_splits),
+                                             "test_split": test_split,
+                                             "test_top1": result.top_k(1),
+                                             "test_top5": result.top_k(5)})
+    result.save(output)
+    return result
+
+
 # --- Saving and loading ---------------------------------------------------------------
 
 def save(directory: str, fitted: SvmFit, class_names: Sequence[str],

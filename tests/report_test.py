@@ -136,3 +136,95 @@ def test_report_without_images_or_embeddings_notes_what_is_missing(tmp_path):
     with pytest.raises(UserError, match="not a report folder"):
         report.write_report(results(), str(tmp_path / "mine"))
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
+
+
+# --- The commands end to end on the dummy curated dataset ---------------------------------
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CURATED_FLAT = os.path.join(REPO, "datasets", "illustrations", "dummy_data", "curated_flat")
+
+
+def cli(*args):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    r = subprocess.run([sys.executable, "-m", "illustration_tl.cli", *args], cwd=REPO,
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    from datasets.illustrations import illustrations_dataset_builder as builder_lib
+
+    data_dir = str(tmp_path_factory.mktemp("tfds"))
+    builder_lib.build("curated", CURATED_FLAT, data_dir)
+    return data_dir
+
+
+@pytest.mark.slow
+def test_embed_svm_baseline_report_commands(built, tmp_path):
+    from illustration_tl import embeddings, input_pipeline
+
+    emb, out = tmp_path / "emb", tmp_path / "out"
+    r = cli("embed", "--dataset=illustrations/curated", f"--data_dir={built}",
+            "--backbone=vgg16", "--weights=none", "--image_size=32", "--batch_size=4",
+            "--shard_size=5", f"--output={emb}")
+    assert "layer gap(block5_pool)" in r.stdout and "13 x 512 embeddings in 3 shard(s)" in r.stdout
+    assert sorted(os.listdir(emb)) == ["test", "train", "validation"]
+    test = embeddings.load(str(emb), "test")
+    meta = test.metadata
+    assert meta["class_names"] == ["flower", "hammer", "harp"]
+    assert meta["dataset"] == "illustrations/curated/1.0.0" and meta["dataset_version"] == "1.0.0"
+    assert meta["weights_source"] == "random-init" and meta["image_size"] == 32
+    assert "vgg16.preprocess_input" in meta["preprocessing"]
+    # The sharded files equal the same model run in memory through the same pipeline.
+    source = embeddings.embedding_source(backbone="vgg16", weights=None, image_size=32)
+    assert embeddings.model_fingerprint(source.model) == meta["model_fingerprint"]
+    ds, _ = input_pipeline.load_split("illustrations/curated", "test", built)
+    x, y, names = embeddings.compute(source.model, input_pipeline.make_dataset(
+        ds, backbone="vgg16", image_size=32, batch_size=3, training=False,
+        with_file_names=True))
+    np.testing.assert_allclose(test.x, x, rtol=1e-4, atol=1e-4)
+    assert test.y.tolist() == y.tolist() and test.file_names == names
+
+    r = cli("svm", f"--embeddings={emb}", f"--output={out / 'svm_grid'}", "--n_jobs=2",
+            "--scaling=standard")
+    assert "64-point 3-fold grid search" in r.stdout and "test (8 images)" in r.stdout
+    with open(out / "svm_grid" / "svm.json") as f:
+        info = json.load(f)
+    assert len(info["cv_results"]) == 64 and info["steps"] == ["scale", "svm"]
+    assert info["embeddings"]["layer"] == "gap(block5_pool)"
+    r = cli("svm", "--flagfile=configs/svm_baseline.flags", f"--embeddings={emb}",
+            f"--output={out / 'svm_paper'}")
+    assert "fixed parameters rbf C=1 gamma=0.0001 ovo" in r.stdout
+    assert "Baseline fc2 + SVM: " in r.stdout
+
+    r = cli("baseline", "--dataset=illustrations/curated", f"--data_dir={built}",
+            "--backbone=vgg16", "--weights=none", "--image_size=32",
+            f"--output={out / 'baseline'}")
+    assert "of 2 ImageNet classes" in r.stdout and "left out" in r.stdout
+    full = EvalResult.load(str(out / "baseline" / "imagenet1000"))
+    restricted = EvalResult.load(str(out / "baseline" / "restricted"))
+    assert full.scores.shape[1] == 1000 and restricted.class_names == ["hammer", "harp"]
+    # The test split has 8 images; those of "flower" (no ImageNet class) are left out.
+    skipped = full.extra["skipped_examples"]
+    assert skipped > 0 and full.num_examples == restricted.num_examples == 8 - skipped
+    assert full.file_names == restricted.file_names
+
+    r = cli("report", f"--results={out / 'svm_grid'},{out / 'svm_paper'},{out / 'baseline'}",
+            f"--output={out / 'report'}", "--num_failures=4", "--num_compare=3")
+    files = set(os.listdir(out / "report"))
+    assert {"report.md", "report.json"} <= files
+    for prefix, count in [("confusion-", 4), ("tsne-", 1), ("failures-", None),
+                          ("compare-", 1)]:
+        made = [f for f in files if f.startswith(prefix) and f.endswith(".png")]
+        assert made and (count is None or len(made) == count), (prefix, files)
+    with open(out / "report" / "report.json") as f:
+        doc = json.load(f)
+    assert [row["model_name"] for row in doc["table3"]] == [
+        "vgg16 gap(block5_pool) + SVM", "Baseline fc2 + SVM", "vgg16 ImageNet (1000-way)",
+        "vgg16 ImageNet (restricted)"]
+    assert not any("images" in n for n in doc["notes"]), doc["notes"]
