@@ -282,6 +282,7 @@ class IngestOptions:
     max_side: int | None = 512
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     svg_size: int = DEFAULT_SVG_SIZE
+    inline_svg_size: int | None = None  # for sources given as bytes (Iconify icons)
     png_compress_level: int = 6
 
 
@@ -307,8 +308,11 @@ def ingest(key: str, source: str | bytes, options: IngestOptions, cache_dir: str
     """
     try:
         data = read_bytes(source)
+        svg_size = options.svg_size
+        if isinstance(source, bytes) and options.inline_svg_size:
+            svg_size = options.inline_svg_size
         array = load_image(data, background=options.background, max_side=options.max_side,
-                           max_pixels=options.max_pixels, svg_size=options.svg_size)
+                           max_pixels=options.max_pixels, svg_size=svg_size)
         p_hash = pixel_hash(array)
         png_path = os.path.join(cache_dir, p_hash + ".png")
         if not os.path.exists(png_path):

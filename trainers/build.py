@@ -52,6 +52,8 @@ _EXCLUDE_LICENSES = flags.DEFINE_list(
     "'non-commercial' for every -NC license.")
 _ICONIFY_HIDDEN = flags.DEFINE_bool("iconify_hidden", None, "Include hidden (deprecated) icons.")
 _ICONIFY_ALIASES = flags.DEFINE_bool("iconify_aliases", None, "Include alias names of icons.")
+_ICONIFY_SIZE = flags.DEFINE_integer("iconify_size", None, "Longer side of rendered Iconify "
+                                     "icons (preset 256).")
 _NUM_WORKERS = flags.DEFINE_integer("num_workers", None, "Decoding processes (0 = one per CPU).")
 
 
@@ -78,7 +80,7 @@ def options() -> dict:
         "svg_size": _SVG_SIZE.value, "validation_fraction": _VALIDATION_FRACTION.value,
         "split_seed": _SPLIT_SEED.value, "min_images_per_class": _MIN_IMAGES.value,
         "scan_json": _SCAN_JSON.value, "iconify_hidden": _ICONIFY_HIDDEN.value,
-        "iconify_aliases": _ICONIFY_ALIASES.value,
+        "iconify_aliases": _ICONIFY_ALIASES.value, "iconify_size": _ICONIFY_SIZE.value,
         "min_token_length": mapping.min_token_length, "fold_plurals": mapping.fold_plurals,
         "phrase_mode": mapping.phrase_mode,
         "ignore": tuple(mapping_flags.IGNORE.value),

@@ -81,6 +81,7 @@ class IllustrationsConfig(tfds.core.BuilderConfig):
     iconify_exclude_licenses: tuple[str, ...] = ()
     iconify_hidden: bool = False
     iconify_aliases: bool = False
+    iconify_size: int = 256        # longer side of rendered icons (drawn at 16-24 px)
     # Parallel decoding: 0 = one process per CPU.
     num_workers: int = 0
 
@@ -114,7 +115,8 @@ class IllustrationsConfig(tfds.core.BuilderConfig):
     def ingest_options(self) -> ingestion.IngestOptions:
         return ingestion.IngestOptions(
             background=None if self.background is None else tuple(self.background),
-            max_side=self.max_side, max_pixels=self.max_pixels, svg_size=self.svg_size)
+            max_side=self.max_side, max_pixels=self.max_pixels, svg_size=self.svg_size,
+            inline_svg_size=self.iconify_size)
 
     def mapping_options(self) -> name_mapping.MappingOptions:
         return name_mapping.MappingOptions.create(
@@ -240,7 +242,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         _write_report(self.data_dir, skipped, report)
         logging.info("illustrations/%s: %s", config.name, dups.format())
         # self.data_dir is TFDS's incomplete.* folder until the build succeeds.
-        final_dir = os.path.join(os.path.dirname(self.data_dir), str(self.version))
+        final_dir = os.path.join(os.path.dirname(os.path.normpath(self.data_dir)),
+                                 str(self.version))
         logging.info("illustrations/%s: %d files skipped (listed in %s): %s", config.name,
                      len(skipped), os.path.join(final_dir, SKIPPED_FILE),
                      "; ".join(f"{n}: {r}" for n, r in skipped[:20]))

@@ -43,7 +43,7 @@ class NoisyTest(tfds.testing.DatasetBuilderTestCase):
     DATASET_CLASS = builder_lib.Builder
     BUILDER_CONFIG_NAMES_TO_TEST = ["noisy"]
     EXAMPLE_DIR = os.path.join(DUMMY, "noisy")
-    SPLITS = {"train": 15, "validation": 7, "test": 1}
+    SPLITS = {"train": 16, "validation": 3, "test": 4}
     MOCK_OUT_FORBIDDEN_OS_FUNCTIONS = False
     SKIP_CHECKSUMS = True
 
