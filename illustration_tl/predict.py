@@ -59,12 +59,18 @@ class Predictor:
         out = self._loaded.signatures["classify_images"](images=images)
         return {k: v.numpy() for k, v in out.items()}
 
+    @staticmethod
+    def decode(path: str, max_side: int | None) -> Any:
+        """uint8 RGB pixels of ``path`` exactly as the dataset builder stores them."""
+        from illustration_tl import ingestion
+
+        return ingestion.load_image(path, max_side=max_side)
+
     def prepare(self, path: str, max_side: int | None) -> Any:
         """Decodes ``path`` like the dataset builder, then resizes like training."""
-        from illustration_tl import ingestion, input_pipeline
+        from illustration_tl import input_pipeline
 
-        pixels = ingestion.load_image(path, max_side=max_side)
-        return input_pipeline.resize(pixels[None], self.image_size,
+        return input_pipeline.resize(self.decode(path, max_side)[None], self.image_size,
                                      self.metadata.get("resize_mode", "squash"))[0]
 
 
