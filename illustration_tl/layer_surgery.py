@@ -169,13 +169,11 @@ def _initializer_for(layer: Any, variable: Any) -> Any:
 
 
 def _seeded(initializer: Any, seed: int) -> Any:
-    """A copy of ``initializer`` with ``seed`` (unchanged if it takes no seed)."""
-    import keras
-
-    config = keras.initializers.serialize(initializer)
-    if isinstance(config, dict) and "seed" in config.get("config", {}):
-        config = {**config, "config": {**config["config"], "seed": seed}}
-    return keras.initializers.deserialize(config)
+    """A copy of ``initializer`` with ``seed`` (itself if it takes no seed)."""
+    config = initializer.get_config()
+    if "seed" not in config:
+        return initializer
+    return type(initializer).from_config({**config, "seed": seed})
 
 
 def reinitialize(model: Any, layer_names: Iterable[str], seed: int) -> None:

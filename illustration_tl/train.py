@@ -37,6 +37,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from typing import Any, Callable
 
 from illustration_tl import distribute, layer_surgery, lr_multipliers
@@ -845,7 +846,9 @@ def _fit(config: TrainConfig, data: TrainData, prepared: Prepared, out: Any) -> 
 
     def evaluate(make: Callable[[], Any]) -> dict[str, float]:
         ds = make().unbatch().filter(lambda x, y: y >= 0).batch(config.batch_size)
-        result = model.evaluate(ds, verbose=0, return_dict=True)
+        with warnings.catch_warnings():  # the filtered dataset's length is unknown
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+            result = model.evaluate(ds, verbose=0, return_dict=True)
         return {"loss": float(result["loss"]), "top1": float(result["accuracy"]),
                 "top5": float(result["top5"])}
 
@@ -854,8 +857,8 @@ def _fit(config: TrainConfig, data: TrainData, prepared: Prepared, out: Any) -> 
             break
         steps = int(min(spe, max_steps - step))
         start = time.time()
-        fitted = model.fit(data.train(epoch, None), initial_epoch=epoch, epochs=epoch + 1,
-                           steps_per_epoch=steps, verbose=2)
+        fitted = model.fit(data.train(epoch, None).repeat(), initial_epoch=epoch,
+                           epochs=epoch + 1, steps_per_epoch=steps, shuffle=False, verbose=2)
         seconds = time.time() - start
         step += steps
         ips = steps * config.batch_size / max(seconds, 1e-9)

@@ -90,37 +90,48 @@ def logical_cpus(n: int) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    """One training run; writes final weights (npz) and the step log (json)."""
+    """Training runs; each writes its final weights (npz) and step log (json).
+
+    ``--replicas=1,2`` trains once per replica count in one process (two
+    logical CPUs), into ``OUT/r1``, ``OUT/r2``.
+    """
     import tensorflow as tf
 
-    from illustration_tl import distribute, train
+    from illustration_tl import distribute
 
     if args.strategy == "multi_worker":
-        strategy = distribute.make_strategy("multi_worker")
+        _train_once(args, args.out, distribute.make_strategy("multi_worker"))
     elif args.replicas:
-        logical_cpus(args.replicas)
-        strategy = tf.distribute.MirroredStrategy(
-            [f"/cpu:{i}" for i in range(args.replicas)])
+        counts = [int(n) for n in args.replicas.split(",")]
+        logical_cpus(max(counts))
+        for n in counts:
+            strategy = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(n)])
+            _train_once(args, os.path.join(args.out, f"r{n}"), strategy)
     else:
-        strategy = distribute.make_strategy("default")
+        _train_once(args, args.out, distribute.make_strategy("default"))
+
+
+def _train_once(args: argparse.Namespace, out: str, strategy) -> None:
+    from illustration_tl import distribute, train
+
     config = train.TrainConfig(
-        output_dir=args.out, backbone="vgg16", weights=None, image_size=IMAGE_SIZE,
+        output_dir=out, backbone="vgg16", weights=None, image_size=IMAGE_SIZE,
         dropout=args.dropout, reinit_layers=TINY_REINIT, lr_multipliers=TINY_MULTIPLIERS,
         learning_rate=args.lr, batch_size=args.batch_size, epochs=args.epochs,
         max_steps=args.max_steps, strategy="default", deterministic=args.deterministic,
         checkpoint_every=args.checkpoint_every, log_every=args.log_every,
         steps_per_execution=args.steps_per_execution, mixed_precision=args.mixed_precision,
         jit_compile=args.jit_compile, seed=args.seed, dataset="synthetic",
-        save_model=args.save_model)
+        save_model=bool(args.save_model))
     data = synthetic_data(args.num_train, args.batch_size, seed=args.seed)
     result = train.optimize(config, data, strategy=strategy,
                             model_fn=lambda n, s: tiny_vgg(n, s, args.dropout))
     model = result.prepared.model
     task_type, task_id = distribute.task(strategy)
     suffix = f"-{task_type}{task_id}" if task_type else ""
-    np.savez(os.path.join(args.out, f"weights{suffix}.npz"),
+    np.savez(os.path.join(out, f"weights{suffix}.npz"),
              **{v.path: v.numpy() for v in model.weights})
-    with open(os.path.join(args.out, f"log{suffix}.json"), "w") as f:
+    with open(os.path.join(out, f"log{suffix}.json"), "w") as f:
         json.dump({"log": result.log, "history": result.history, "steps": result.steps,
                    "replicas": strategy.num_replicas_in_sync}, f)
     print(f"done steps={result.steps} replicas={strategy.num_replicas_in_sync}", flush=True)
@@ -188,18 +199,6 @@ def cmd_jax_check(args: argparse.Namespace) -> None:
         elif layer not in chosen:
             assert same, v.path
 
-    # Multipliers through model.fit (JAX's stateless optimizer path), SGD with momentum.
-    tiny = tiny_vgg(NUM_CLASSES, 0, dropout=0.0).model
-    rules = lr_multipliers.parse_rules(TINY_MULTIPLIERS)
-    multipliers = lr_multipliers.resolve(tiny, rules)
-    assert multipliers["block2_conv1/kernel"] == 0.1 and multipliers["fc1/kernel"] == 1.0
-    opt = lr_multipliers.create("sgd", 0.01, multipliers, momentum=0.9, weight_decay=5e-4)
-    tiny.compile(opt, "sparse_categorical_crossentropy")
-    images, labels = synthetic_arrays(32)
-    start = {v.path: np.array(v.numpy()) for v in tiny.trainable_variables}
-    tiny.fit(images, labels, batch_size=16, epochs=2, verbose=0)
-    assert opt._var_multipliers[[v.path for v in tiny.trainable_variables].index(
-        "block2_conv1/kernel")] == 0.1
     # Twin variables with equal gradients: the update ratio is the multiplier ratio.
     a = keras.Variable(np.zeros((3, 2), "float32"), name="a")
     b = keras.Variable(np.zeros((3, 2), "float32"), name="b")
@@ -208,10 +207,32 @@ def cmd_jax_check(args: argparse.Namespace) -> None:
     twin.apply([g, g], [a, b])
     assert np.abs(a.numpy()).min() > 1e-4
     np.testing.assert_allclose(b.numpy() * 10, a.numpy(), rtol=1e-5)
-    moved = [p for p, v in start.items()
-             if not np.array_equal(v, tiny.get_layer(p.split("/")[0]).weights[
-                 0 if p.endswith("kernel") else 1].numpy())]
-    assert len(moved) == len(start), moved
+
+    # The optimize recipe through model.fit (JAX's stateless optimizer path).
+    import tempfile
+
+    from illustration_tl import train
+
+    with tempfile.TemporaryDirectory() as out:
+        config = train.TrainConfig(
+            output_dir=out, backbone="vgg16", weights=None, image_size=IMAGE_SIZE,
+            reinit_layers=TINY_REINIT, lr_multipliers=TINY_MULTIPLIERS, learning_rate=0.01,
+            batch_size=16, epochs=2, dataset="synthetic")
+        start = {v.path: v.numpy().copy()
+                 for v in tiny_vgg(NUM_CLASSES, 0, 0.5).model.trainable_variables}
+        result = train.fit(config, synthetic_data(48, 16),
+                           model_fn=lambda n, seed: tiny_vgg(n, seed, 0.5))
+        model = result.prepared.model
+        optimizer = model.optimizer
+        assert type(optimizer).__name__ == "LRMultipliedSGD", type(optimizer)
+        paths = [v.path for v in model.trainable_variables]
+        assert optimizer._var_multipliers[paths.index("block2_conv1/kernel")] == 0.1
+        assert optimizer._var_multipliers[paths.index("fc1/kernel")] == 1.0
+        assert [h["epoch"] for h in result.history] == [1, 2], result.history
+        for v in model.trainable_variables:
+            assert not np.array_equal(v.numpy(), start[v.path]), v.path
+        loaded, config_json = layer_surgery.load_trained(out)
+        assert config_json["num_classes"] == NUM_CLASSES
     print("jax ok", flush=True)
 
 
@@ -220,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train")
     t.add_argument("--out", required=True)
-    t.add_argument("--replicas", type=int, default=0)
+    t.add_argument("--replicas", default="", help="e.g. 1,2: MirroredStrategy runs")
     t.add_argument("--strategy", default="")
     t.add_argument("--epochs", type=int, default=2)
     t.add_argument("--max_steps", type=int, default=0)

@@ -118,6 +118,8 @@ _LOG_EVERY = flags.DEFINE_integer("log_every", 50, "Steps between progress lines
 _SUMMARIES = flags.DEFINE_bool("summaries", True, "Write TensorBoard summaries to logs/.")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the layers with their origin, "
                              "re-initialization and learning rate, then stop.")
+_NUM_CLASSES = flags.DEFINE_integer("num_classes", 0, "With --dry_run: the number of classes, "
+                                    "to check a recipe before the dataset is built.")
 
 
 def train_config():
@@ -154,14 +156,11 @@ def main(argv) -> int:
     # Multi-worker strategies must exist before any other TensorFlow op.
     strategy = (distribute.make_strategy(config.strategy, tpu=config.tpu)
                 if tensorflow else None)
-    data = train.tfds_data(
-        _DATASET.value, _DATA_DIR.value, backbone=config.backbone,
-        image_size=config.image_size, batch_size=config.batch_size, seed=config.seed,
-        train_split=_TRAIN_SPLIT.value, validation_split=_VALIDATION_SPLIT.value or None,
-        eval_dataset=_EVAL_DATASET.value or None, eval_split=_EVAL_SPLIT.value,
-        eval_data_dir=_EVAL_DATA_DIR.value, augment=_AUGMENT.value,
-        shuffle_buffer=_SHUFFLE_BUFFER.value, cache=_CACHE.value,
-        deterministic=config.deterministic, resize_mode=config.resize_mode)
+    if _DRY_RUN.value and _NUM_CLASSES.value:
+        data = train.TrainData(class_names=[f"class_{i}" for i in range(_NUM_CLASSES.value)],
+                               train=lambda epoch, context: None, steps_per_epoch=1)
+    else:
+        data = _data(config)
     if tensorflow:
         train.optimize(config, data, strategy=strategy, dry_run=_DRY_RUN.value)
     else:
@@ -170,6 +169,20 @@ def main(argv) -> int:
                             f"{keras.backend.backend()} use --strategy=auto")
         train.fit(config, data, dry_run=_DRY_RUN.value)
     return 0
+
+
+def _data(config):
+    """The training, validation and extra evaluation data the flags name."""
+    from illustration_tl import train
+
+    return train.tfds_data(
+        _DATASET.value, _DATA_DIR.value, backbone=config.backbone,
+        image_size=config.image_size, batch_size=config.batch_size, seed=config.seed,
+        train_split=_TRAIN_SPLIT.value, validation_split=_VALIDATION_SPLIT.value or None,
+        eval_dataset=_EVAL_DATASET.value or None, eval_split=_EVAL_SPLIT.value,
+        eval_data_dir=_EVAL_DATA_DIR.value, augment=_AUGMENT.value,
+        shuffle_buffer=_SHUFFLE_BUFFER.value, cache=_CACHE.value,
+        deterministic=config.deterministic, resize_mode=config.resize_mode)
 
 
 def run() -> None:
