@@ -289,22 +289,25 @@ def label_counts(dataset: str, data_dir: str | None = None
 
 def format_counts(info: tfds.core.DatasetInfo, counts: dict[str, np.ndarray],
                   splits: Sequence[str] = ("train", "validation", "test")) -> str:
-    """A per-class table of image counts per split, with ImageNet wnids and totals."""
+    """A per-class table of image counts per split, with the ImageNet class and totals."""
     names, indices = class_names(info), imagenet_indices(info)
     splits = [s for s in splits if s in counts] + sorted(set(counts) - set(splits))
+    linked = [f"{imagenet.by_index(i).wnid} {imagenet.by_index(i).name}"[:32] if i >= 0 else "-"
+              for i in indices]
     width = max([len("class")] + [len(n) for n in names])
-    head = f"{'class':<{width}}  {'wnid':<9}  " + "  ".join(f"{s:>10}" for s in splits)
-    lines = [head + f"  {'total':>7}", "-" * (len(head) + 9)]
+    lwidth = max([len("ImageNet class")] + [len(n) for n in linked])
+    head = f"{'class':<{width}}  {'ImageNet class':<{lwidth}}  " + "  ".join(
+        f"{s:>10}" for s in splits) + f"  {'total':>7}"
+    rule = "-" * len(head)
+    lines = [head, rule]
     for i, name in enumerate(names):
-        wnid = imagenet.by_index(indices[i]).wnid if indices[i] >= 0 else "-"
         row = [int(counts[s][i]) for s in splits]
-        lines.append(f"{name:<{width}}  {wnid:<9}  " + "  ".join(f"{n:>10}" for n in row)
-                     + f"  {sum(row):>7}")
+        lines.append(f"{name:<{width}}  {linked[i]:<{lwidth}}  "
+                     + "  ".join(f"{n:>10}" for n in row) + f"  {sum(row):>7}")
     totals = [int(counts[s].sum()) for s in splits]
-    lines.append("-" * (len(head) + 9))
-    lines.append(f"{'total':<{width}}  {'':<9}  " + "  ".join(f"{n:>10}" for n in totals)
-                 + f"  {sum(totals):>7}")
     grand = max(sum(totals), 1)
-    lines.append(f"{'share':<{width}}  {'':<9}  "
-                 + "  ".join(f"{100 * n / grand:>9.1f}%" for n in totals))
+    lines += [rule, f"{'total':<{width}}  {'':<{lwidth}}  "
+              + "  ".join(f"{n:>10}" for n in totals) + f"  {sum(totals):>7}",
+              f"{'share':<{width}}  {'':<{lwidth}}  "
+              + "  ".join(f"{100 * n / grand:>9.1f}%" for n in totals)]
     return "\n".join(lines)

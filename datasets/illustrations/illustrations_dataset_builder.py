@@ -44,6 +44,7 @@ from illustration_tl.errors import UserError
 SKIPPED_FILE = "skipped.tsv"
 REPORT_FILE = "build_report.json"
 _CACHE_DIR = "ingest-cache"
+_LOGGED_SKIPS = 200  # skipped files listed one per line in the build log
 # Authors' layout: folder name -> split. "val" is the paper's test split.
 _LAYOUT_SPLITS = {"train": "train", "validation": "validation", "val": "test", "test": "test"}
 _HELD_OUT_ORDER = {"train": 0, "validation": 1, "test": 2}
@@ -244,9 +245,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         # self.data_dir is TFDS's incomplete.* folder until the build succeeds.
         final_dir = os.path.join(os.path.dirname(os.path.normpath(self.data_dir)),
                                  str(self.version))
-        logging.info("illustrations/%s: %d files skipped (listed in %s): %s", config.name,
-                     len(skipped), os.path.join(final_dir, SKIPPED_FILE),
-                     "; ".join(f"{n}: {r}" for n, r in skipped[:20]))
+        logging.info("illustrations/%s: %d files skipped (listed in %s)", config.name,
+                     len(skipped), os.path.join(final_dir, SKIPPED_FILE))
+        for name, reason in sorted(skipped)[:_LOGGED_SKIPS]:
+            logging.info("  skipped %s: %s", name, reason)
+        if len(skipped) > _LOGGED_SKIPS:
+            logging.info("  ... and %d more", len(skipped) - _LOGGED_SKIPS)
         logging.info("illustrations/%s: %d classes, examples %s", config.name,
                      len(class_names), report["examples"])
         return {s: self._generate_examples(by_split[s]) for s in splits.SPLITS}
