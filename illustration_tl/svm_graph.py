@@ -79,24 +79,31 @@ def _ovo_problems(svc: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def from_sklearn(model: Any) -> SvmTensors:
     """Extracts :class:`SvmTensors` from a fitted SVC, OneVsRestClassifier(SVC) or a
     Pipeline of an optional scaler (StandardScaler or Normalizer) and one of those."""
-    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.kernel_approximation import Nystroem
+    from sklearn.multiclass import OneVsOneClassifier, OneVsRestClassifier
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import Normalizer, StandardScaler
     from sklearn.svm import SVC
 
     mean = std = None
     l2 = False
+    nystroem = None
     if isinstance(model, Pipeline):
         *scalers, (_, model) = model.steps
         for _, step in scalers:
-            if isinstance(step, StandardScaler):
+            if isinstance(step, Nystroem):
+                nystroem = step
+            elif isinstance(step, StandardScaler):
                 mean = step.mean_ if step.with_mean else np.zeros_like(step.scale_)
                 std = step.scale_ if step.with_std else np.ones_like(step.mean_)
             elif isinstance(step, Normalizer) and step.norm == "l2":
                 l2 = True
             elif step is not None and step != "passthrough":
                 raise ValueError(f"cannot export scaling step {step!r}")
-    if isinstance(model, OneVsRestClassifier):
+    if nystroem is not None:
+        kernel, sv, weights, intercepts, ovo = _nystroem_linear(nystroem, model,
+                                                                OneVsOneClassifier)
+    elif isinstance(model, OneVsRestClassifier):
         estimators = model.estimators_
         if not all(isinstance(e, SVC) for e in estimators):
             raise ValueError("OneVsRestClassifier must wrap SVC estimators to be exported")
@@ -138,6 +145,31 @@ def variables(svm: SvmTensors) -> Any:
         module.scale_mean = tf.Variable(svm.scale_mean.astype(np.float64), trainable=False)
         module.scale_std = tf.Variable(svm.scale_std.astype(np.float64), trainable=False)
     return module
+
+
+def _nystroem_linear(nystroem: Any, model: Any, ovo_type: type) -> tuple:
+    """Nystroem features + a linear SVM: ``K(x, C) @ N.T @ W + b`` is the same form with
+    the components ``C`` as support vectors and ``N.T @ W`` as weights."""
+    from sklearn.svm import LinearSVC
+
+    if nystroem.kernel not in KERNELS:
+        raise ValueError(f"cannot export Nystroem kernel {nystroem.kernel!r}")
+    gamma = nystroem.gamma if nystroem.gamma is not None else 1.0 / nystroem.components_.shape[1]
+    coef0 = 1.0 if nystroem.coef0 is None else nystroem.coef0  # sklearn kernels' default
+    kernel = (nystroem.kernel, float(gamma), float(coef0),
+              3 if nystroem.degree is None else int(nystroem.degree))
+    if isinstance(model, LinearSVC):
+        linear, bias, ovo = model.coef_.T, np.asarray(model.intercept_, np.float64), 0
+    elif isinstance(model, ovo_type) and all(isinstance(e, LinearSVC) for e in model.estimators_):
+        # A pair's LinearSVC scores its second class positive; SVC's layout the first.
+        linear = -np.stack([e.coef_[0] for e in model.estimators_], axis=1)
+        bias = -np.array([e.intercept_[0] for e in model.estimators_], np.float64)
+        ovo = len(model.classes_)
+    else:
+        raise ValueError(f"cannot export {type(model).__name__} after Nystroem features; "
+                         "expected LinearSVC or OneVsOneClassifier(LinearSVC)")
+    weights = nystroem.normalization_.T @ linear
+    return kernel, nystroem.components_, weights, bias, ovo
 
 
 def decision_function(features: Any, svm: SvmTensors, arrays: Any = None) -> Any:

@@ -52,3 +52,19 @@ def test_unsupported_models_are_named():
         svm_graph.from_sklearn(LogisticRegression().fit(x, y))
     with pytest.raises(ValueError, match="precomputed"):
         svm_graph.from_sklearn(SVC(kernel="precomputed").fit(x @ x.T, y))
+
+
+@pytest.mark.parametrize("kernel", svm_graph.KERNELS)
+@pytest.mark.parametrize("multiclass", ["ovr", "ovo"])
+def test_nystroem_linear_svm_parity(kernel, multiclass):
+    """The SVM stage's approximation for large sets (Nystroem + linear SVM) exports too."""
+    from illustration_tl import svm
+
+    x, y = _data(4)
+    params = svm.SvmParams(kernel=kernel, C=1.0, gamma=0.05, multiclass=multiclass,
+                           scaling="standard", approximation="nystroem", nystroem_components=30,
+                           coef0=0.5 if kernel == "poly" else 0.0, degree=2)
+    model = svm.make_pipeline(params).fit(x[:70], y[:70])
+    expected = model.decision_function(x[70:])
+    got = svm_graph.decision_function(x[70:], svm_graph.from_sklearn(model)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
