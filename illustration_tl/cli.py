@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                  "learning rates (paper §7)."),
     "report": ("trainers.report", "Tables 3-4, confusion matrices, t-SNE and prediction "
                "grids from evaluation results (paper §7)."),
+    "reproduce": ("trainers.reproduce", "The paper's Table 3 end to end in one resumable "
+                  "command."),
     "export": ("trainers.export", "Write CNN (+ SVM) as one SavedModel: image bytes in, "
                "top-k classes out."),
     "predict": ("trainers.predict", "Classify image files with an exported model."),
