@@ -236,18 +236,12 @@ def _svm_stage(name: str, source: Any, cfg: ReproduceConfig, ds: dict, setting: 
                              splits=["train", "validation", "test"], output=emb_dir,
                              data_dir=ds["curated"]["data_dir"], batch_size=cfg.batch_size,
                              overwrite=True)
-    train = embeddings.load_splits(emb_dir, ["train", "validation"])
-    test = embeddings.load(emb_dir, "test")
-    fitted = svm.fit(train.x, train.y, _svm_params(setting, tuple(cfg.svm_scalings)),
-                     num_classes=len(train.class_names), n_jobs=cfg.svm_jobs, seed=cfg.seed,
-                     log=svm.stderr_log)
-    svm.save(os.path.join(out, "svm"), fitted, train.class_names,
-             {"embeddings": emb_dir, "layer": source.layer})
-    result = svm.evaluate(fitted, test.x, test.y, test.class_names, name, test.file_names,
-                          {"layer": source.layer, "weights": source.weights_source})
+    result = svm.train_and_evaluate(
+        emb_dir, os.path.join(out, "svm"), _svm_params(setting, tuple(cfg.svm_scalings)),
+        model_name=name, n_jobs=cfg.svm_jobs, seed=cfg.seed, log=svm.stderr_log)
     result.save(os.path.join(out, "eval"))
-    print(f"  {name}: {fitted.params.label()}: top-1 {100 * result.top_k(1):.2f}  "
-          f"top-5 {100 * result.top_k(5):.2f}", flush=True)
+    print(f"  {name}: {svm.SvmParams(**result.extra['svm_params']).label()}: "
+          f"top-1 {100 * result.top_k(1):.2f}  top-5 {100 * result.top_k(5):.2f}", flush=True)
 
 
 def _baseline_svm(cfg: ReproduceConfig, w: Weights, ds: dict, out: str) -> None:
