@@ -121,14 +121,21 @@ def file_sha256(path: str) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def _batches(model: Any, dataset: Iterable[Any]) -> Iterator[tuple[np.ndarray, np.ndarray,
-                                                                     np.ndarray]]:
+def _batches(model: Any, dataset: Iterable[Any], limit: int | None = None
+             ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Yields (embeddings, labels, file_names) per batch of ``dataset``.
 
     ``dataset`` yields ``(images, labels)`` or ``(images, labels, file_names)``
     (``input_pipeline.make_dataset(..., with_file_names=True)``). The model runs
     through Keras's compiled ``predict_on_batch``.
+
+    ``limit``: the number of examples the dataset holds, when known exactly (a
+    TFDS split's ``num_examples``). Reading stops after that many instead of
+    asking for one more batch: at the end of an autotuned tf.data pipeline that
+    last request sits idle for about one batch's compute time (measured: 3 s of
+    a 10 s split at 128 px, 18 s of 40 s at 224 px, with no CPU in use).
     """
+    seen = 0
     for batch in dataset:
         if len(batch) == 3:
             images, labels, names = batch
@@ -141,14 +148,21 @@ def _batches(model: Any, dataset: Iterable[Any]) -> Iterator[tuple[np.ndarray, n
         if out.ndim != 2:
             raise UserError(f"the embedding layer outputs shape {out.shape[1:]}; an embedding "
                             "must be a vector per image (pick a dense or pooled --layer)")
-        yield out, np.asarray(labels, dtype=np.int64).reshape(-1), names
+        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+        yield out, labels, names
+        seen += len(labels)
+        if limit is not None and seen >= limit:
+            return
 
 
-def compute(model: Any, dataset: Iterable[Any], progress: Progress | None = None
-            ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """All embeddings of ``dataset`` in memory: ``(x float32 (n, d), y int64, file_names)``."""
+def compute(model: Any, dataset: Iterable[Any], progress: Progress | None = None,
+            limit: int | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """All embeddings of ``dataset`` in memory: ``(x float32 (n, d), y int64, file_names)``.
+
+    ``limit``: the exact number of examples, if known (see :func:`_batches`).
+    """
     xs, ys, names = [], [], []
-    for x, y, n in _batches(model, dataset):
+    for x, y, n in _batches(model, dataset, limit):
         xs.append(x)
         ys.append(y)
         names.extend(n.tolist())
@@ -166,7 +180,9 @@ def write(model: Any, dataset: Iterable[Any], directory: str, metadata: dict[str
 
     ``metadata`` must hold at least ``class_names``; ``num_examples``, ``dim``,
     ``num_shards`` and ``model_fingerprint`` (of ``model``) are added. At most
-    ``shard_size`` rows are held in memory. Refuses to replace an existing split
+    ``shard_size`` rows are held in memory. ``total``, the exact number of
+    examples when known, drives the progress line and ends reading after the
+    last example (see :func:`_batches`). Refuses to replace an existing split
     unless ``overwrite``. Returns the metadata written.
     """
     if "class_names" not in metadata:
@@ -208,7 +224,7 @@ def _write_shards(model: Any, dataset: Iterable[Any], tmp: str, metadata: dict[s
             buf_x, buf_y, buf_n = [x[take:]], [y[take:]], [n[take:]]
             buffered = len(y) - take
 
-    for x, y, n in _batches(model, dataset):
+    for x, y, n in _batches(model, dataset, progress.total):
         dim = dim or x.shape[1]
         buf_x.append(x)
         buf_y.append(y)

@@ -260,14 +260,18 @@ def imagenet_baseline(model_name: str, scores_1000: np.ndarray, labels: np.ndarr
 
 def evaluate_imagenet_classifier(model: Any, batches: Any, class_names: Sequence[str],
                                  class_imagenet_indices: Sequence[int], model_name: str,
-                                 extra: dict[str, Any] | None = None
+                                 extra: dict[str, Any] | None = None,
+                                 num_examples: int | None = None
                                  ) -> tuple[EvalResult, EvalResult]:
     """Runs a 1000-way ImageNet classifier over ``batches`` ((images, labels, file_names)
-    from ``input_pipeline.make_dataset``) and scores it with :func:`imagenet_baseline`."""
+    from ``input_pipeline.make_dataset``) and scores it with :func:`imagenet_baseline`.
+    ``num_examples``: the exact split size, if known (progress, and no idle wait at the
+    end of the pipeline)."""
     from illustration_tl import embeddings
 
-    scores, labels, files = embeddings.compute(model, batches,
-                                               embeddings.Progress("baseline", interval=10.0))
+    scores, labels, files = embeddings.compute(
+        model, batches, embeddings.Progress("baseline", num_examples, interval=10.0),
+        limit=num_examples)
     return imagenet_baseline(model_name, scores, labels, class_names, class_imagenet_indices,
                              files, extra)
 
@@ -293,8 +297,12 @@ def run_baseline(*, backbone: str, weights: str | None, dataset: str, split: str
     extra = {"stage": "baseline", "backbone": spec.name, "weights": str(weights),
              "image_size": size, "dataset": info.full_name, "dataset_version": str(info.version),
              "data_dir": os.path.abspath(data_dir) if data_dir else None, "test_split": split}
+    try:
+        total = info.splits[split].num_examples
+    except (KeyError, ValueError):
+        total = None
     full, restricted = evaluate_imagenet_classifier(
-        model, batches, names, indices, model_name or f"{spec.name} ImageNet", extra)
+        model, batches, names, indices, model_name or f"{spec.name} ImageNet", extra, total)
     full.save(os.path.join(output, "imagenet1000"))
     restricted.save(os.path.join(output, "restricted"))
     return full, restricted

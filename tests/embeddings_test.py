@@ -133,3 +133,22 @@ def test_load_splits_concatenates_and_checks_consistency(tmp_path):
         embeddings.load_splits(str(tmp_path), ["train", "test"])
     with pytest.raises(UserError, match="splits present: test, train, validation"):
         embeddings.load(str(tmp_path), "nope")
+
+
+def test_reading_stops_at_the_known_split_size(tmp_path):
+    """With the exact size known, the dataset is never asked for a batch past the end
+    (an autotuned tf.data pipeline idles there for about a batch's compute time)."""
+    model, _ = embeddings.pooled_embedding_model(tiny_model())
+    images, labels, names = data()
+
+    def exactly_n_then_explode():
+        yield from batches(images, labels, names)
+        raise AssertionError("asked for a batch past the end")
+
+    meta = embeddings.write(model, exactly_n_then_explode(), str(tmp_path / "t"), META,
+                            total=N, progress_interval=0)
+    assert meta["num_examples"] == N
+    x, _, _ = embeddings.compute(model, exactly_n_then_explode(), limit=N)
+    assert len(x) == N
+    with pytest.raises(AssertionError, match="past the end"):
+        embeddings.compute(model, exactly_n_then_explode())
