@@ -494,7 +494,8 @@ class _State:
 
 def _progress_line(epoch: int, epochs: int, step_in_epoch: int, spe: int, loss: float,
                    acc: float, ips: float, eta_s: float, prefix: str) -> str:
-    eta = time.strftime("%H:%M:%S", time.gmtime(max(0.0, eta_s))) if eta_s < 86400 * 30 else "?"
+    seconds = int(max(0.0, eta_s)) if math.isfinite(eta_s) else -1
+    eta = f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 0 else "?"
     return (f"{prefix}epoch {epoch}/{epochs}  step {step_in_epoch}/{spe}  loss {loss:.4f}  "
             f"acc {acc:.3f}  {ips:.1f} img/s  ETA {eta}")
 

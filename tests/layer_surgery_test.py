@@ -161,6 +161,7 @@ def test_reinitialize_batch_norm_and_missing_initializer():
         layer_surgery.reinitialize(model, ["scale"], seed=0)
 
 
+@pytest.mark.slow
 def test_weights_from_notop_and_top_files(tmp_path, vgg16):
     # A no-top Keras 3 file (the shape of the shared ImageNet VGG16 file).
     notop = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
@@ -236,6 +237,7 @@ def test_embedding_model_is_fc2(vgg16):
         layer_surgery.embedding_model(vgg16, "fc9")
 
 
+@pytest.mark.slow
 def test_save_and_load_trained(tmp_path):
     model = layer_surgery.build_classifier("vgg16", 3, weights=None, image_size=32, seed=4)
     config = {"backbone": "vgg16", "image_size": 32, "num_classes": 3,

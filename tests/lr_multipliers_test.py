@@ -197,6 +197,7 @@ def run_helper(*args, env=None, timeout=300):
     return r.stdout
 
 
+@pytest.mark.slow
 def test_multipliers_under_mirrored_strategy_two_replicas():
     out = run_helper("mirrored-multipliers")
     assert "replicas=2" in out and "ratio ok" in out

@@ -59,6 +59,7 @@ def tiny_model(dropout=0.5):
     return lambda n, seed: train_helpers.tiny_vgg(n, seed, dropout)
 
 
+@pytest.mark.slow
 def test_one_and_two_replicas_same_global_batch_same_weights(tmp_path):
     """MirroredStrategy over two logical CPUs == one replica (dropout off: masks differ)."""
     helper(tmp_path, "--replicas=1,2", "--dropout=0", "--epochs=1", "--save_model=0")
@@ -75,6 +76,7 @@ def test_one_and_two_replicas_same_global_batch_same_weights(tmp_path):
                                [x["loss"] for x in two["log"]], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_sigkill_and_rerun_equals_uninterrupted_run(tmp_path):
     args = ["--deterministic", "--checkpoint_every=2", "--log_every=1", "--epochs=2"]
     helper(tmp_path / "full", *args)
@@ -113,6 +115,7 @@ def free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_workers_train_in_lockstep_and_agree(tmp_path):
     workers = [f"127.0.0.1:{free_port()}" for _ in range(2)]
     procs = []
@@ -178,6 +181,7 @@ def test_optimize_end_to_end_and_resume_when_done(tmp_path, capsys):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+@pytest.mark.slow
 def test_steps_per_execution_and_xla_match_single_steps(tmp_path):
     data = train_helpers.synthetic_data(96, 16)
     runs = {}
@@ -238,6 +242,7 @@ def test_fit_path_trains_the_same_recipe_and_resumes(tmp_path, capsys):
     assert more.history[:2] == result.history
 
 
+@pytest.mark.slow
 def test_dry_run_of_the_paper_preset_through_the_cli():
     r = subprocess.run(
         [sys.executable, "-m", "illustration_tl.cli", "optimize",
