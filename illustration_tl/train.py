@@ -646,6 +646,12 @@ def _train(config: TrainConfig, data: TrainData, prepared: Prepared, out: Any) -
             if config.checkpoint_every:
                 chunk = min(chunk, config.checkpoint_every - step % config.checkpoint_every)
             totals = steps.train(iterator, tf.constant(chunk, tf.int32)).numpy()
+            if not math.isfinite(float(totals[0])):
+                latest_saved = manager.latest_checkpoint or "none yet"
+                raise UserError(
+                    f"the training loss is {totals[0]} at step {step + chunk}: training "
+                    f"diverged; lower --learning_rate (now {config.learning_rate:g}), or "
+                    f"delete {checkpoint_dir} to restart (last checkpoint: {latest_saved})")
             state.epoch_totals.assign_add(tf.constant(totals, tf.float64))
             step += chunk
             in_epoch += chunk

@@ -264,6 +264,14 @@ def test_dry_run_of_the_paper_preset_through_the_cli():
     assert "weight decay 0.0005 (l2)" in r.stdout and "momentum 0.9" in r.stdout
 
 
+def test_divergence_stops_with_a_clear_error(tmp_path):
+    data = train_helpers.synthetic_data(32, 16)
+    with pytest.raises(UserError, match="diverged; lower --learning_rate"):
+        train.optimize(tiny_config(tmp_path, epochs=1, learning_rate=1e6, log_every=1),
+                       data, model_fn=tiny_model())
+    assert not (tmp_path / "checkpoints").exists() or not os.listdir(tmp_path / "checkpoints")
+
+
 def test_paper_recipe_skips_the_imagenet_top_it_would_overwrite():
     assert not train._needs_top_weights(train.TrainConfig(output_dir="x"))
     assert train._needs_top_weights(train.TrainConfig(output_dir="x", reinit_layers="1-10"))
