@@ -1,33 +1,43 @@
-"""illustration-tl: transfer learning from ImageNet CNNs to illustrations."""
+"""illustration-tl: transfer learning from ImageNet CNNs to illustrations.
 
-from setuptools import setup
+Installs one importable namespace, ``illustration_tl``: the TFDS builder lives in
+``illustration_tl.datasets`` and the command line in ``illustration_tl.commands``, so
+nothing shadows Hugging Face's ``datasets`` (README, "Packaging").
+"""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"',
+                    (HERE / "illustration_tl" / "__init__.py").read_text()).group(1)
 
 setup(
     name="illustration-tl",
-    version="0.1.0",
+    version=VERSION,
     description="Illustration classification by transfer learning from ImageNet CNNs "
                 "(Lagunas & Garces, CEIG 2017), in Keras 3 on TensorFlow.",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=["illustration_tl", "datasets", "datasets.illustrations", "trainers"],
+    packages=find_packages(include=["illustration_tl", "illustration_tl.*"]),
     package_data={
-        "illustration_tl": ["data/*.txt"],
-        "datasets.illustrations": ["*.bib", "*.md", "*.txt", "dummy_data/**/*"],
+        "illustration_tl": ["data/*.txt", "presets/*.flags", "demo/*.md", "demo/*.tsv",
+                            "demo/curated/**/*", "demo/noisy/**/*"],
+        "illustration_tl.datasets.illustrations": ["*.bib", "*.md", "dummy_data/**/*"],
     },
-    include_package_data=True,
     install_requires=[
         "tensorflow>=2.16,<2.22",
         "keras>=3.5,<3.16",
         "tensorflow-datasets==4.9.10",
-        # `tfds build` imports these at start-up (see the pitfalls in README).
-        "mlcroissant>=1.0",
-        "dill",
         "importlib_resources",
-        # tfds 4.9.10's CLI imports apache_beam; beam 2.77 needs protobuf < 7, TF 2.21 >= 6.31.
-        "apache-beam>=2.77,<3",
+        # TF 2.21 needs protobuf >= 6.31; apache-beam (the tfds-cli extra) needs < 7.
         "protobuf>=6.31.1,<7",
+        # TensorBoard reads the logs that `optimize` writes.
+        "tensorboard",
         # SVG and Iconify icons are rasterized with resvg (noisy dataset).
         "resvg-py>=0.5",
         "scikit-learn>=1.3",
@@ -37,10 +47,13 @@ setup(
         "matplotlib",
     ],
     extras_require={
+        # The raw `tfds build` command line imports these at start-up (tfds 4.9.10);
+        # `illustration-tl build` does not need them.
+        "tfds-cli": ["apache-beam>=2.77,<3", "mlcroissant>=1.0", "dill"],
         # jax: the JAX-backend checks of layer surgery and the LR multipliers.
-        "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.5", "jax>=0.4.30"],
+        "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.5", "jax>=0.4.30",
+                 "apache-beam>=2.77,<3", "mlcroissant>=1.0", "dill"],
         "and-cuda": ["tensorflow[and-cuda]>=2.16,<2.22"],
-        "svg": ["resvg-py"],
     },
     entry_points={"console_scripts": ["illustration-tl=illustration_tl.cli:main"]},
 )

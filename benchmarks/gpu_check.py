@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup_steps", type=int, default=5)
     p.add_argument("--loss_steps", type=int, default=300)
     p.add_argument("--precisions", default="float32,bfloat16")
-    p.add_argument("--demo_dir", default="demo/curated")
+    p.add_argument("--demo_dir", default="illustration_tl/demo/curated")
     p.add_argument("--output", default=os.environ.get("OUT", "gpu_check_out"))
     return p.parse_args(argv)
 

@@ -75,7 +75,9 @@ def vgg19_images_per_second(image_size: int, batch_size: int, batches: int) -> f
 def main(argv) -> None:
     data_dir = _DATA_DIR.value
     if data_dir is None:
-        from datasets.illustrations import illustrations_dataset_builder as builder_lib
+        from illustration_tl.datasets.illustrations import (
+            illustrations_dataset_builder as builder_lib,
+        )
 
         data_dir = tempfile.mkdtemp(prefix="input-pipeline-bench-")
         fixture = os.path.join(os.path.dirname(builder_lib.__file__), "dummy_data",

@@ -1,7 +1,7 @@
 """``illustration-tl COMMAND [--flags]``: one console script for every stage.
 
-Each command is an absl app in ``trainers/`` that also runs as
-``python -m trainers.COMMAND``. Commands are imported only when run, so
+Each command is an absl app in ``illustration_tl/commands/`` that also runs as
+``python -m illustration_tl.commands.COMMAND``. Commands are imported only when run, so
 listing them does not import TensorFlow.
 """
 
@@ -10,36 +10,38 @@ from __future__ import annotations
 import importlib
 import sys
 
-# name -> (module, one-line description). Keep in pipeline order.
+# name -> (module in illustration_tl.commands, one-line description). Pipeline order.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "vocab": ("trainers.vocab", "Look up ImageNet-1k classes by name or wnid, offline."),
-    "map-names": ("trainers.map_names",
+    "vocab": ("vocab", "Look up ImageNet-1k classes by name or wnid, offline."),
+    "map-names": ("map_names",
                   "Map clip-art file names to ImageNet classes (paper §4.1)."),
-    "build": ("trainers.build", "Build the illustrations TFDS dataset (curated or noisy) "
+    "build": ("build", "Build the illustrations TFDS dataset (curated or noisy) "
               "from a folder (paper §4)."),
-    "stats": ("trainers.stats", "Images per class and split of a built dataset (paper Table 1)."),
-    "baseline": ("trainers.baseline", "Score an ImageNet classifier on a dataset of ImageNet "
+    "stats": ("stats", "Images per class and split of a built dataset (paper Table 1)."),
+    "baseline": ("baseline", "Score an ImageNet classifier on a dataset of ImageNet "
                  "classes: 1000-way and restricted (paper §6, Table 2)."),
-    "embed": ("trainers.embed", "Write a CNN layer's embeddings of dataset splits, in shards "
+    "embed": ("embed", "Write a CNN layer's embeddings of dataset splits, in shards "
               "(paper §6.1)."),
-    "svm": ("trainers.svm", "Train an SVM on embeddings (paper grid search) and score it on "
+    "svm": ("svm", "Train an SVM on embeddings (paper grid search) and score it on "
             "the test split (paper §6.1, §7.2)."),
-    "optimize": ("trainers.optimize", "Fine-tune with re-initialized layers and per-layer "
+    "optimize": ("optimize", "Fine-tune with re-initialized layers and per-layer "
                  "learning rates (paper §7)."),
-    "report": ("trainers.report", "Tables 3-4, confusion matrices, t-SNE and prediction "
+    "report": ("report", "Tables 3-4, confusion matrices, t-SNE and prediction "
                "grids from evaluation results (paper §7)."),
-    "reproduce": ("trainers.reproduce", "The paper's Table 3 end to end in one resumable "
+    "reproduce": ("reproduce", "The paper's Table 3 end to end in one resumable "
                   "command."),
-    "export": ("trainers.export", "Write CNN (+ SVM) as one SavedModel: image bytes in, "
+    "export": ("export", "Write CNN (+ SVM) as one SavedModel: image bytes in, "
                "top-k classes out."),
-    "predict": ("trainers.predict", "Classify image files with an exported model."),
+    "predict": ("predict", "Classify image files with an exported model."),
+    "presets": ("presets", "List the named flag presets "
+                "(`COMMAND --preset=NAME`)."),
 }
 
 
 def usage() -> str:
     width = max(len(n) for n in COMMANDS)
     lines = ["usage: illustration-tl COMMAND [--flags]   (COMMAND --helpshort for its flags)",
-             "", "commands:"]
+             "       illustration-tl --version", "", "commands:"]
     lines += [f"  {name:<{width}}  {desc}" for name, (_, desc) in COMMANDS.items()]
     return "\n".join(lines)
 
@@ -50,12 +52,17 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0 if len(argv) >= 2 else 1
     name = argv[1]
+    if name in ("--version", "-V", "version"):
+        from illustration_tl import __version__
+
+        print(f"illustration-tl {__version__}")
+        return 0
     if name not in COMMANDS:
         print(f"illustration-tl: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
     from absl import flags
 
-    module = importlib.import_module(COMMANDS[name][0])
+    module = importlib.import_module(f"illustration_tl.commands.{COMMANDS[name][0]}")
     sys.argv = [f"illustration-tl {name}"] + argv[2:]
     # --helpshort lists the key flags of the module named by argv[0].
     sys.modules["__main__"].__doc__ = module.__doc__

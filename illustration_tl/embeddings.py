@@ -60,13 +60,14 @@ class Progress:
         self.label, self.total, self.interval = label, total, interval
         self.stream = stream if stream is not None else sys.stderr
         self.done = 0
+        self._printed = -1  # ``done`` at the last printed line: the final line prints once
         self.start = self._last = time.perf_counter()
 
     def update(self, n: int, force: bool = False) -> None:
         self.done += n
         now = time.perf_counter()
-        if force or now - self._last >= self.interval:
-            self._last = now
+        if (force and self.done != self._printed) or now - self._last >= self.interval:
+            self._last, self._printed = now, self.done
             self.stream.write(self.line() + "\n")
             self.stream.flush()
 

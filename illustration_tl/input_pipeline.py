@@ -36,7 +36,7 @@ PAD_VALUE = 255.0  # white, as the illustrations' background
 
 def register_builder() -> None:
     """Imports the `illustrations` builder so ``tfds.builder`` can find it."""
-    import datasets.illustrations.illustrations_dataset_builder  # noqa: F401
+    import illustration_tl.datasets.illustrations.illustrations_dataset_builder  # noqa: F401
 
 
 def open_builder(dataset: str, data_dir: str | None = None) -> tfds.core.DatasetBuilder:

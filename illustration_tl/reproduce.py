@@ -36,7 +36,7 @@ ROWS = tuple(PAPER_TABLE3)
 
 @dataclasses.dataclass
 class ReproduceConfig:
-    """Everything ``reproduce`` needs; the flags of ``trainers/reproduce.py`` fill it."""
+    """Everything ``reproduce`` needs; the flags of ``commands/reproduce.py`` fill it."""
 
     output_dir: str
     curated_dir: str
@@ -114,7 +114,7 @@ def resolve_weights(backbone: str, weights: str, log: Callable[[str], None]) -> 
 
 def _dataset_name(config: str, options: dict) -> str | None:
     """A config name for non-preset options (TFDS keeps each config under its name)."""
-    from datasets.illustrations import illustrations_dataset_builder as builder_lib
+    from illustration_tl.datasets.illustrations import illustrations_dataset_builder as builder_lib
 
     preset = builder_lib.PRESETS[config]
     changed = {k: v for k, v in options.items() if v != getattr(preset, k)}
@@ -124,7 +124,7 @@ def _dataset_name(config: str, options: dict) -> str | None:
 
 
 def _build_datasets(cfg: ReproduceConfig, data_dir: str, out: str) -> dict:
-    from datasets.illustrations import illustrations_dataset_builder as builder_lib
+    from illustration_tl.datasets.illustrations import illustrations_dataset_builder as builder_lib
 
     result = {}
     for config, root, options in [("curated", cfg.curated_dir, cfg.curated_options),

@@ -5,7 +5,7 @@ C by 3-fold grid search over kernels {rbf, poly, sigmoid, linear}, γ ∈ {1e-3,
 1e-4}, C ∈ {1, 10, 100, 1000} and the multi-class strategy {one-vs-rest,
 one-vs-one}: 4 × 2 × 4 × 2 = 64 combinations (:func:`paper_grid`). Its best
 settings were RBF C=1 γ=1e-4 on the baseline fc2 and sigmoid C=10 γ=1e-4 on
-the optimized fc2 (``configs/svm_baseline.flags``, ``configs/svm_optimized.flags``).
+the optimized fc2 (``--preset=svm_baseline``, ``--preset=svm_optimized``).
 
 Multi-class strategy. scikit-learn's ``SVC`` always trains one-vs-one;
 ``decision_function_shape='ovr'`` only turns the pairwise votes into one score

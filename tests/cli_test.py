@@ -53,7 +53,7 @@ def test_module_entry_point_and_flagfile(tmp_path):
     flagfile = tmp_path / "map.flags"
     out = tmp_path / "mapping.csv"
     flagfile.write_text(f"--input={tmp_path}\n--output={out}\n--phrase_mode\n")
-    r = cli(f"--flagfile={flagfile}", module="trainers.map_names")
+    r = cli(f"--flagfile={flagfile}", module="illustration_tl.commands.map_names")
     assert r.returncode == 0, r.stderr
     assert "images seen:      3" in r.stdout
     with open(out) as f:

@@ -16,7 +16,7 @@ from PIL import Image
 from illustration_tl import imagenet, name_mapping
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO = os.path.join(REPO, "demo")
+DEMO = os.path.join(REPO, "illustration_tl", "demo")
 MAX_SIDE = 128
 MIN_PER_CLASS = 8
 MAX_BYTES = 3_000_000

@@ -125,7 +125,7 @@ def test_input_context_shards_examples_between_pipelines():
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     data_dir = str(tmp_path_factory.mktemp("tfds"))
-    from datasets.illustrations import illustrations_dataset_builder as builder_lib
+    from illustration_tl.datasets.illustrations import illustrations_dataset_builder as builder_lib
 
     builder_lib.build("curated", CURATED_FLAT, data_dir)
     return data_dir

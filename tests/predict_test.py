@@ -23,7 +23,7 @@ def built(tmp_path_factory):
     """A curated dataset whose `teapot` class holds every hard case."""
     import tensorflow_datasets as tfds
 
-    from datasets.illustrations import illustrations_dataset_builder as builder_lib
+    from illustration_tl.datasets.illustrations import illustrations_dataset_builder as builder_lib
 
     manual = tmp_path_factory.mktemp("manual")
     shutil.copytree(HARD, manual / "teapot", ignore=shutil.ignore_patterns("SOURCES.txt"))
@@ -72,7 +72,8 @@ def exported(tmp_path_factory):
 def test_predict_command_json_and_exit_code(exported, tmp_path):
     images = tmp_path / "images"
     shutil.copytree(HARD, images / "nested", ignore=shutil.ignore_patterns("SOURCES.txt"))
-    r = subprocess.run([sys.executable, "-m", "trainers.predict", f"--model={exported}",
+    r = subprocess.run([sys.executable, "-m", "illustration_tl.commands.predict",
+                        f"--model={exported}",
                         f"--images={images}", "--top_k=2", "--format=json", "--batch_size=4"],
                        capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert r.returncode == 3, r.stderr[-2000:]  # some files were skipped
@@ -89,7 +90,8 @@ def test_predict_command_json_and_exit_code(exported, tmp_path):
     assert f"{len(UNDECODABLE)} of {len(rows)} files skipped" in r.stderr
 
     good = [os.path.join(HARD, n) for n in _hard_cases() if n not in UNDECODABLE][:3]
-    r = subprocess.run([sys.executable, "-m", "trainers.predict", f"--model={exported}",
+    r = subprocess.run([sys.executable, "-m", "illustration_tl.commands.predict",
+                        f"--model={exported}",
                         f"--images={','.join(good)}"], capture_output=True, text=True,
                        cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -97,7 +99,8 @@ def test_predict_command_json_and_exit_code(exported, tmp_path):
 
 
 def test_predict_rejects_a_folder_that_is_not_an_export(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "trainers.predict", f"--model={tmp_path}",
+    r = subprocess.run([sys.executable, "-m", "illustration_tl.commands.predict",
+                        f"--model={tmp_path}",
                         f"--images={HARD}"], capture_output=True, text=True, cwd=ROOT,
                        timeout=300)
     assert r.returncode == 2 and "--model" in r.stderr and "Traceback" not in r.stderr

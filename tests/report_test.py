@@ -157,7 +157,7 @@ def cli(*args):
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    from datasets.illustrations import illustrations_dataset_builder as builder_lib
+    from illustration_tl.datasets.illustrations import illustrations_dataset_builder as builder_lib
 
     data_dir = str(tmp_path_factory.mktemp("tfds"))
     builder_lib.build("curated", CURATED_FLAT, data_dir)
@@ -197,7 +197,7 @@ def test_embed_svm_baseline_report_commands(built, tmp_path):
         info = json.load(f)
     assert len(info["cv_results"]) == 64 and info["steps"] == ["scale", "svm"]
     assert info["embeddings"]["layer"] == "gap(block5_pool)"
-    r = cli("svm", "--flagfile=configs/svm_baseline.flags", f"--embeddings={emb}",
+    r = cli("svm", "--preset=svm_baseline", f"--embeddings={emb}",
             f"--output={out / 'svm_paper'}")
     assert "fixed parameters rbf C=1 gamma=0.0001 ovo" in r.stdout
     assert "Baseline fc2 + SVM: " in r.stdout

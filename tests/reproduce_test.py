@@ -35,7 +35,7 @@ def tiny_sets(tmp_path_factory):
 
 def _reproduce(tiny_sets, out, *extra):
     curated, noisy = tiny_sets
-    args = [sys.executable, "-m", "trainers.reproduce", f"--curated_dir={curated}",
+    args = [sys.executable, "-m", "illustration_tl.commands.reproduce", f"--curated_dir={curated}",
             f"--noisy_dir={noisy}", f"--output_dir={out}", "--backbone=vgg16", "--weights=none",
             "--image_size=32", "--max_side=64", "--min_images_per_class=2", "--batch_size=8",
             "--epochs=1", "--max_steps=2", "--checkpoint_every=0", "--summaries=false",
@@ -85,7 +85,8 @@ def test_reproduce_tiny_end_to_end_and_resume(tiny_sets, tmp_path):
 
 
 def test_missing_folder_is_one_clear_line(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "trainers.reproduce", f"--output_dir={tmp_path}",
+    r = subprocess.run([sys.executable, "-m", "illustration_tl.commands.reproduce",
+                        f"--output_dir={tmp_path}",
                         f"--curated_dir={tmp_path}/nope", f"--noisy_dir={tmp_path}"],
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 2

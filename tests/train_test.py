@@ -246,7 +246,7 @@ def test_fit_path_trains_the_same_recipe_and_resumes(tmp_path, capsys):
 def test_dry_run_of_the_paper_preset_through_the_cli():
     r = subprocess.run(
         [sys.executable, "-m", "illustration_tl.cli", "optimize",
-         "--flagfile=configs/paper_vgg19.flags", "--weights=none", "--image_size=32",
+         "--preset=paper_vgg19", "--weights=none", "--image_size=32",
          "--num_classes=5", "--dry_run", "--strategy=default"],
         capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]

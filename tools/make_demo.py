@@ -1,6 +1,6 @@
-"""Regenerates the embedded demo dataset ``demo/`` from Debian's openclipart-png.
+"""Regenerates the embedded demo dataset ``illustration_tl/demo/`` from Debian's openclipart-png.
 
-    python tools/make_demo.py --openclipart=/usr/share/openclipart/png --output=demo
+    python tools/make_demo.py --openclipart=/usr/share/openclipart/png --output=illustration_tl/demo
 
 The demo mirrors the paper's two datasets (§4) at toy scale, so that the whole
 pipeline runs offline on a laptop:
@@ -54,10 +54,11 @@ _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _OPENCLIPART = flags.DEFINE_string(
     "openclipart", "/usr/share/openclipart/png",
     "Root of Debian's openclipart-png images (apt-get install openclipart-png).")
-_OUTPUT = flags.DEFINE_string("output", "demo", "Demo folder to (re)write: its curated/, "
-                              "noisy/ and SOURCES.tsv are replaced; other files are kept.")
+_OUTPUT = flags.DEFINE_string(
+    "output", os.path.join(_REPO, "illustration_tl", "demo"), "Demo folder to (re)write: its "
+    "curated/, noisy/ and SOURCES.tsv are replaced; other files are kept.")
 _CURATION = flags.DEFINE_string(
-    "curation", os.path.join(_REPO, "demo", "curation.tsv"),
+    "curation", os.path.join(_REPO, "illustration_tl", "demo", "curation.tsv"),
     "TSV of the hand-picked curated images: class folder, openclipart relative path.")
 _MAX_SIDE = flags.DEFINE_integer("max_side", 128, "Longer side of every demo image, in px.")
 _MIN_PALETTE_PSNR = flags.DEFINE_float(

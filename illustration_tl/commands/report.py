@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from trainers import app
+from illustration_tl.commands import app
 
 _RESULTS = flags.DEFINE_list("results", None, "Evaluation result folders (eval.json); a "
                              "baseline output folder adds both of its results.")

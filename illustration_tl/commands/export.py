@@ -15,7 +15,7 @@ import json
 
 from absl import flags
 
-from trainers import app
+from illustration_tl.commands import app
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Output folder of `illustration-tl optimize`.")
 _BACKBONE = flags.DEFINE_string("backbone", None, "Export an ImageNet backbone instead "

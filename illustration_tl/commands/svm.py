@@ -8,8 +8,8 @@ linear; gamma 1e-3, 1e-4; C 1, 10, 100, 1000; one-vs-rest and one-vs-one
 (64 points, in parallel). Every list flag is a grid dimension; give single
 values to fit fixed parameters without a search, e.g. the paper's presets:
 
-  illustration-tl svm --flagfile=configs/svm_baseline.flags --embeddings=... --output=...
-  illustration-tl svm --flagfile=configs/svm_optimized.flags --embeddings=... --output=...
+  illustration-tl svm --preset=svm_baseline --embeddings=... --output=...
+  illustration-tl svm --preset=svm_optimized --embeddings=... --output=...
 
 --multiclass: ``ovr`` is true one-vs-rest, ``OneVsRestClassifier(SVC)``, one
 binary SVM per class. ``ovo`` is scikit-learn's ``SVC``, which always trains
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from trainers import app
+from illustration_tl.commands import app
 
 _EMBEDDINGS = flags.DEFINE_string("embeddings", None, "Output folder of `illustration-tl "
                                   "embed` (one subfolder per split).")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from datasets.illustrations import illustrations_dataset_builder as builder_lib
+from illustration_tl.datasets.illustrations import illustrations_dataset_builder as builder_lib
 
 DUMMY = os.path.join(os.path.dirname(__file__), "dummy_data")
 
@@ -193,13 +193,14 @@ def test_too_few_images_for_three_splits_is_a_clear_error(tmp_path):
 
 @pytest.mark.slow
 def test_tfds_build_command_line_then_tfds_load(tmp_path):
-    """The acceptance path: `tfds build datasets/illustrations ...` then `tfds.load`."""
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    """The README's raw command (`tfds build illustrations --imports=...`, the
+    tfds-cli extra) from a folder outside the checkout, then `tfds.load`."""
     tfds_cli = os.path.join(os.path.dirname(sys.executable), "tfds")
-    cmd = [tfds_cli if os.path.exists(tfds_cli) else "tfds", "build", "datasets/illustrations",
+    cmd = [tfds_cli if os.path.exists(tfds_cli) else "tfds", "build", "illustrations",
+           "--imports=illustration_tl.datasets.illustrations",
            "--config=curated", f"--manual_dir={os.path.join(DUMMY, 'curated_authors')}",
            f"--data_dir={tmp_path}"]
-    done = subprocess.run(cmd, cwd=repo, capture_output=True, text=True,
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert done.returncode == 0, done.stderr[-3000:]
     ds = tfds.load("illustrations/curated", split="test", data_dir=str(tmp_path))

@@ -10,7 +10,7 @@ import os
 from absl import flags
 
 from illustration_tl import input_pipeline
-from trainers import app
+from illustration_tl.commands import app
 
 _DATASET = flags.DEFINE_string("dataset", "illustrations/curated",
                                "TFDS dataset to count, e.g. illustrations/noisy.")

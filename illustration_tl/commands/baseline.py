@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from trainers import app
+from illustration_tl.commands import app
 
 _DATASET = flags.DEFINE_string("dataset", "illustrations/curated", "TFDS dataset to score.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data folder (default "

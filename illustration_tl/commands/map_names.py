@@ -11,8 +11,8 @@ import os
 from absl import flags
 
 from illustration_tl import files, name_mapping
+from illustration_tl.commands import app, mapping_flags
 from illustration_tl.errors import UserError
-from trainers import app, mapping_flags
 
 _INPUT = flags.DEFINE_string("input", None, "Folder of images, searched recursively.")
 _OUTPUT = flags.DEFINE_string("output", None, "CSV to write: file,class_index,wnid,"

@@ -1,4 +1,4 @@
-"""``illustration-tl reproduce --flagfile=configs/demo.flags``: the paper's Table 3.
+"""``illustration-tl reproduce --preset=demo``: the paper's Table 3.
 
 Runs the four models of Table 3 end to end (paper §6-§7) into one folder:
 datasets, Baseline CNN, Baseline CNN + SVM, the adaptive layer-based
@@ -8,7 +8,7 @@ paper's numbers. Every stage is skipped when its outputs exist and match its
 inputs, so an interrupted run resumes; ``--force`` reruns everything.
 
 The training flags are those of ``illustration-tl optimize`` (so
-``configs/paper_vgg19.flags`` serves both); ``--weights=auto`` uses ImageNet
+``--preset=paper_vgg19`` serves both); ``--weights=auto`` uses ImageNet
 weights when a file, the Keras cache or a download provides them and random
 initialization otherwise.
 """
@@ -17,8 +17,8 @@ import dataclasses
 
 from absl import flags
 
-from trainers import app, mapping_flags
-from trainers import optimize as optimize_flags
+from illustration_tl.commands import app, mapping_flags
+from illustration_tl.commands import optimize as optimize_flags
 
 flags.adopt_module_key_flags(optimize_flags)
 flags.adopt_module_key_flags(mapping_flags)
@@ -54,7 +54,8 @@ def config():
     if not train.output_dir:
         raise UserError("--output_dir is required: the folder for every stage's outputs")
     if not _CURATED_DIR.value or not _NOISY_DIR.value:
-        raise UserError("--curated_dir and --noisy_dir are required (see configs/demo.flags)")
+        raise UserError("--curated_dir and --noisy_dir are required "
+                        "(see `illustration-tl presets --show=demo`)")
     own = {"output_dir", "backbone", "weights", "image_size", "batch_size", "seed", "dataset"}
     overrides = {k: v for k, v in dataclasses.asdict(train).items() if k not in own}
     mapping = mapping_flags.options()

@@ -11,9 +11,9 @@ commands. Unset options keep the paper's preset; changed ones need ``--name``.
 
 from absl import flags
 
-from datasets.illustrations import illustrations_dataset_builder as builder_lib
+from illustration_tl.commands import app, mapping_flags
+from illustration_tl.datasets.illustrations import illustrations_dataset_builder as builder_lib
 from illustration_tl.errors import UserError
-from trainers import app, mapping_flags
 
 _CONFIG = flags.DEFINE_enum("config", None, list(builder_lib.PRESETS),
                             "Preset: curated (§4.2 class folders) or noisy (§4.1 name rule).")

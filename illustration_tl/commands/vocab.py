@@ -3,7 +3,7 @@
 from absl import flags
 
 from illustration_tl import imagenet
-from trainers import app
+from illustration_tl.commands import app
 
 _QUERY = flags.DEFINE_string("query", None, "Text to find in any synonym, or a wnid. "
                              "Empty lists all 1000 classes.")

@@ -4,8 +4,8 @@ Fine-tunes an ImageNet CNN on an `illustrations` dataset with the paper's
 recipe by default: VGG19, layers 1-10 and 17-19 re-initialized and trained at
 learning rate 1e-2, layers 11-16 keeping their ImageNet weights at 1e-4, SGD
 momentum 0.9, L2 weight decay 5e-4, dropout 0.5, 55 epochs, learning rate
-reduced on plateau. Presets: ``--flagfile=configs/paper_vgg19.flags`` and
-``configs/paper_vgg16.flags``.
+reduced on plateau. Presets: ``--preset=paper_vgg19`` and
+``--preset=paper_vgg16``.
 
 Runs a custom training step under ``--strategy`` (one GPU, all GPUs of the
 machine, several machines via TF_CONFIG, or a TPU), checkpoints every
@@ -25,8 +25,8 @@ from __future__ import annotations
 
 from absl import flags
 
+from illustration_tl.commands import app
 from illustration_tl.errors import UserError
-from trainers import app
 
 # Data.
 _DATASET = flags.DEFINE_string("dataset", "illustrations/noisy",

@@ -9,7 +9,7 @@ import sys
 
 from absl import flags
 
-from trainers import app
+from illustration_tl.commands import app
 
 _MODEL = flags.DEFINE_string("model", None, "Export folder written by `illustration-tl export`.")
 _IMAGES = flags.DEFINE_list("images", None, "Image files, folders (recursive) or globs.")

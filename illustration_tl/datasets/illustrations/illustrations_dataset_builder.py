@@ -18,7 +18,8 @@ longer side <= ``max_side``); files that cannot be read are skipped and listed
 in ``skipped.tsv`` next to the dataset. Splits come from a hash of the decoded
 pixels (:mod:`illustration_tl.splits`), so duplicates never straddle splits.
 
-Build with ``tfds build datasets/illustrations --config=curated
+Build with ``tfds build illustrations
+--imports=illustration_tl.datasets.illustrations --config=curated
 --manual_dir=DIR`` or ``illustration-tl build``; custom options go in a
 config with another name, e.g. ``--config='{"name": "noisy5", "source":
 "noisy", "min_images_per_class": 5}'``.

@@ -1,1 +1,0 @@
-"""The `illustrations` TFDS builder (noisy and curated configs)."""

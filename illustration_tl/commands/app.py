@@ -1,0 +1,59 @@
+"""Shared plumbing for the absl entry points in ``illustration_tl.commands``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, Sequence
+
+from absl import app, flags
+from absl import logging as absl_logging
+
+from illustration_tl import presets
+from illustration_tl.commands import VERBOSE
+from illustration_tl.errors import UserError
+
+flags.DEFINE_string("preset", None, "A named preset shipped with the package (see "
+                    "`illustration-tl presets`); its flags stand where --preset does, so "
+                    "later flags override them.")
+
+
+def run(main: Callable[[Sequence[str]], int | None]) -> None:
+    """``app.run(main)`` with presets expanded, quiet logs, and :class:`UserError` as one
+    line (exit 2)."""
+    try:
+        sys.argv = [sys.argv[0]] + presets.expand(sys.argv[1:])
+    except UserError as e:
+        print(f"{_prog()}: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+    def guarded(argv: Sequence[str]) -> int | None:
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected positional arguments {list(argv[1:])}; "
+                                 "every option is a --flag")
+        if not VERBOSE:
+            absl_logging.set_verbosity(absl_logging.WARNING)
+            _quiet_python_loggers()
+        try:
+            return main(argv)
+        except UserError as e:
+            print(f"{_prog()}: error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"{_prog()}: interrupted", file=sys.stderr)
+            return 130
+
+    app.run(guarded)
+
+
+def _quiet_python_loggers() -> None:
+    """TensorFlow's and TFDS's Python loggers at WARNING (they log INFO through absl)."""
+    import logging
+
+    for name in ("tensorflow", "tensorflow_datasets", "absl", "h5py", "matplotlib"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _prog() -> str:
+    """``illustration-tl map-names`` or ``map_names.py``: the name the user typed."""
+    return os.path.basename(sys.argv[0])

@@ -1,1 +1,0 @@
-"""absl entry points, one per pipeline stage; see ``illustration_tl.cli``."""
