@@ -37,7 +37,6 @@ from illustration_tl import backbones
 from illustration_tl.errors import UserError
 
 MODEL_FILE = "model.keras"
-WEIGHTS_FILE = "model.weights.h5"
 CONFIG_FILE = "model_config.json"
 CONFIG_KEYS = ("backbone", "image_size", "num_classes", "class_names", "dropout", "resize_mode",
                "weights_source", "reinit_layers", "dataset")
@@ -275,16 +274,19 @@ def _copy_weights(source: Any, target: Any, names: Iterable[str]) -> tuple[list[
 
 
 def _head(backbone: backbones.Backbone, features: Any, num_classes: int, dropout: float,
-          seed: int) -> Any:
-    """The classifier head (VGG: fc1, dropout, fc2, dropout, predictions; else GAP head)."""
+          seed: int, fc_units: int = 4096) -> Any:
+    """The classifier head (VGG: fc1, dropout, fc2, dropout, predictions; else GAP head).
+
+    ``fc_units``: the width of VGG's fc1 and fc2 (4096 in the paper and in the
+    ImageNet weights, which load only at that width)."""
     import keras
 
     layers = keras.layers
     if backbone.has_fc_top:
         x = layers.Flatten(name="flatten")(features)
-        x = layers.Dense(4096, activation="relu", name="fc1")(x)
+        x = layers.Dense(fc_units, activation="relu", name="fc1")(x)
         x = layers.Dropout(dropout, seed=derive_seed(seed, "fc1_dropout"), name="fc1_dropout")(x)
-        x = layers.Dense(4096, activation="relu", name="fc2")(x)
+        x = layers.Dense(fc_units, activation="relu", name="fc2")(x)
         x = layers.Dropout(dropout, seed=derive_seed(seed, "fc2_dropout"), name="fc2_dropout")(x)
     else:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(features)
@@ -295,13 +297,14 @@ def _head(backbone: backbones.Backbone, features: Any, num_classes: int, dropout
 
 def rebuild(backbone: str, num_classes: int, *, weights: str | None = "imagenet",
             image_size: int | None = None, dropout: float = 0.5, seed: int = 0,
-            top_weights: bool = True) -> Rebuilt:
+            top_weights: bool = True, fc_units: int = 4096) -> Rebuilt:
     """Rebuilds ``backbone`` for ``num_classes`` classes (paper §7) and says what was loaded.
 
     ``weights``: ``"imagenet"``, a local ``.h5``/``.weights.h5`` file with or
     without the classifier top, or ``None``. VGG's ImageNet fc1/fc2 are loaded
     only when ``top_weights`` is set, the source has them, and ``image_size`` is
-    the native 224 (fc1's shape depends on it). ``predictions`` is always new.
+    the native 224 (fc1's shape depends on it) and ``fc_units`` is 4096.
+    ``predictions`` is always new.
     Layers without loaded weights are initialized from their initializers,
     seeded by ``seed``, so every process builds the same model.
     """
@@ -313,6 +316,9 @@ def rebuild(backbone: str, num_classes: int, *, weights: str | None = "imagenet"
         raise UserError(f"need at least 2 classes to train a classifier, got {num_classes}")
     if not 0.0 <= dropout < 1.0:
         raise UserError(f"--dropout={dropout}: must be in [0, 1)")
+    if fc_units < 1:
+        raise UserError(f"--fc_units={fc_units}: must be >= 1")
+    top_weights = top_weights and fc_units == 4096
     source = _weights_arg(weights)
     app = spec.application()
     shape = (size, size, 3)
@@ -336,7 +342,8 @@ def rebuild(backbone: str, num_classes: int, *, weights: str | None = "imagenet"
     else:
         full = None
         base = app(include_top=False, weights=source, input_shape=shape)
-    model = keras.Model(base.input, _head(spec, base.output, num_classes, dropout, seed),
+    model = keras.Model(base.input,
+                        _head(spec, base.output, num_classes, dropout, seed, fc_units),
                         name=f"{spec.name}_illustrations")
 
     unfit: list[str] = []
@@ -363,10 +370,11 @@ def rebuild(backbone: str, num_classes: int, *, weights: str | None = "imagenet"
 
 def build_classifier(backbone: str, num_classes: int, *, weights: str | None = "imagenet",
                      image_size: int | None = None, dropout: float = 0.5, seed: int = 0,
-                     top_weights: bool = True) -> Any:
+                     top_weights: bool = True, fc_units: int = 4096) -> Any:
     """The rebuilt classifier of :func:`rebuild` (paper §7); input: preprocessed images."""
     return rebuild(backbone, num_classes, weights=weights, image_size=image_size,
-                   dropout=dropout, seed=seed, top_weights=top_weights).model
+                   dropout=dropout, seed=seed, top_weights=top_weights,
+                   fc_units=fc_units).model
 
 
 def imagenet_classifier(backbone: str, weights: str | None = "imagenet",
@@ -431,13 +439,15 @@ def _write_atomic(path: str, write: Any) -> None:
 
 
 def save_trained(model: Any, directory: str, config: dict[str, Any]) -> None:
-    """Writes ``model.keras``, ``model.weights.h5`` and ``model_config.json`` atomically."""
+    """Writes ``model.keras`` (architecture and weights) and ``model_config.json`` atomically.
+
+    (A separate ``.weights.h5`` copy is not written: it doubled the folder's size;
+    ``keras.saving.load_model(...).save_weights(path)`` makes one when needed.)"""
     missing = [k for k in CONFIG_KEYS if k not in config]
     if missing:
         raise ValueError(f"model config lacks {missing}")
     os.makedirs(directory, exist_ok=True)
     _write_atomic(os.path.join(directory, MODEL_FILE), model.save)
-    _write_atomic(os.path.join(directory, WEIGHTS_FILE), model.save_weights)
 
     def dump(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:

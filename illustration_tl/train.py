@@ -19,7 +19,7 @@ with a custom training step under a ``tf.distribute`` strategy:
   one (op determinism + per-epoch seeded data order + skipping the batches
   already trained on);
 * TensorBoard summaries and console progress with images/s and ETA;
-* the final model in ``<output_dir>`` (``model.keras``, ``model.weights.h5``,
+* the final model in ``<output_dir>`` (``model.keras``,
   ``model_config.json``; see :func:`layer_surgery.load_trained`).
 
 :func:`fit` trains the same model and optimizer through ``model.fit`` on any
@@ -59,6 +59,7 @@ class TrainConfig:
     weights: str | None = "imagenet"
     image_size: int = 224
     dropout: float = 0.5
+    fc_units: int = 4096               # VGG fc1/fc2 width (paper and ImageNet: 4096)
     reinit_layers: str = "1-10,17-19"
     # Learning rates: base rate, then "SPEC=MULTIPLIER;..." rules (paper: 11-16 at 1e-4).
     learning_rate: float = 1e-2
@@ -88,7 +89,7 @@ class TrainConfig:
     seed: int = 0
     # Outputs.
     checkpoint_every: int = 1000       # steps; 0: only at epoch ends
-    keep_checkpoints: int = 3
+    keep_checkpoints: int = 1          # kept once the model is saved (0: none)
     log_every: int = 50                # steps between progress lines and summaries
     summaries: bool = True
     save_model: bool = True
@@ -105,7 +106,7 @@ class TrainConfig:
             (self.learning_rate > 0, "--learning_rate must be > 0"),
             (self.steps_per_execution >= 1, "--steps_per_execution must be >= 1"),
             (self.checkpoint_every >= 0, "--checkpoint_every must be >= 0"),
-            (self.keep_checkpoints >= 1, "--keep_checkpoints must be >= 1"),
+            (self.keep_checkpoints >= 0, "--keep_checkpoints must be >= 0"),
             (self.log_every >= 1, "--log_every must be >= 1"),
             (0 < self.plateau_factor < 1, "--plateau_factor must be in (0, 1)"),
             (self.plateau_patience >= 0, "--plateau_patience must be >= 0"),
@@ -310,7 +311,7 @@ def prepare(config: TrainConfig, num_classes: int, strategy: Any,
             rebuilt = layer_surgery.rebuild(
                 config.backbone, num_classes, weights=config.weights,
                 image_size=config.image_size, dropout=config.dropout, seed=config.seed,
-                top_weights=top_weights)
+                top_weights=top_weights, fc_units=config.fc_units)
         else:
             rebuilt = model_fn(num_classes, config.seed)
         model = rebuilt.model
@@ -387,7 +388,7 @@ def model_config(config: TrainConfig, class_names: list[str], prepared: Prepared
         "image_size": config.image_size,
         "num_classes": len(class_names),
         "class_names": list(class_names),
-        "dropout": config.dropout,
+        "dropout": config.dropout, "fc_units": config.fc_units,
         "resize_mode": config.resize_mode,
         "weights_source": prepared.rebuilt.weights_source,
         "reinit_layers": prepared.reinit_layers,
@@ -585,7 +586,7 @@ def _train(config: TrainConfig, data: TrainData, prepared: Prepared, out: Any) -
     checkpoint_dir = os.path.join(config.output_dir, CHECKPOINT_DIR)
     manager = tf.train.CheckpointManager(
         checkpoint, distribute.write_dir(checkpoint_dir, strategy),
-        max_to_keep=config.keep_checkpoints)
+        max_to_keep=max(1, config.keep_checkpoints))
     latest = tf.train.latest_checkpoint(checkpoint_dir)
     if latest:
         checkpoint.restore(latest).assert_existing_objects_matched()
@@ -703,8 +704,30 @@ def _train(config: TrainConfig, data: TrainData, prepared: Prepared, out: Any) -
         model_dir = config.output_dir
         print(f"{prefix}saved the model to {config.output_dir}/{layer_surgery.MODEL_FILE}",
               file=out, flush=True)
+        prune_checkpoints(manager, checkpoint_dir, config.keep_checkpoints)
     writer.close()
     return Result(history, step, model_dir, log, prepared)
+
+
+def prune_checkpoints(manager: Any, checkpoint_dir: str, keep: int) -> None:
+    """Once the final model is saved, keeps at most ``keep`` checkpoints.
+
+    Training keeps ``max(1, keep)`` (the manager's ``max_to_keep``) so that it can
+    resume; with ``keep=0`` a finished run removes the checkpoint files that the
+    manager wrote, its state file, and the folder if that leaves it empty.
+    """
+    import tensorflow as tf
+
+    if keep > 0:
+        return
+    for prefix in manager.checkpoints:
+        for path in tf.io.gfile.glob(prefix + ".*"):
+            tf.io.gfile.remove(path)
+    state = os.path.join(checkpoint_dir, "checkpoint")
+    if tf.io.gfile.exists(state):
+        tf.io.gfile.remove(state)
+    if tf.io.gfile.isdir(checkpoint_dir) and not tf.io.gfile.listdir(checkpoint_dir):
+        tf.io.gfile.rmtree(checkpoint_dir)
 
 
 def _end_epoch(config: TrainConfig, data: TrainData, state: _State, inner: Any,
@@ -910,4 +933,10 @@ def _fit(config: TrainConfig, data: TrainData, prepared: Prepared, out: Any) -> 
         model_dir = config.output_dir
         print(f"saved the model to {config.output_dir}/{layer_surgery.MODEL_FILE}", file=out,
               flush=True)
+        if config.keep_checkpoints == 0:  # the fit path keeps one checkpoint (the last epoch)
+            for path in (ckpt_model, state_path):
+                if os.path.isfile(path):
+                    os.remove(path)
+            if not os.listdir(ckpt_dir):
+                os.rmdir(ckpt_dir)
     return Result(history, step, model_dir, log, prepared)

@@ -245,18 +245,27 @@ def test_save_and_load_trained(tmp_path):
               "weights_source": "none", "reinit_layers": [], "dataset": "synthetic"}
     out = str(tmp_path / "trained")
     layer_surgery.save_trained(model, out, config)
-    assert sorted(os.listdir(out)) == ["model.keras", "model.weights.h5", "model_config.json"]
+    assert sorted(os.listdir(out)) == ["model.keras", "model_config.json"]
     loaded, loaded_config = layer_surgery.load_trained(out)
     assert loaded_config == config
     x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
     again = layer_surgery.build_classifier("vgg16", 3, weights=None, image_size=32, seed=9)
-    again.load_weights(os.path.join(out, "model.weights.h5"))
+    loaded.save_weights(str(tmp_path / "copy.weights.h5"))
+    again.load_weights(str(tmp_path / "copy.weights.h5"))
     np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
     with pytest.raises(UserError, match="not a trained-model directory"):
         layer_surgery.load_trained(str(tmp_path))
     with pytest.raises(ValueError, match="lacks"):
         layer_surgery.save_trained(model, out, {"backbone": "vgg16"})
+
+
+def test_fc_units_sets_the_vgg_head_width():
+    model = layer_surgery.build_classifier("vgg16", 3, weights=None, image_size=32,
+                                           fc_units=64)
+    assert model.get_layer("fc1").units == 64 and model.get_layer("fc2").units == 64
+    with pytest.raises(UserError, match="--fc_units=0"):
+        layer_surgery.build_classifier("vgg16", 3, weights=None, image_size=32, fc_units=0)
 
 
 @pytest.mark.real_weights

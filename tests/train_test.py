@@ -166,6 +166,9 @@ def test_optimize_end_to_end_and_resume_when_done(tmp_path, capsys):
     with open(tmp_path / "history.json") as f:
         assert json.load(f) == history
     assert os.listdir(tmp_path / "logs")  # TensorBoard events
+    # A finished run keeps its model and only the latest checkpoint (--keep_checkpoints=1).
+    index = [f for f in os.listdir(tmp_path / "checkpoints") if f.endswith(".index")]
+    assert index == ["ckpt-18.index"]
     model, config = layer_surgery.load_trained(str(tmp_path))
     assert config["class_names"] == ["a", "b", "c"] and config["num_classes"] == 3
     assert config["reinit_layers"] == ["block1_conv1", "block1_conv2", "fc1", "fc2",
@@ -284,11 +287,21 @@ def test_label_map_by_name_then_imagenet_index():
     assert mapping == [0, 2, -1, 1]
 
 
+@pytest.mark.slow
+def test_keep_no_checkpoint_once_the_model_is_saved(tmp_path):
+    data = train_helpers.synthetic_data(32, 16)
+    train.optimize(tiny_config(tmp_path, epochs=2, keep_checkpoints=0), data,
+                   model_fn=tiny_model())
+    assert sorted(os.listdir(tmp_path)) == ["history.json", "logs", "model.keras",
+                                            "model_config.json"]
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"batch_size": 0}, "--batch_size"),
     ({"plateau_monitor": "accuracy"}, "--plateau_monitor"),
     ({"output_dir": ""}, "--output_dir"),
     ({"steps_per_execution": 0}, "--steps_per_execution"),
+    ({"keep_checkpoints": -1}, "--keep_checkpoints"),
 ])
 def test_bad_settings_are_named(overrides, message):
     with pytest.raises(UserError, match=message):

@@ -10,7 +10,7 @@ reduced on plateau. Presets: ``--preset=paper_vgg19`` and
 Runs a custom training step under ``--strategy`` (one GPU, all GPUs of the
 machine, several machines via TF_CONFIG, or a TPU), checkpoints every
 ``--checkpoint_every`` steps and at each epoch end, and resumes when rerun
-with the same ``--output_dir``. Writes ``model.keras``, ``model.weights.h5``
+with the same ``--output_dir``. Writes ``model.keras``
 and ``model_config.json`` there for ``embed``/``export``, ``history.json``
 (one entry per epoch) and TensorBoard logs under ``logs/``.
 ``--dry_run`` prints every layer with its weights' origin, whether it is
@@ -57,6 +57,8 @@ _WEIGHTS = flags.DEFINE_string("weights", "imagenet", "'imagenet' (downloaded by
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Input side in pixels.")
 _DROPOUT = flags.DEFINE_float("dropout", 0.5, "Dropout after fc1 and fc2 (VGG) or before the "
                               "classifier (others).")
+_FC_UNITS = flags.DEFINE_integer("fc_units", 4096, "Width of VGG's fc1 and fc2 (the paper's "
+                                 "and ImageNet's 4096; other widths train them from scratch).")
 _REINIT = flags.DEFINE_string(
     "reinit_layers", "1-10,17-19", "Layers to re-initialize: weighted-layer numbers (the "
     "paper's numbering: VGG19's 16 convolutions, then fc1, fc2, predictions) and/or name "
@@ -113,7 +115,9 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where checkpoints, logs a
                                   "model go; rerun with the same folder to resume.")
 _CHECKPOINT_EVERY = flags.DEFINE_integer("checkpoint_every", 1000, "Steps between checkpoints "
                                          "(0: only at epoch ends).")
-_KEEP_CHECKPOINTS = flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept.")
+_KEEP_CHECKPOINTS = flags.DEFINE_integer(
+    "keep_checkpoints", 1, "Checkpoints kept once the final model is saved (0: none; a rerun "
+    "then trains from scratch). Training itself keeps max(1, N) to resume from.")
 _LOG_EVERY = flags.DEFINE_integer("log_every", 50, "Steps between progress lines/summaries.")
 _SUMMARIES = flags.DEFINE_bool("summaries", True, "Write TensorBoard summaries to logs/.")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the layers with their origin, "
@@ -130,7 +134,8 @@ def train_config():
     return train.TrainConfig(
         output_dir=_OUTPUT_DIR.value or "", backbone=_BACKBONE.value,
         weights=None if weights.lower() in ("", "none") else weights,
-        image_size=_IMAGE_SIZE.value, dropout=_DROPOUT.value, reinit_layers=_REINIT.value,
+        image_size=_IMAGE_SIZE.value, dropout=_DROPOUT.value, fc_units=_FC_UNITS.value,
+        reinit_layers=_REINIT.value,
         learning_rate=_LEARNING_RATE.value, lr_multipliers=_LR_MULTIPLIERS.value,
         optimizer=_OPTIMIZER.value, momentum=_MOMENTUM.value, nesterov=_NESTEROV.value,
         weight_decay=_WEIGHT_DECAY.value, decay=_DECAY.value, no_decay=tuple(_NO_DECAY.value),
