@@ -60,3 +60,61 @@ def test_module_entry_point_and_flagfile(tmp_path):
         rows = list(csv.DictReader(f))
     assert {(row["file"], row["class_name"]) for row in rows} == {
         ("ambulance-1.png", "ambulance"), ("hot-dog.png", "hotdog")}
+
+
+def test_version():
+    from illustration_tl import __version__
+
+    r = cli("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"illustration-tl {__version__}"
+
+
+def test_presets_are_listed_one_line_each_and_shown_resolved():
+    from illustration_tl import presets
+
+    r = cli("presets")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == presets.names()
+    assert "demo" in presets.names() and "paper_vgg19" in presets.names()
+    r = cli("presets", "--show=demo")
+    assert f"--curated_dir={presets.PACKAGE_DIR}/demo/curated" in r.stdout.splitlines()
+
+
+def test_preset_flags_stand_where_the_preset_does():
+    from illustration_tl import presets
+
+    expanded = presets.expand(["--a=1", "--preset=svm_baseline", "--C=5", "--preset",
+                               "svm_optimized"])
+    assert expanded[0] == "--a=1" and "--kernel=rbf" in expanded
+    assert expanded.index("--C=1") < expanded.index("--C=5") < expanded.index("--C=10")
+
+
+def test_unknown_preset_is_one_line(tmp_path):
+    r = cli("svm", "--preset=nope", f"--embeddings={tmp_path}")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "--preset=nope" in r.stderr
+    assert "svm_baseline" in r.stderr
+
+
+def test_console_is_quiet_by_default_and_verbosity_brings_logs_back(tmp_path):
+    """A command that imports TensorFlow and TFDS prints only its own line: no C++ log
+    lines (oneDNN, CUDA drivers), no absl INFO/WARNING from the libraries, unless
+    --verbosity asks for them."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL",
+                                                            "TQDM_DISABLE")}
+    args = [sys.executable, "-m", "illustration_tl.cli", "stats",
+            "--dataset=illustrations/curated", f"--data_dir={tmp_path}"]
+    quiet = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert quiet.returncode == 2 and quiet.stdout == ""
+    assert quiet.stderr.splitlines() == [
+        f"illustration-tl stats: error: --dataset='illustrations/curated' is not built in "
+        f"{tmp_path}/illustrations/curated/1.0.0; build it with `illustration-tl build "
+        "--config=... --manual_dir=...`"]
+    loud = subprocess.run(args + ["--verbosity=0"], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert loud.returncode == 2 and len(loud.stderr.splitlines()) > 1
+    import illustration_tl.commands as commands
+
+    assert commands._verbose(["prog", "--verbosity=0"]) and commands._verbose(["p", "-v", "1"])
+    assert not commands._verbose(["prog", "--verbosity=-1"]) and not commands._verbose(["p"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from absl import app, flags
 from absl import logging as absl_logging
@@ -46,12 +46,25 @@ def run(main: Callable[[Sequence[str]], int | None]) -> None:
     app.run(guarded)
 
 
-def _quiet_python_loggers() -> None:
-    """TensorFlow's and TFDS's Python loggers at WARNING (they log INFO through absl)."""
+_LIBRARIES = (f"{os.sep}tensorflow_datasets{os.sep}", f"{os.sep}tensorflow{os.sep}",
+              f"{os.sep}keras{os.sep}", f"{os.sep}tf_keras{os.sep}")
+
+
+def _from_library_below_error(record: Any) -> bool:
+    """True for a log record below ERROR written by TensorFlow, TFDS or Keras code."""
     import logging
 
-    for name in ("tensorflow", "tensorflow_datasets", "absl", "h5py", "matplotlib"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    return record.levelno < logging.ERROR and any(p in record.pathname for p in _LIBRARIES)
+
+
+def _quiet_python_loggers() -> None:
+    """Drops the libraries' INFO and WARNING records (TFDS and TensorFlow log through
+    absl); this project's own absl warnings still show."""
+    import logging
+
+    for name in ("tensorflow", "tensorflow_datasets", "h5py", "matplotlib"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    logging.getLogger("absl").addFilter(lambda record: not _from_library_below_error(record))
 
 
 def _prog() -> str:
