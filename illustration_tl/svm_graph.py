@@ -191,11 +191,18 @@ class SvmTensors:
 
     # --- The decision function in numpy -------------------------------------------
 
-    def scores(self, features: np.ndarray) -> np.ndarray:
-        """Class scores (n, num_classes), float64: the Python pipeline's decision function."""
+    def scores(self, features: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """Class scores (n, num_classes), float64: the Python pipeline's decision function
+        (``batch_size`` rows at a time, so the kernel matrix stays small)."""
         x = np.asarray(features, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.input_dim:
             raise ValueError(f"features must be (n, {self.input_dim}), got {x.shape}")
+        if len(x) > batch_size:
+            return np.concatenate([self._scores(x[i:i + batch_size])
+                                   for i in range(0, len(x), batch_size)])
+        return self._scores(x)
+
+    def _scores(self, x: np.ndarray) -> np.ndarray:
         if self.scale_mean is not None:
             x = (x - self.scale_mean) / self.scale_std
         if self.l2_normalize:
