@@ -7,6 +7,10 @@ among the k highest scores. :class:`EvalResult` keeps those scores with the
 labels and file names, so tables, confusion matrices and figures can be made
 later from the saved result without re-running the model.
 
+Top-k with k at least the number of classes is always 100% and says nothing:
+:meth:`EvalResult.summary` and :meth:`EvalResult.per_class` report it as
+``None`` (not applicable), e.g. top-5 with 5 classes or fewer.
+
 Ties are counted pessimistically: the true class must beat every other class
 with the same score, so a collapsed classifier that gives all classes the same
 score scores 0, never 100 (paper §7 does not say how ties were counted).
@@ -50,6 +54,12 @@ def top_k_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
     if len(labels) == 0:
         return float("nan")
     return float(np.mean(true_class_rank(scores, labels) < k))
+
+
+def top_k_applicable(k: int, num_classes: int) -> bool:
+    """Whether top-``k`` accuracy means anything: only if some class can fall outside the
+    top ``k`` (with ``k >= num_classes`` every example is a hit)."""
+    return k < num_classes
 
 
 def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
@@ -103,12 +113,26 @@ class EvalResult:
         """Top-k accuracy over all examples (Table 3)."""
         return top_k_accuracy(self.scores, self.labels, k)
 
+    def top_k_or_none(self, k: int) -> float | None:
+        """:meth:`top_k`, or None when it is not applicable (``k >= num_classes``)."""
+        if not top_k_applicable(k, len(self.class_names)):
+            return None
+        return self.top_k(k)
+
+    def top_k_text(self, k: int) -> str:
+        """``top-5 87.50%``, or ``top-5 n/a (5 classes)`` when not applicable."""
+        value = self.top_k_or_none(k)
+        if value is None:
+            return f"top-{k} n/a ({len(self.class_names)} classes)"
+        return f"top-{k} {100 * value:.2f}%"
+
     def predictions(self) -> np.ndarray:
         """The top-1 class index per example."""
         return top_k_indices(self.scores, 1)[:, 0]
 
     def per_class(self, ks: Sequence[int] = (1, 5)) -> list[dict[str, Any]]:
-        """Top-k accuracy per true class (Table 4), for every class with test examples."""
+        """Top-k accuracy per true class (Table 4), for every class with test examples
+        (None for a ``k`` that is not applicable)."""
         ranks = true_class_rank(self.scores, self.labels)
         rows = []
         for c in np.unique(self.labels):
@@ -116,7 +140,8 @@ class EvalResult:
             row: dict[str, Any] = {"class": self.class_names[c], "index": int(c),
                                    "n": int(mask.sum())}
             for k in ks:
-                row[f"top{k}"] = float(np.mean(ranks[mask] < k))
+                row[f"top{k}"] = (float(np.mean(ranks[mask] < k))
+                                  if top_k_applicable(k, len(self.class_names)) else None)
             rows.append(row)
         return rows
 
@@ -135,10 +160,10 @@ class EvalResult:
         return [self.class_names[c] for c in present], matrix
 
     def summary(self) -> dict[str, Any]:
-        """The JSON-friendly headline numbers."""
+        """The JSON-friendly headline numbers (``top5`` None with 5 classes or fewer)."""
         return {"model_name": self.model_name, "num_examples": self.num_examples,
                 "num_classes": len(self.class_names), "top1": self.top_k(1),
-                "top5": self.top_k(5)}
+                "top5": self.top_k_or_none(5)}
 
     def save(self, directory: str) -> None:
         """Writes ``eval.json`` (summary, per-class table, metadata) and ``scores.npz``."""

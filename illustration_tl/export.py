@@ -16,20 +16,26 @@ module writes both as one TensorFlow SavedModel with Keras 3's
 
 Both classifying signatures return ``class_names`` (string[B, k]),
 ``class_indices`` (int32[B, k]), ``scores`` (float32[B, k]) and ``all_scores``
-(float32[B, n_classes]).
+(float32[B, n_classes]), for any number of classes from 2 up (``k`` is at
+most the number of classes; a binary SVM's decision value ``d`` scores the two
+classes ``[-d, d]``).
+
+The SVM comes from ``svm.npz`` (plain arrays, no pickle). The export folder
+is written beside the target and swapped in when complete
+(:func:`illustration_tl.outputs.writing`): an existing target is replaced only
+with ``overwrite`` and only if it is an earlier export holding nothing else.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from typing import Any, Sequence
 
-from illustration_tl import backbones, svm_graph
+from illustration_tl import backbones, outputs, svm_graph
 
 METADATA_FILE = "illustration_tl.json"
+OUTPUT_MARKER = "export"  # outputs.prepare_output marker of an export folder
 
 
 def decode_image_bytes(data: Any, background: Sequence[int] = (255, 255, 255)) -> Any:
@@ -58,22 +64,39 @@ def decode_image_bytes(data: Any, background: Sequence[int] = (255, 255, 255)) -
 def export_classifier(path: str, *, model: Any, backbone: str, image_size: int,
                       class_names: Sequence[str], wnids: Sequence[str] | None = None,
                       svm_model: Any = None, resize_mode: str = "squash", top_k: int = 5,
-                      metadata: dict | None = None) -> dict:
+                      metadata: dict | None = None, overwrite: bool = False) -> dict:
     """Writes the SavedModel at ``path`` and returns its metadata.
 
     ``model`` takes backbone-preprocessed images and returns the embedding when
-    ``svm_model`` (a fitted sklearn SVM pipeline) is given, else class
-    probabilities. An existing ``path`` is replaced only once the new export
-    has been written completely.
+    ``svm_model`` is given (:class:`svm_graph.SvmTensors`, as ``svm.load``
+    returns, or a fitted sklearn SVM pipeline), else class probabilities.
+    ``path`` must be new or empty, or with ``overwrite`` an earlier export,
+    which is replaced only once the new export has been written completely.
     """
     import keras
     import tensorflow as tf
 
     from illustration_tl import input_pipeline
+    from illustration_tl.errors import UserError
 
+    outputs.prepare_output(path, overwrite=overwrite, marker=OUTPUT_MARKER)
     bb = backbones.get(backbone)
-    svm = svm_graph.from_sklearn(svm_model) if svm_model is not None else None
-    k = min(top_k, len(class_names))
+    if svm_model is None or isinstance(svm_model, svm_graph.SvmTensors):
+        svm = svm_model
+    else:
+        svm = svm_graph.from_sklearn(svm_model, len(class_names))
+    if len(class_names) < 2:
+        raise UserError(f"a classifier needs at least 2 classes, got {len(class_names)}")
+    if svm is not None:
+        if svm.num_classes != len(class_names):
+            raise UserError(f"the SVM scores {svm.num_classes} classes but "
+                            f"{len(class_names)} class names were given")
+        width = (getattr(model, "output_shape", None) or (None,))[-1]
+        if width is not None and int(width) != svm.input_dim:
+            raise UserError(f"the SVM was trained on {svm.input_dim}-wide embeddings but the "
+                            f"network's embedding layer gives {width}; pass the --layer, "
+                            "--backbone, --image_size and --seed that `embed` used")
+    k = max(1, min(top_k, len(class_names)))
     meta = {
         "format": "illustration-tl classifier v1",
         "backbone": bb.name, "image_size": image_size, "resize_mode": resize_mode,
@@ -88,11 +111,13 @@ def export_classifier(path: str, *, model: Any, backbone: str, image_size: int,
     def classify(images: Any) -> dict:
         x = bb.preprocess_input(tf.identity(images))
         out = model(x, training=False)
-        scores = svm_graph.decision_function(out, svm, svm_vars) if svm else tf.cast(
-            out, tf.float32)
+        # SVM scores are ranked in float64, as the Python pipeline ranks them.
+        scores = svm_graph.decision_function(out, svm, svm_vars, tf.float64) if svm \
+            else tf.cast(out, tf.float32)
         top = tf.math.top_k(scores, k=k)
         return {"class_names": tf.gather(names, top.indices), "class_indices": top.indices,
-                "scores": top.values, "all_scores": scores}
+                "scores": tf.cast(top.values, tf.float32),
+                "all_scores": tf.cast(scores, tf.float32)}
 
     def serve_bytes(image_bytes: Any) -> dict:
         def one(data):
@@ -115,19 +140,10 @@ def export_classifier(path: str, *, model: Any, backbone: str, image_size: int,
     archive.add_endpoint("metadata", lambda: {"metadata": tf.constant(meta_json)},
                          input_signature=[])
 
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
-    try:
+    with outputs.writing(path, overwrite=overwrite, marker=OUTPUT_MARKER) as tmp:
         archive.write_out(tmp, verbose=False)
         with open(os.path.join(tmp, METADATA_FILE), "w") as f:
             f.write(meta_json)
-        if os.path.exists(path):
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp)
     return meta
 
 
@@ -142,20 +158,23 @@ def read_metadata(path: str) -> dict:
 def export_from_artifacts(output: str, *, model_dir: str | None = None,
                           backbone: str | None = None, weights: str | None = "imagenet",
                           image_size: int | None = None, svm_dir: str | None = None,
-                          layer: str | None = None, top_k: int = 5, seed: int = 0) -> dict:
+                          layer: str | None = None, top_k: int = 5, seed: int = 0,
+                          overwrite: bool = False) -> dict:
     """Exports what earlier stages wrote: an ``optimize`` folder or an ImageNet
     backbone, optionally with the SVM folder of ``illustration-tl svm``.
 
     With an SVM, the CNN is cut at the embedding layer exactly as ``embed``
     cut it (:func:`embeddings.embedding_source`: fc2 for VGG with its top, the
     pooled last conv block for a bare conv base); ``seed`` must be the one
-    ``embed`` used when the backbone is randomly initialized.
+    ``embed`` used when the backbone is randomly initialized. ``output``: see
+    :func:`export_classifier` (checked before anything is loaded).
     """
     from illustration_tl import embeddings, imagenet, layer_surgery, svm
     from illustration_tl.errors import UserError
 
     if not model_dir and not backbone:
         raise UserError("pass --model_dir (an `optimize` output) or --backbone")
+    outputs.prepare_output(output, overwrite=overwrite, marker=OUTPUT_MARKER)
     sources: dict[str, Any] = {"model_dir": os.path.abspath(model_dir) if model_dir else None,
                                "weights": None if model_dir else weights}
     svm_model = None
@@ -182,4 +201,5 @@ def export_from_artifacts(output: str, *, model_dir: str | None = None,
     return export_classifier(output, model=model, backbone=backbone, image_size=image_size,
                              class_names=class_names, wnids=wnids, svm_model=svm_model,
                              resize_mode=resize_mode, top_k=top_k,
-                             metadata={"sources": sources, "layer": layer})
+                             metadata={"sources": sources, "layer": layer},
+                             overwrite=overwrite)

@@ -1,5 +1,8 @@
 """Classify image files with an exported classifier (see :mod:`illustration_tl.export`).
 
+Any number of classes from 2 up: each file gets its ``top_k`` classes, at most
+as many as the model has.
+
 Files are decoded with :mod:`illustration_tl.ingestion`, exactly as the dataset
 builder decodes them (format from the bytes, alpha on white, the same
 ``max_side`` downscale), then resized with the training pipeline's resize and
@@ -46,13 +49,24 @@ class Predictor:
     def __init__(self, path: str):
         import tensorflow as tf
 
-        if not os.path.exists(os.path.join(path, "saved_model.pb")):
+        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
             raise UserError(f"--model={path!r} is not a SavedModel folder written by "
                             "`illustration-tl export`")
         self.path = path
-        self._loaded = tf.saved_model.load(path)
-        self.metadata = json.loads(self._loaded.metadata()["metadata"].numpy().decode())
-        self.image_size = int(self.metadata["image_size"])
+        try:
+            self._loaded = tf.saved_model.load(path)
+            self.metadata = json.loads(self._loaded.metadata()["metadata"].numpy().decode())
+            self.image_size = int(self.metadata["image_size"])
+            self.class_names = [str(c) for c in self.metadata["class_names"]]
+            self._loaded.signatures["classify_images"]
+        except Exception as e:  # truncated variables, foreign SavedModel, bad metadata
+            text = " ".join(str(e).split())[:200] or type(e).__name__
+            raise UserError(f"--model={path!r}: cannot load this export ({type(e).__name__}: "
+                            f"{text}); re-run `illustration-tl export`") from None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
 
     def classify_pixels(self, images: Any) -> dict:
         """Runs ``classify_images`` on float RGB images already at the model's size."""

@@ -65,8 +65,8 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "model"
 
 
-def pct(value: float) -> str:
-    return "n/a" if value != value else f"{100 * value:.2f}"
+def pct(value: float | None) -> str:
+    return "n/a" if value is None or value != value else f"{100 * value:.2f}"
 
 
 # --- Tables ----------------------------------------------------------------------------

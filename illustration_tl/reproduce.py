@@ -238,7 +238,8 @@ def _svm_stage(name: str, source: Any, cfg: ReproduceConfig, ds: dict, setting: 
                              overwrite=True)
     result = svm.train_and_evaluate(
         emb_dir, os.path.join(out, "svm"), _svm_params(setting, tuple(cfg.svm_scalings)),
-        model_name=name, n_jobs=cfg.svm_jobs, seed=cfg.seed, log=svm.stderr_log)
+        model_name=name, n_jobs=cfg.svm_jobs, seed=cfg.seed, log=svm.stderr_log,
+        overwrite=True)
     result.save(os.path.join(out, "eval"))
     print(f"  {name}: {svm.SvmParams(**result.extra['svm_params']).label()}: "
           f"top-1 {100 * result.top_k(1):.2f}  top-5 {100 * result.top_k(5):.2f}", flush=True)
@@ -397,7 +398,7 @@ def _export(cfg: ReproduceConfig, w: Weights, root: str, out: str) -> None:
         size = None  # the ImageNet classifier at its native size, as in _baseline_cnn
     meta = export.export_from_artifacts(target, model_dir=model_dir, backbone=cfg.backbone,
                                         weights=w.source, image_size=size, svm_dir=svm_dir,
-                                        top_k=cfg.top_k, seed=cfg.seed)
+                                        top_k=cfg.top_k, seed=cfg.seed, overwrite=True)
     _write_json(os.path.join(out, "export.json"), {"best": best, "path": target,
                                                     "head": meta["head"]})
     print(f"  exported {best} to {target}", flush=True)

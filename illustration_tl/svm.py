@@ -26,10 +26,19 @@ training rows with the real kernel, so the saved pipeline takes embeddings.
 For sets too large for a kernel SVM (the noisy set), ``approximation="nystroem"``
 maps the features with a Nystroem kernel approximation and trains linear SVMs.
 
-Saved model: ``svm.joblib`` holds an sklearn ``Pipeline`` whose optional first
-step ``"scale"`` is the scaler and whose last step ``"svm"`` is the classifier
-(``SVC`` or ``OneVsRestClassifier(SVC)``; with Nystroem a ``"features"`` step
-sits between them); ``svm.json`` holds the parameters, CV scores and classes.
+Any number of classes from 2 up: scores are always (n, num_classes); a binary
+SVM's single decision value ``d`` becomes ``[-d, d]``; top-5 is reported as
+not applicable (``None``) with 5 classes or fewer, where it is always 100%.
+
+Saved model, no pickle: ``svm.npz`` holds the fitted SVM as plain arrays
+(scaler, support vectors or Nystroem components, weights, intercepts, classes;
+:class:`illustration_tl.svm_graph.SvmTensors`), read back with
+``np.load(allow_pickle=False)``; ``svm.json`` holds the parameters, CV scores
+and classes. The Python pipeline scores with the numpy decision function of
+those arrays and the export with the TensorFlow one, so both give the same
+scores; every fit checks the arrays against sklearn's ``decision_function``
+before anything is saved. A ``svm.joblib`` (a pickle, written by earlier
+versions) is never read.
 """
 
 from __future__ import annotations
@@ -45,8 +54,15 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from illustration_tl import outputs, svm_graph
 from illustration_tl.errors import UserError
-from illustration_tl.evaluation import EvalResult, atomic_write_json, scores_2d, top_k_accuracy
+from illustration_tl.evaluation import (
+    EvalResult,
+    atomic_write_json,
+    scores_2d,
+    top_k_accuracy,
+    top_k_applicable,
+)
 
 KERNELS = ("rbf", "poly", "sigmoid", "linear")
 MULTICLASS = ("ovr", "ovo")
@@ -59,10 +75,14 @@ PAPER_GAMMAS = (1e-3, 1e-4)
 PAPER_CS = (1.0, 10.0, 100.0, 1000.0)
 PAPER_MULTICLASS = MULTICLASS
 
-MODEL_FILE = "svm.joblib"
+MODEL_FILE = "svm.npz"
 INFO_FILE = "svm.json"
+LEGACY_PICKLE = "svm.joblib"  # written by earlier versions; never loaded (a pickle runs code)
+OUTPUT_MARKER = "svm"         # the svm command's outputs.prepare_output marker
 # Classes absent from the training rows get this score, so they rank last.
-MISSING_CLASS_SCORE = float(np.finfo(np.float32).min)
+MISSING_CLASS_SCORE = svm_graph.MISSING_CLASS_SCORE
+# The stored arrays must reproduce sklearn's decision_function this closely.
+PARITY_RTOL = 1e-6
 
 __all__ = ["SvmParams", "SvmFit", "CvResult", "paper_grid", "grid", "make_pipeline", "fit",
            "cross_validate", "decision_scores", "evaluate", "save", "load", "top_k_accuracy"]
@@ -210,11 +230,11 @@ def _gram_kernel(params: SvmParams, dot: np.ndarray, sq_a: np.ndarray | None,
 
 @dataclasses.dataclass
 class CvResult:
-    """Cross-validated top-1/top-5 of one grid point."""
+    """Cross-validated top-1/top-5 of one grid point (top-5 None with <= 5 classes)."""
 
     params: SvmParams
     fold_top1: list[float]
-    fold_top5: list[float]
+    fold_top5: list[float | None]  # None: 5 classes or fewer (top-5 not applicable)
     fit_seconds: float
 
     @property
@@ -222,7 +242,9 @@ class CvResult:
         return float(np.mean(self.fold_top1))
 
     @property
-    def mean_top5(self) -> float:
+    def mean_top5(self) -> float | None:
+        if any(v is None for v in self.fold_top5):
+            return None
         return float(np.mean(self.fold_top5))
 
     def as_dict(self) -> dict[str, Any]:
@@ -256,9 +278,16 @@ def _precomputed_task(x: np.ndarray, y: np.ndarray, fold: int, train: np.ndarray
         start = time.perf_counter()
         clf = make_classifier(p, kernel="precomputed").fit(k_train, y[train])
         s = decision_scores(clf, k_val, num_classes)
-        out.append((fold, p, top_k_accuracy(s, y[val], 1), top_k_accuracy(s, y[val], 5),
+        out.append((fold, p, top_k_accuracy(s, y[val], 1), _top5(s, y[val]),
                     time.perf_counter() - start))
     return out
+
+
+def _top5(scores: np.ndarray, labels: np.ndarray) -> float | None:
+    """Top-5 accuracy, or None where it is meaningless (5 classes or fewer)."""
+    if not top_k_applicable(5, scores.shape[1]):
+        return None
+    return top_k_accuracy(scores, labels, 5)
 
 
 def _pipeline_task(x: np.ndarray, y: np.ndarray, fold: int, train: np.ndarray,
@@ -267,7 +296,7 @@ def _pipeline_task(x: np.ndarray, y: np.ndarray, fold: int, train: np.ndarray,
     start = time.perf_counter()
     model = make_pipeline(p, seed).fit(x[train], y[train])
     s = decision_scores(model, x[val], num_classes)
-    return [(fold, p, top_k_accuracy(s, y[val], 1), top_k_accuracy(s, y[val], 5),
+    return [(fold, p, top_k_accuracy(s, y[val], 1), _top5(s, y[val]),
              time.perf_counter() - start)]
 
 
@@ -345,13 +374,17 @@ def cross_validate(x: np.ndarray, y: np.ndarray, candidates: Sequence[SvmParams]
 
 def select_best(results: Sequence[CvResult]) -> CvResult:
     """Highest mean CV top-1, then top-5; the earliest grid point wins remaining ties."""
-    return max(results, key=lambda r: (round(r.mean_top1, 12), round(r.mean_top5, 12),
+    return max(results, key=lambda r: (round(r.mean_top1, 12), round(r.mean_top5 or 0.0, 12),
                                        -results.index(r)))
 
 
 @dataclasses.dataclass
 class SvmFit:
-    """A fitted SVM pipeline with how it was chosen."""
+    """A fitted SVM pipeline with how it was chosen.
+
+    ``arrays`` is the pipeline as plain arrays (what ``svm.npz`` stores);
+    :meth:`scores` evaluates them, as a loaded SVM and the export do.
+    """
 
     pipeline: Any
     params: SvmParams
@@ -359,9 +392,33 @@ class SvmFit:
     num_classes: int
     fit_seconds: float
     grid_seconds: float
+    arrays: svm_graph.SvmTensors | None = None
+
+    def __post_init__(self) -> None:
+        if self.arrays is None:
+            self.arrays = svm_graph.from_sklearn(self.pipeline, self.num_classes)
 
     def scores(self, x: np.ndarray) -> np.ndarray:
-        return decision_scores(self.pipeline, x, self.num_classes)
+        """Class scores (n, num_classes) from the stored arrays (numpy)."""
+        return self.arrays.scores(x)
+
+
+def arrays_from_pipeline(pipeline: Any, x: np.ndarray, num_classes: int,
+                         max_rows: int = 256) -> svm_graph.SvmTensors:
+    """The fitted ``pipeline`` as arrays, checked: their numpy decision function must
+    equal sklearn's :func:`decision_scores` on (up to ``max_rows`` of) ``x``."""
+    arrays = svm_graph.from_sklearn(pipeline, num_classes)
+    # float64 on both sides: sklearn keeps float32 through some steps (Nystroem).
+    rows = np.asarray(x[:: max(1, len(x) // max_rows)][:max_rows], dtype=np.float64)
+    expected = decision_scores(pipeline, rows, num_classes)
+    got = arrays.scores(rows)
+    scale = max(1.0, float(np.abs(expected[expected > MISSING_CLASS_SCORE]).max(initial=0.0)))
+    if got.shape != expected.shape or not np.allclose(got, expected, rtol=PARITY_RTOL,
+                                                      atol=PARITY_RTOL * scale):
+        raise RuntimeError("the SVM's arrays do not reproduce sklearn's decision_function "
+                           f"(max difference {np.abs(got - expected).max():.3g}); "
+                           "this is a bug, please report it")
+    return arrays
 
 
 def fit(x: np.ndarray, y: np.ndarray, candidates: SvmParams | Sequence[SvmParams], *,
@@ -389,8 +446,10 @@ def fit(x: np.ndarray, y: np.ndarray, candidates: SvmParams | Sequence[SvmParams
     if log:
         log(f"svm: fitting {best.label()} on {len(x):,} x {x.shape[1]:,} embeddings")
     pipeline = make_pipeline(best, seed).fit(x, y)
-    return SvmFit(pipeline, best, cv, num_classes or int(y.max()) + 1,
-                  time.perf_counter() - start, grid_seconds)
+    num_classes = num_classes or int(y.max()) + 1
+    arrays = arrays_from_pipeline(pipeline, x, num_classes)
+    return SvmFit(pipeline, best, cv, num_classes, time.perf_counter() - start, grid_seconds,
+                  arrays)
 
 
 def evaluate(fitted: SvmFit, x: np.ndarray, y: np.ndarray, class_names: Sequence[str],
@@ -408,10 +467,17 @@ def train_and_evaluate(embeddings_dir: str, output: str,
                        train_splits: Sequence[str] = ("train", "validation"),
                        test_split: str = "test", model_name: str | None = None,
                        folds: int = 3, n_jobs: int = -1, seed: int = 0,
-                       precompute: bool | None = None, log: Any = None) -> EvalResult:
+                       precompute: bool | None = None, log: Any = None,
+                       overwrite: bool = False) -> EvalResult:
     """Trains on ``train_splits`` of an embeddings folder, evaluates on ``test_split``,
-    and writes ``svm.joblib``, ``svm.json`` and the evaluation result to ``output`` (§7.2).
+    and writes ``svm.npz``, ``svm.json`` and the evaluation result to ``output`` (§7.2).
+
+    ``output`` must not exist or be empty; with ``overwrite`` it may also be an
+    earlier output of this function, which is replaced only once the new one is
+    complete (:func:`illustration_tl.outputs.writing`). Folders holding anything
+    else are refused.
     """
+    outputs.prepare_output(output, overwrite=overwrite, marker=OUTPUT_MARKER)
     from illustration_tl import embeddings
 
     train = embeddings.load_splits(embeddings_dir, list(train_splits))
@@ -434,13 +500,14 @@ def train_and_evaluate(embeddings_dir: str, output: str,
              "cv_top1": best_cv.mean_top1 if best_cv else None,
              "num_train": int(len(train.y))}
     result = evaluate(fitted, test.x, test.y, train.class_names, name, test.file_names, extra)
-    save(output, fitted, train.class_names, {"embeddings": meta, "embeddings_dir":
-                                             os.path.abspath(embeddings_dir),
-                                             "train_splits": list(train_splits),
-                                             "test_split": test_split,
-                                             "test_top1": result.top_k(1),
-                                             "test_top5": result.top_k(5)})
-    result.save(output)
+    with outputs.writing(output, overwrite=overwrite, marker=OUTPUT_MARKER) as tmp:
+        save(tmp, fitted, train.class_names, {"embeddings": meta, "embeddings_dir":
+                                              os.path.abspath(embeddings_dir),
+                                              "train_splits": list(train_splits),
+                                              "test_split": test_split,
+                                              "test_top1": result.top_k(1),
+                                              "test_top5": result.top_k_or_none(5)})
+        result.save(tmp)
     return result
 
 
@@ -448,15 +515,16 @@ def train_and_evaluate(embeddings_dir: str, output: str,
 
 def save(directory: str, fitted: SvmFit, class_names: Sequence[str],
          info: dict[str, Any] | None = None) -> None:
-    """Writes ``svm.joblib`` (the Pipeline) and ``svm.json`` atomically."""
-    import joblib
+    """Writes ``svm.npz`` (the arrays, no pickle) and ``svm.json``, each atomically."""
     import sklearn
 
+    if len(class_names) != fitted.num_classes:
+        raise ValueError(f"{len(class_names)} class names for {fitted.num_classes} classes")
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".joblib")
-    os.close(fd)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
     try:
-        joblib.dump(fitted.pipeline, tmp)
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **fitted.arrays.to_arrays())
         os.replace(tmp, os.path.join(directory, MODEL_FILE))
     finally:
         if os.path.exists(tmp):
@@ -465,23 +533,52 @@ def save(directory: str, fitted: SvmFit, class_names: Sequence[str],
     doc = dict(info or {}, params=fitted.params.as_dict(), label=fitted.params.label(),
                class_names=list(class_names), num_classes=fitted.num_classes,
                steps=[name for name, _ in fitted.pipeline.steps],
+               model_file=MODEL_FILE, arrays=fitted.arrays.params(),
                fit_seconds=round(fitted.fit_seconds, 3),
                grid_seconds=round(fitted.grid_seconds, 3), cv_results=cv,
                sklearn_version=sklearn.__version__)
     atomic_write_json(os.path.join(directory, INFO_FILE), doc)
 
 
-def load(directory: str) -> tuple[Any, dict[str, Any]]:
-    """The saved Pipeline and its ``svm.json``."""
-    import joblib
+def load(directory: str) -> tuple[svm_graph.SvmTensors, dict[str, Any]]:
+    """The saved SVM as arrays (score with ``.scores(x)``) and its ``svm.json``.
 
+    Reads only ``svm.npz`` (``allow_pickle=False``) and ``svm.json``; anything
+    else in the folder, such as a ``svm.joblib`` pickle, is never opened. A
+    missing, truncated or inconsistent file is a :class:`UserError` naming it.
+    """
     model_path = os.path.join(directory, MODEL_FILE)
     info_path = os.path.join(directory, INFO_FILE)
     if not (os.path.isfile(model_path) and os.path.isfile(info_path)):
+        legacy = os.path.isfile(os.path.join(directory, LEGACY_PICKLE))
         raise UserError(f"{directory!r} holds no fitted SVM ({MODEL_FILE} and {INFO_FILE}); "
-                        "train one with `illustration-tl svm`")
-    with open(info_path, encoding="utf-8") as f:
-        return joblib.load(model_path), json.load(f)
+                        + (f"its {LEGACY_PICKLE} is a pickle from an earlier version and is "
+                           "not loaded (it could run code); retrain " if legacy else "train ")
+                        + "one with `illustration-tl svm`")
+    try:
+        with open(info_path, encoding="utf-8") as f:
+            info = json.load(f)
+        if not isinstance(info, dict) or not isinstance(info.get("class_names"), list):
+            raise ValueError("no class_names list")
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"{info_path}: not a readable SVM description ({_one_line(e)}); "
+                        "retrain with `illustration-tl svm`") from None
+    try:
+        with np.load(model_path, allow_pickle=False) as z:
+            arrays = svm_graph.SvmTensors.from_arrays({k: z[k] for k in z.files})
+    except Exception as e:  # zipfile.BadZipFile, EOFError, ValueError, OSError, zlib.error
+        raise UserError(f"{model_path}: not a readable SVM array file ({_one_line(e)}); "
+                        "retrain with `illustration-tl svm`") from None
+    if len(info["class_names"]) != arrays.num_classes:
+        raise UserError(f"{info_path} names {len(info['class_names'])} classes but "
+                        f"{model_path} scores {arrays.num_classes}; retrain with "
+                        "`illustration-tl svm`")
+    return arrays, info
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text[:200]
 
 
 def stderr_log(message: str) -> None:

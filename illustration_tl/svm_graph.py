@@ -2,7 +2,8 @@
 
 The paper's best classifier is "optimized VGG19 fc2 + SVM". To serve it as one
 SavedModel, the SVM's decision function is rebuilt here from what the fitted
-estimator holds: the feature scaling, the support vectors, the dual
+estimator holds (:func:`from_sklearn`, stored without pickle by
+:meth:`SvmTensors.to_arrays`): the feature scaling, the support vectors, the dual
 coefficients, the intercepts and the kernel. Every multi-class layout the SVM
 stage produces reduces to one form,
 
@@ -13,6 +14,10 @@ the column of the binary problem it belongs to, and ``aggregate`` is the
 identity for true one-vs-rest (``OneVsRestClassifier(SVC)``) and sklearn's
 vote-plus-confidence rule for one-vs-one ``SVC``. The kernel is evaluated in
 float64 so the exported scores match ``decision_function`` to ~1e-6.
+
+Any number of classes from 2 up: a binary model has one decision value ``d``
+per image, which both the numpy and the TensorFlow decision function turn into
+the two class scores ``[-d, d]``, so scores are always (n, num_classes).
 """
 
 from __future__ import annotations
@@ -25,9 +30,38 @@ import numpy as np
 KERNELS = ("linear", "rbf", "poly", "sigmoid")
 
 
+MISSING_CLASS_SCORE = float(np.finfo(np.float32).min)
+"""Score of a class that had no training rows, so it ranks last (float32's lowest)."""
+
+ARRAYS_FORMAT = "illustration-tl svm arrays v1"
+
+# Arrays stored for every model and those stored only with a StandardScaler.
+_REQUIRED = ("format", "kernel", "gamma", "coef0", "degree", "support_vectors", "weights",
+             "intercepts", "ovo_classes", "classes", "num_classes", "l2_normalize")
+_OPTIONAL = ("scale_mean", "scale_std")
+
+
 @dataclasses.dataclass
 class SvmTensors:
-    """Everything needed to evaluate a fitted SVM pipeline, as numpy arrays."""
+    """Everything needed to evaluate a fitted SVM pipeline, as numpy arrays.
+
+    This is the one format of a fitted SVM outside scikit-learn: ``svm.npz``
+    stores it (:meth:`to_arrays` / :meth:`from_arrays`, no pickle), the Python
+    pipeline scores with :meth:`scores` (numpy) and the export with
+    :func:`decision_function` (TensorFlow), both through the same steps:
+
+    1. ``x`` scaled (``scale_mean``/``scale_std`` or unit l2 rows);
+    2. ``dec = K(x, support_vectors) @ weights + intercepts``, one column per
+       binary problem;
+    3. one-vs-one (``ovo_classes`` > 0): sklearn's votes plus confidences;
+       with exactly 2 classes sklearn keeps only the second column;
+    4. a single column ``d`` (every binary model) becomes ``[-d, d]``;
+    5. columns follow ``classes`` (the integer labels trained on); classes
+       ``0..num_classes-1`` without training rows get :data:`MISSING_CLASS_SCORE`.
+
+    So scores are always ``(n, num_classes)`` and equal
+    ``svm.decision_scores(pipeline, x, num_classes)`` of the sklearn pipeline.
+    """
 
     kernel: str
     gamma: float
@@ -36,18 +70,182 @@ class SvmTensors:
     support_vectors: np.ndarray  # (n_sv, d)
     weights: np.ndarray          # (n_sv, n_problems)
     intercepts: np.ndarray       # (n_problems,)
-    ovo_classes: int             # 0 for one-vs-rest, else the number of classes
+    ovo_classes: int             # 0 for one-vs-rest (or one binary problem), else n classes
     scale_mean: np.ndarray | None = None   # StandardScaler
     scale_std: np.ndarray | None = None
     l2_normalize: bool = False             # Normalizer(norm="l2")
+    classes: np.ndarray | None = None      # labels of the score columns (default 0..C-1)
+    num_classes: int = 0                   # width of the scores (default len(classes))
+
+    def __post_init__(self) -> None:
+        if self.classes is None:
+            self.classes = np.arange(self.raw_width, dtype=np.int64)
+        self.classes = np.asarray(self.classes, dtype=np.int64)
+        self.num_classes = int(self.num_classes or int(self.classes.max()) + 1)
+
+    @property
+    def raw_width(self) -> int:
+        """Columns before the classes are placed: one per trained class (>= 2)."""
+        if self.ovo_classes:
+            return self.ovo_classes
+        return max(2, self.weights.shape[1])
+
+    @property
+    def input_dim(self) -> int:
+        return int(self.support_vectors.shape[1])
 
     def params(self) -> dict[str, Any]:
         """The JSON-friendly parameters, for export metadata."""
         return {"kernel": self.kernel, "gamma": self.gamma, "coef0": self.coef0,
                 "degree": self.degree, "num_support_vectors": int(len(self.support_vectors)),
                 "multiclass": "ovo" if self.ovo_classes else "ovr",
+                "num_classes": self.num_classes,
                 "scaling": "standard" if self.scale_mean is not None
                 else "l2" if self.l2_normalize else "none"}
+
+    # --- The stored form --------------------------------------------------------
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Plain numeric/string arrays for ``np.savez`` (loadable with allow_pickle=False)."""
+        out = {"format": np.array(ARRAYS_FORMAT), "kernel": np.array(self.kernel),
+               "gamma": np.array(self.gamma, np.float64),
+               "coef0": np.array(self.coef0, np.float64),
+               "degree": np.array(self.degree, np.int64),
+               "support_vectors": np.asarray(self.support_vectors, np.float64),
+               "weights": np.asarray(self.weights, np.float64),
+               "intercepts": np.asarray(self.intercepts, np.float64),
+               "ovo_classes": np.array(self.ovo_classes, np.int64),
+               "classes": np.asarray(self.classes, np.int64),
+               "num_classes": np.array(self.num_classes, np.int64),
+               "l2_normalize": np.array(bool(self.l2_normalize))}
+        if self.scale_mean is not None:
+            out["scale_mean"] = np.asarray(self.scale_mean, np.float64)
+            out["scale_std"] = np.asarray(self.scale_std, np.float64)
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: Any) -> SvmTensors:
+        """Rebuilds from :meth:`to_arrays` output (a dict or an ``NpzFile``), checking
+        every name, type and shape; a ValueError says what is wrong."""
+        names = set(arrays.keys()) if hasattr(arrays, "keys") else set(arrays.files)
+        missing = [k for k in _REQUIRED if k not in names]
+        if missing:
+            raise ValueError(f"missing arrays {missing}")
+        unknown = sorted(names - set(_REQUIRED) - set(_OPTIONAL))
+        if unknown:
+            raise ValueError(f"unexpected arrays {unknown}")
+        a = {k: np.asarray(arrays[k]) for k in names}
+        for k, v in a.items():
+            if v.dtype.kind not in ("U", "f", "i", "u", "b"):
+                raise ValueError(f"array {k!r} has dtype {v.dtype}")
+        if str(a["format"]) != ARRAYS_FORMAT:
+            raise ValueError(f"format {str(a['format'])!r}, expected {ARRAYS_FORMAT!r}")
+        kernel = str(a["kernel"])
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel {kernel!r} is not one of {KERNELS}")
+
+        def scalar(k: str, kind: str) -> Any:
+            v = a[k]
+            if v.shape != () or v.dtype.kind not in kind:
+                raise ValueError(f"{k!r} must be a scalar")
+            return v.item()
+
+        sv, w, b = a["support_vectors"], a["weights"], a["intercepts"]
+        classes = a["classes"]
+        for k, v, ndim in [("support_vectors", sv, 2), ("weights", w, 2), ("intercepts", b, 1),
+                           ("classes", classes, 1)]:
+            if v.ndim != ndim or v.dtype.kind not in "fiu":
+                raise ValueError(f"{k!r} must be a {ndim}-d numeric array, got {v.shape}")
+        if w.shape[0] != sv.shape[0] or b.shape[0] != w.shape[1] or w.shape[1] < 1:
+            raise ValueError(f"weights {w.shape} do not fit support_vectors {sv.shape} and "
+                             f"intercepts {b.shape}")
+        ovo = int(scalar("ovo_classes", "iu"))
+        if ovo and (ovo < 2 or w.shape[1] != ovo * (ovo - 1) // 2):
+            raise ValueError(f"{w.shape[1]} one-vs-one problems do not fit {ovo} classes")
+        if not ovo and w.shape[1] == 2:
+            raise ValueError("a one-vs-rest model has 1 or at least 3 problems")
+        num_classes = int(scalar("num_classes", "iu"))
+        width = ovo or max(2, w.shape[1])
+        if (len(classes) != width or len(np.unique(classes)) != width
+                or classes.min() < 0 or classes.max() >= num_classes):
+            raise ValueError(f"classes {classes.tolist()[:10]} do not fit {width} score columns "
+                             f"and {num_classes} classes")
+        mean = std = None
+        if "scale_mean" in a or "scale_std" in a:
+            mean, std = a.get("scale_mean"), a.get("scale_std")
+            if mean is None or std is None or mean.shape != (sv.shape[1],) \
+                    or std.shape != (sv.shape[1],) or not (std > 0).all():
+                raise ValueError("scale_mean/scale_std must both be positive vectors of the "
+                                 "feature width")
+        floats = [sv, w, b] + ([mean, std] if mean is not None else [])
+        if not all(np.isfinite(v.astype(np.float64)).all() for v in floats):
+            raise ValueError("arrays hold NaN or infinite values")
+        degree = int(scalar("degree", "iu"))
+        if not 0 <= degree <= 32:
+            raise ValueError(f"degree {degree} is out of range")
+        return cls(kernel, float(scalar("gamma", "fiu")), float(scalar("coef0", "fiu")), degree,
+                   sv.astype(np.float64), w.astype(np.float64), b.astype(np.float64), ovo,
+                   None if mean is None else mean.astype(np.float64),
+                   None if std is None else std.astype(np.float64),
+                   bool(scalar("l2_normalize", "b")), classes.astype(np.int64), num_classes)
+
+    # --- The decision function in numpy -------------------------------------------
+
+    def scores(self, features: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """Class scores (n, num_classes), float64: the Python pipeline's decision function
+        (``batch_size`` rows at a time, so the kernel matrix stays small)."""
+        x = np.asarray(features, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.input_dim:
+            raise ValueError(f"features must be (n, {self.input_dim}), got {x.shape}")
+        if len(x) > batch_size:
+            return np.concatenate([self._scores(x[i:i + batch_size])
+                                   for i in range(0, len(x), batch_size)])
+        return self._scores(x)
+
+    def _scores(self, x: np.ndarray) -> np.ndarray:
+        if self.scale_mean is not None:
+            x = (x - self.scale_mean) / self.scale_std
+        if self.l2_normalize:
+            norm = np.linalg.norm(x, axis=1, keepdims=True)
+            x = x / np.where(norm > 0, norm, 1.0)
+        s = self.support_vectors
+        dot = x @ s.T
+        if self.kernel == "linear":
+            k = dot
+        elif self.kernel == "rbf":
+            sq = (x * x).sum(1)[:, None] - 2.0 * dot + (s * s).sum(1)[None, :]
+            k = np.exp(-self.gamma * np.maximum(sq, 0.0))
+        elif self.kernel == "poly":
+            k = (self.gamma * dot + self.coef0) ** self.degree
+        else:
+            k = np.tanh(self.gamma * dot + self.coef0)
+        dec = k @ self.weights + self.intercepts
+        if self.ovo_classes:
+            i, j = _pairs(self.ovo_classes)
+            wins = (dec >= 0).astype(np.float64)   # sklearn: dec < 0 is a vote for class j
+            votes = np.zeros((len(x), self.ovo_classes))
+            confidence = np.zeros((len(x), self.ovo_classes))
+            np.add.at(votes.T, i, wins.T)
+            np.add.at(votes.T, j, 1.0 - wins.T)
+            np.add.at(confidence.T, i, dec.T)
+            np.add.at(confidence.T, j, -dec.T)
+            dec = votes + confidence / (3.0 * (np.abs(confidence) + 1.0))
+            if self.ovo_classes == 2:
+                dec = dec[:, 1:]
+        if dec.shape[1] == 1:
+            dec = np.concatenate([-dec, dec], axis=1)
+        if len(self.classes) == self.num_classes and (
+                self.classes == np.arange(self.num_classes)).all():
+            return dec
+        full = np.full((len(x), self.num_classes), MISSING_CLASS_SCORE)
+        full[:, self.classes] = dec
+        return full
+
+
+def _pairs(n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """libsvm's order of one-vs-one problems: (0,1), (0,2), ..., (1,2), ..."""
+    i, j = np.triu_indices(n_classes, k=1)
+    return i.astype(np.int64), j.astype(np.int64)
 
 
 def _svc_kernel(svc: Any) -> tuple[str, float, float, int]:
@@ -76,9 +274,13 @@ def _ovo_problems(svc: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return svc.support_vectors_, weights, np.asarray(svc.intercept_, dtype=np.float64)
 
 
-def from_sklearn(model: Any) -> SvmTensors:
+def from_sklearn(model: Any, num_classes: int | None = None) -> SvmTensors:
     """Extracts :class:`SvmTensors` from a fitted SVC, OneVsRestClassifier(SVC) or a
-    Pipeline of an optional scaler (StandardScaler or Normalizer) and one of those."""
+    Pipeline of an optional scaler (StandardScaler or Normalizer), optional Nystroem
+    features and one of those (LinearSVC or OneVsOneClassifier(LinearSVC) after Nystroem).
+
+    ``num_classes``: the width of the scores when some classes had no training rows
+    (default: the largest trained label + 1)."""
     from sklearn.kernel_approximation import Nystroem
     from sklearn.multiclass import OneVsOneClassifier, OneVsRestClassifier
     from sklearn.pipeline import Pipeline
@@ -128,8 +330,16 @@ def from_sklearn(model: Any) -> SvmTensors:
     else:
         raise ValueError(f"cannot export {type(model).__name__}; expected SVC or "
                          "OneVsRestClassifier(SVC), optionally in a Pipeline")
+    classes = np.asarray(model.classes_)
+    if classes.dtype.kind not in "iu" and not (
+            classes.dtype.kind == "f" and (classes == np.round(classes)).all()):
+        raise ValueError("the SVM must be trained on integer class labels")
+    if mean is not None:
+        mean = np.asarray(mean, np.float64)
+        std = np.asarray(std, np.float64)
     return SvmTensors(*kernel, np.asarray(sv, np.float64), weights.astype(np.float64),
-                      intercepts.astype(np.float64), ovo, mean, std, l2)
+                      intercepts.astype(np.float64), ovo, mean, std, l2,
+                      classes.astype(np.int64), int(num_classes or 0))
 
 
 def variables(svm: SvmTensors) -> Any:
@@ -172,11 +382,15 @@ def _nystroem_linear(nystroem: Any, model: Any, ovo_type: type) -> tuple:
     return kernel, nystroem.components_, weights, bias, ovo
 
 
-def decision_function(features: Any, svm: SvmTensors, arrays: Any = None) -> Any:
+def decision_function(features: Any, svm: SvmTensors, arrays: Any = None,
+                      dtype: Any = "float32") -> Any:
     """``decision_function`` of the fitted SVM, in TensorFlow (float64 inside).
 
     ``arrays`` is the module of :func:`variables` (default: graph constants).
-    Returns float32 scores of shape (batch, n_classes) (or (batch, 1) for a binary SVC).
+    Returns scores of shape (batch, num_classes) in ``dtype`` (rank in float64
+    to get exactly the Python pipeline's top-k: float32 rounding can swap two
+    one-vs-one scores that differ by less than ~1e-5), the same steps as
+    :meth:`SvmTensors.scores` (a binary model's ``d`` becomes ``[-d, d]``).
     """
     import tensorflow as tf
 
@@ -202,20 +416,33 @@ def decision_function(features: Any, svm: SvmTensors, arrays: Any = None) -> Any
     dec = tf.matmul(k, tf.convert_to_tensor(a.weights)) + a.intercepts
     if svm.ovo_classes:
         dec = _ovo_to_ovr(dec, svm.ovo_classes)
-    return tf.cast(dec, tf.float32)
+        if svm.ovo_classes == 2:
+            dec = dec[:, 1:]
+    if svm.raw_width == 2:  # one column d: a binary model
+        dec = tf.concat([-dec, dec], axis=1)
+    if not (len(svm.classes) == svm.num_classes
+            and (svm.classes == np.arange(svm.num_classes)).all()):
+        # Scores of the trained classes, then one column of MISSING_CLASS_SCORE for the rest.
+        column = np.full(svm.num_classes, len(svm.classes), np.int64)
+        column[svm.classes] = np.arange(len(svm.classes))
+        missing = tf.fill([tf.shape(dec)[0], 1], tf.constant(MISSING_CLASS_SCORE, tf.float64))
+        dec = tf.gather(tf.concat([dec, missing], axis=1), column, axis=1)
+    return tf.cast(dec, dtype)
 
 
 def _ovo_to_ovr(dec: Any, n_classes: int) -> Any:
-    """sklearn's ``_ovr_decision_function``: votes plus squashed summed confidences."""
+    """sklearn's ``_ovr_decision_function``: votes plus squashed summed confidences.
+
+    Sums over the class pairs with segment sums (index vectors of length
+    n(n-1)/2), so a 200-class model adds no (pairs x classes) constant."""
     import tensorflow as tf
 
-    pairs = [(i, j) for i in range(n_classes) for j in range(i + 1, n_classes)]
-    to_i = np.zeros((len(pairs), n_classes))
-    to_j = np.zeros((len(pairs), n_classes))
-    for p, (i, j) in enumerate(pairs):
-        to_i[p, i] = 1.0
-        to_j[p, j] = 1.0
-    wins_i = tf.cast(dec >= 0, tf.float64)  # sklearn: dec < 0 is a vote for class j
-    votes = tf.matmul(wins_i, to_i) + tf.matmul(1.0 - wins_i, to_j)
-    confidence = tf.matmul(dec, to_i) - tf.matmul(dec, to_j)
+    i, j = _pairs(n_classes)
+    wins_i = tf.transpose(tf.cast(dec >= 0, tf.float64))  # dec < 0 is a vote for class j
+    dec_t = tf.transpose(dec)
+    votes = (tf.math.unsorted_segment_sum(wins_i, i, n_classes)
+             + tf.math.unsorted_segment_sum(1.0 - wins_i, j, n_classes))
+    confidence = (tf.math.unsorted_segment_sum(dec_t, i, n_classes)
+                  - tf.math.unsorted_segment_sum(dec_t, j, n_classes))
+    votes, confidence = tf.transpose(votes), tf.transpose(confidence)
     return votes + confidence / (3.0 * (tf.abs(confidence) + 1.0))

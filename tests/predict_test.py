@@ -27,7 +27,8 @@ def built(tmp_path_factory):
 
     manual = tmp_path_factory.mktemp("manual")
     shutil.copytree(HARD, manual / "teapot", ignore=shutil.ignore_patterns("SOURCES.txt"))
-    shutil.copytree(os.path.join(ROOT, "demo", "curated", "printer"), manual / "printer")
+    shutil.copytree(os.path.join(ROOT, "illustration_tl", "demo", "curated", "printer"),
+                    manual / "printer")
     data_dir = str(tmp_path_factory.mktemp("tfds"))
     builder = builder_lib.build("curated", str(manual), data_dir)
     stored = {}

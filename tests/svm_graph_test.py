@@ -40,8 +40,10 @@ def test_decision_function_parity(kernel, multiclass, scaling):
 def test_binary_svc():
     x, y = _data(2)
     model = SVC(kernel="rbf", gamma=1e-4).fit(x, y)
-    got = svm_graph.decision_function(x, svm_graph.from_sklearn(model)).numpy()[:, 0]
-    np.testing.assert_allclose(got, model.decision_function(x), rtol=1e-4, atol=1e-5)
+    got = svm_graph.decision_function(x, svm_graph.from_sklearn(model)).numpy()
+    d = model.decision_function(x)
+    assert got.shape == (len(x), 2)  # one decision value d scores the two classes [-d, d]
+    np.testing.assert_allclose(got, np.stack([-d, d], 1), rtol=1e-4, atol=1e-5)
 
 
 def test_unsupported_models_are_named():

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 from sklearn.multiclass import OneVsRestClassifier
-from sklearn.preprocessing import Normalizer, StandardScaler
+from sklearn.preprocessing import Normalizer
 from sklearn.svm import SVC, LinearSVC
 
 from illustration_tl import svm
@@ -101,10 +101,13 @@ def test_save_load_round_trip_with_scaling(tmp_path):
                            scaling="standard")
     fitted = svm.fit(x, y, params)
     svm.save(str(tmp_path), fitted, ["a", "b", "c", "d"], {"embeddings": "somewhere"})
-    pipeline, info = svm.load(str(tmp_path))
-    assert [n for n, _ in pipeline.steps] == ["scale", "svm"]
-    assert isinstance(pipeline.named_steps["scale"], StandardScaler)
-    np.testing.assert_allclose(svm.decision_scores(pipeline, x), fitted.scores(x))
+    assert sorted(os.listdir(tmp_path)) == ["svm.json", "svm.npz"]  # no pickle written
+    arrays, info = svm.load(str(tmp_path))
+    assert arrays.scale_mean is not None and arrays.kernel == "sigmoid"
+    np.testing.assert_allclose(arrays.scores(x), fitted.scores(x))
+    np.testing.assert_allclose(arrays.scores(x), svm.decision_scores(fitted.pipeline, x),
+                               rtol=1e-6, atol=1e-6)
+    assert info["steps"] == ["scale", "svm"]
     assert info["class_names"] == ["a", "b", "c", "d"] and info["params"]["kernel"] == "sigmoid"
     assert info["embeddings"] == "somewhere"
     json.dumps(info)

@@ -9,6 +9,11 @@ Examples::
 The SavedModel has a ``serving_default`` signature on encoded image bytes, a
 ``classify_images`` signature on float RGB batches already resized, and a
 ``metadata`` signature. Inspect it with ``saved_model_cli show --all --dir=...``.
+
+--output must be a new or empty folder; with --overwrite it may be an earlier
+export (recognized by its ``illustration_tl_output.json``) holding nothing
+else. Folders with other files, and the current folder, are always refused.
+The SVM is read from ``svm.npz`` + ``svm.json`` only (never a pickle).
 """
 
 import json
@@ -28,7 +33,11 @@ _SVM_DIR = flags.DEFINE_string("svm_dir", None, "Output folder of `illustration-
 _LAYER = flags.DEFINE_string("layer", None, "Embedding layer the SVM was trained on "
                              "(default: the backbone's, fc2 for VGG).")
 _OUTPUT = flags.DEFINE_string("output", None, "Folder to write the SavedModel to.")
-_TOP_K = flags.DEFINE_integer("top_k", 5, "Classes returned per image.")
+_TOP_K = flags.DEFINE_integer("top_k", 5, "Classes returned per image (at most the number "
+                             "of classes).")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace --output if it holds an earlier "
+                               "export (and nothing else); the new export is written beside "
+                               "it and swapped in when complete.")
 
 
 def main(argv) -> int:
@@ -40,7 +49,7 @@ def main(argv) -> int:
     meta = export.export_from_artifacts(
         _OUTPUT.value, model_dir=_MODEL_DIR.value, backbone=_BACKBONE.value,
         weights=_WEIGHTS.value, image_size=_IMAGE_SIZE.value, svm_dir=_SVM_DIR.value,
-        layer=_LAYER.value, top_k=_TOP_K.value)
+        layer=_LAYER.value, top_k=_TOP_K.value, overwrite=_OVERWRITE.value)
     summary = {k: meta[k] for k in ("backbone", "image_size", "head", "svm")}
     print(f"wrote {_OUTPUT.value}: {json.dumps(summary)}")
     return 0

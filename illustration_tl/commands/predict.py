@@ -13,7 +13,8 @@ from illustration_tl.commands import app
 
 _MODEL = flags.DEFINE_string("model", None, "Export folder written by `illustration-tl export`.")
 _IMAGES = flags.DEFINE_list("images", None, "Image files, folders (recursive) or globs.")
-_TOP_K = flags.DEFINE_integer("top_k", 5, "How many classes to print per image.")
+_TOP_K = flags.DEFINE_integer("top_k", 5, "How many classes to print per image (at most the "
+                             "model's number of classes and the export's --top_k).")
 _FORMAT = flags.DEFINE_enum("format", "table", ["table", "json"],
                             "`table` for people, `json` for one JSON object per line.")
 _BATCH = flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
@@ -29,6 +30,8 @@ def main(argv) -> int:
 
     if not _MODEL.value or not _IMAGES.value:
         raise UserError("--model and --images are required")
+    if _TOP_K.value < 1:
+        raise UserError(f"--top_k={_TOP_K.value}: give at least 1")
     predictor = predict.Predictor(_MODEL.value)
     paths = predict.expand_inputs(_IMAGES.value)
     skipped = 0

@@ -21,9 +21,14 @@ one-vs-one whatever it set.
 gamma with it: gamma=1e-4 suits raw fc2 activations, not normalized ones.
 For very many embeddings (the noisy set) use ``--approximation=nystroem``.
 
-Writes ``svm.joblib`` (an sklearn Pipeline: optional "scale", then "svm"),
-``svm.json`` (parameters, CV scores, class names, embedding metadata) and the
-evaluation result (``eval.json``, ``scores.npz``) for ``report``.
+Writes ``svm.npz`` (the fitted SVM as plain arrays, no pickle), ``svm.json``
+(parameters, CV scores, class names, embedding metadata) and the evaluation
+result (``eval.json``, ``scores.npz``) for ``report``. Any number of classes
+from 2 up; top-5 is reported as n/a with 5 classes or fewer.
+
+--output must be a new or empty folder; with --overwrite it may be an earlier
+``svm`` output holding nothing else, which is replaced once the new one is
+complete. Folders with other files are always refused.
 """
 
 from __future__ import annotations
@@ -60,16 +65,19 @@ _PRECOMPUTE = flags.DEFINE_enum(
     "precompute_kernels", "auto", ["auto", "yes", "no"], "Compute each fold's kernel matrix "
     "once and share it between C values and strategies (auto: up to 12,000 training rows).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the CV folds and Nystroem sampling.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace --output if it holds an earlier "
+                               "`svm` output (and nothing else), once the new one is complete.")
 _NAME = flags.DEFINE_string("name", None, "Model name in reports (default from the embeddings, "
                             "e.g. 'vgg19 fc2 + SVM').")
 
 
 def main(argv) -> int:
-    from illustration_tl import svm
+    from illustration_tl import outputs, svm
     from illustration_tl.errors import UserError
 
     if not _EMBEDDINGS.value or not _OUTPUT.value:
         raise UserError("--embeddings and --output are required")
+    outputs.prepare_output(_OUTPUT.value, overwrite=_OVERWRITE.value, marker=svm.OUTPUT_MARKER)
     candidates = svm.grid(
         kernels=_KERNEL.value, gammas=svm.parse_floats(_GAMMA.value, "gamma"),
         Cs=svm.parse_floats(_C.value, "C"), multiclass=_MULTICLASS.value,
@@ -83,13 +91,14 @@ def main(argv) -> int:
     result = svm.train_and_evaluate(
         _EMBEDDINGS.value, _OUTPUT.value, candidates, train_splits=_TRAIN_SPLITS.value,
         test_split=_TEST_SPLIT.value, model_name=_NAME.value, folds=_FOLDS.value,
-        n_jobs=_N_JOBS.value, seed=_SEED.value, precompute=precompute, log=svm.stderr_log)
+        n_jobs=_N_JOBS.value, seed=_SEED.value, precompute=precompute, log=svm.stderr_log,
+        overwrite=_OVERWRITE.value)
     params = result.extra["svm_params"]
     cv = result.extra["cv_top1"]
     print(f"{result.model_name}: {svm.SvmParams(**params).label()}"
           + (f", CV top-1 {100 * cv:.2f}%" if cv is not None else ""))
     print(f"test ({result.num_examples} images): top-1 {100 * result.top_k(1):.2f}%, "
-          f"top-5 {100 * result.top_k(5):.2f}%")
+          f"{result.top_k_text(5)}")
     print(f"wrote {_OUTPUT.value}")
     return 0
 
