@@ -502,6 +502,8 @@ def snapshot(root: str, exclude: str) -> dict:
             continue
         for name in dirnames + filenames:
             p = os.path.join(dirpath, name)
+            if os.path.abspath(p) == os.path.abspath(exclude):
+                continue
             st = os.lstat(p)
             digest = None
             if stat.S_ISREG(st.st_mode):
@@ -518,10 +520,16 @@ def _cli(*args, timeout=CLI_TIMEOUT_S):
                           env=env, timeout=timeout, cwd=ROOT)
 
 
+_TF_NOISE = ("WARNING: All log messages before absl::InitializeLog()", "I0000 ")
+
+
 def _one_line_error(proc, prog: str) -> str:
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
+    # TensorFlow's C++ start-up notices (printed by `reproduce` even with
+    # TF_CPP_MIN_LOG_LEVEL=3, a known issue outside this suite) are not error lines.
+    lines = [line for line in proc.stderr.strip().splitlines()
+             if not line.startswith(_TF_NOISE)]
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith(f"{prog}: error: ")
     return lines[0][len(f"{prog}: error: "):]
