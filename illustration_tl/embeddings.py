@@ -22,6 +22,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -30,6 +31,7 @@ from typing import Any, Iterable, Iterator, Sequence, TextIO
 
 import numpy as np
 
+from illustration_tl import files
 from illustration_tl.errors import UserError
 from illustration_tl.evaluation import atomic_write_json
 
@@ -191,8 +193,10 @@ def write(model: Any, dataset: Iterable[Any], directory: str, metadata: dict[str
     if shard_size < 1:
         raise UserError(f"--shard_size={shard_size} must be at least 1")
     directory = os.path.abspath(directory)
-    if os.path.exists(directory) and not overwrite:
+    if os.path.lexists(directory) and not overwrite:
         raise UserError(f"{directory} already exists; pass --overwrite to replace it")
+    if os.path.lexists(directory):
+        check_replaceable(directory)
     parent = os.path.dirname(directory)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(directory)}.partial-")
@@ -247,14 +251,27 @@ def _write_shards(model: Any, dataset: Iterable[Any], tmp: str, metadata: dict[s
 
 def replace_dir(src: str, dst: str) -> None:
     """Moves the finished ``src`` to ``dst``, replacing an old ``dst`` only at the end."""
-    if not os.path.exists(dst):
-        os.replace(src, dst)
-        return
-    old = tempfile.mkdtemp(dir=os.path.dirname(dst), prefix=f".{os.path.basename(dst)}.old-")
-    os.rmdir(old)
-    os.replace(dst, old)
-    os.replace(src, dst)
-    shutil.rmtree(old, ignore_errors=True)
+    files.replace_dir(src, dst)
+
+
+_SHARD_NAME = re.compile(r"shard-\d{5}\.npz")
+
+
+def check_replaceable(directory: str) -> None:
+    """Refuses to replace ``directory`` unless it is a split folder ``embed`` wrote:
+    ``--overwrite`` must never delete a file it did not write."""
+    if os.path.islink(directory) or not os.path.isdir(directory):
+        raise UserError(f"{directory} exists and is not an embeddings split folder; "
+                        "--overwrite only replaces what `embed` wrote: move it away or "
+                        "choose another --output")
+    foreign = sorted(n for n in os.listdir(directory)
+                     if n != METADATA and not _SHARD_NAME.fullmatch(n))
+    if foreign or not os.path.isfile(os.path.join(directory, METADATA)):
+        what = (f"holds files `embed` did not write ({', '.join(foreign[:3])}"
+                f"{', ...' if len(foreign) > 3 else ''})" if foreign else
+                f"has no {METADATA}, so `embed` did not write it")
+        raise UserError(f"{directory} {what}; --overwrite only replaces embeddings: move "
+                        "them away or choose another --output")
 
 
 def split_dir(directory: str, split: str | None = None) -> str:
@@ -283,8 +300,37 @@ def iter_shards(directory: str, split: str | None = None
     """Yields ``(embeddings, labels, file_names)`` per shard, in order, without loading all."""
     d = split_dir(directory, split)
     for path in sorted(glob.glob(os.path.join(d, SHARD_GLOB))):
+        yield read_shard(path)
+
+
+def read_shard(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One shard's ``(embeddings, labels, file_names)``, checked.
+
+    A truncated or corrupt file, missing arrays, rows that disagree in number,
+    and NaN or infinite embeddings raise :class:`UserError` naming the shard.
+    """
+    import zipfile
+
+    try:
         with np.load(path, allow_pickle=False) as z:
-            yield z["embeddings"], z["labels"], z["file_names"]
+            x, y, n = z["embeddings"], z["labels"], z["file_names"]
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
+        raise UserError(f"embeddings shard {path} is unreadable (truncated or corrupt: "
+                        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                        "re-run `embed --overwrite`") from None
+    if x.ndim != 2 or len(x) != len(y) or len(y) != len(n):
+        raise UserError(f"embeddings shard {path} is inconsistent: embeddings {x.shape}, "
+                        f"{len(y)} labels, {len(n)} file names; re-run `embed --overwrite`")
+    if not np.issubdtype(x.dtype, np.floating) and not np.issubdtype(x.dtype, np.integer):
+        raise UserError(f"embeddings shard {path} holds {x.dtype} embeddings, not numbers")
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        nan, inf = int(np.isnan(x).sum()), int(np.isinf(x).sum())
+        kinds = ", ".join(f"{c} {k}" for c, k in ((nan, "NaN"), (inf, "infinite (Inf)"))
+                          if c)
+        raise UserError(f"embeddings shard {path} holds {kinds} value(s) in "
+                        f"{int((~np.isfinite(x)).any(axis=1).sum())} of {len(x)} rows; "
+                        "the model diverged or the file was altered: re-run `embed`")
+    return x, y, n
 
 
 def load(directory: str, split: str | None = None) -> Embeddings:
@@ -455,11 +501,12 @@ def embed_dataset(source: EmbeddingSource, *, dataset: str, splits: Sequence[str
         raise UserError("--splits is empty: name at least one split to embed")
     loaded = {s: input_pipeline.load_split(dataset, s, data_dir, decode_images=False)
               for s in splits}
-    if not overwrite:
-        for s in splits:
-            if os.path.exists(os.path.join(output, s)):
-                raise UserError(f"{os.path.join(output, s)} already exists; pass --overwrite "
-                                "to replace it")
+    for s in splits:
+        target = os.path.join(output, s)
+        if os.path.lexists(target):
+            if not overwrite:
+                raise UserError(f"{target} already exists; pass --overwrite to replace it")
+            check_replaceable(target)  # before any work: never delete what we did not write
     fingerprint = model_fingerprint(source.model)
     written = {}
     for s, (ds, info) in loaded.items():

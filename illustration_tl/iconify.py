@@ -25,7 +25,9 @@ import dataclasses
 import json
 import os
 import re
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from illustration_tl import files
 
 _DEFAULT_SIZE = 16
 _NC = re.compile(r"(^|[-_ ])nc([-_ ]|$)|non-?commercial", re.IGNORECASE)
@@ -58,10 +60,11 @@ def read_collection(path: str) -> dict[str, Any] | None:
     Raises ValueError (with the reason) for unreadable or malformed JSON.
     """
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"unreadable JSON: {type(e).__name__}: {e}") from None
+        data = json.loads(files.read_regular_file(path).decode("utf-8"))
+    except files.UnreadableFile as e:
+        raise ValueError(str(e)) from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ValueError(f"unreadable JSON: {type(e).__name__}: {str(e)[:200]}") from None
     return data if is_collection(data) else None
 
 
@@ -177,15 +180,16 @@ def icon_svg(icon: Mapping[str, Any], defaults: Mapping[str, Any]) -> str:
             f'width="{width:g}" height="{height:g}" color="#000">{body}</svg>')
 
 
-def find_collections(paths: Sequence[str]) -> list[str]:
-    """``*.json`` files named by ``paths`` (files, or folders searched recursively), sorted."""
+def find_collections(paths: Sequence[str],
+                     on_skip: Callable[[files.Skipped], None] | None = None) -> list[str]:
+    """``*.json`` files named by ``paths`` (files, or folders searched recursively with
+    :func:`illustration_tl.files.walk`, which reports what it leaves out to
+    ``on_skip``), sorted."""
     found = []
     for p in paths:
         if os.path.isdir(p):
-            for dirpath, dirnames, filenames in os.walk(p, followlinks=True):
-                dirnames.sort()
-                found += [os.path.join(dirpath, f) for f in sorted(filenames)
-                          if f.lower().endswith(".json") and not f.startswith(".")]
+            found += [os.path.join(p, *rel.split("/")) for rel in files.walk(p, on_skip=on_skip)
+                      if rel.lower().endswith(".json")]
         elif p.lower().endswith(".json"):
             found.append(p)
     return sorted(set(found))

@@ -11,10 +11,16 @@ and, later, for ``predict`` (so training and serving see the same pixels):
   background, white by default, as the illustrations are drawn on paper;
 - 1, L, P, CMYK, YCbCr, 16-bit and float modes are converted to 8-bit RGB;
 - animated GIF / PNG / WebP files contribute their first frame;
-- an image whose header declares more than ``max_pixels`` pixels is refused
-  before it is decoded (decompression-bomb guard);
+- only regular files are opened (never a FIFO or a device) and at most
+  ``max_file_bytes`` are read;
+- an image whose header declares more than ``max_pixels`` pixels, or whose
+  decoded frame would take more than ``max_pixels`` x 3 bytes (width x height
+  x channels x bytes per sample: an RGBA or 16-bit image of fewer pixels can
+  be over), is refused before it is decoded (decompression-bomb guard);
 - SVG is rasterized with resvg (a real SVG renderer), the longer side at
-  ``svg_size`` pixels;
+  ``svg_size`` pixels; it may not read anything else: SVGs that declare XML
+  entities (XXE, "billion laughs") or refer to other files or URLs
+  (``<image href="/etc/...">``, ``../x.png``, ``http://``) are refused;
 - optionally the image is downscaled so its longer side is ``max_side``.
 
 Anything that cannot be read raises :class:`IngestionError` with a one-line
@@ -27,22 +33,30 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import gzip
 import hashlib
 import io
 import multiprocessing
 import os
+import re
 import time
 import warnings
+import zlib
 from typing import Callable, Iterator, Sequence, Union
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from illustration_tl import files
+
 # Pillow's own decompression-bomb limit (about 89.5 megapixels), our default.
 DEFAULT_MAX_PIXELS = 89_478_485
 DEFAULT_BACKGROUND = (255, 255, 255)
 DEFAULT_SVG_SIZE = 512
+DEFAULT_MAX_FILE_BYTES = files.DEFAULT_MAX_FILE_BYTES
+# The decode-memory bound is max_pixels RGB pixels at 8 bits: bytes per pixel budgeted.
+DECODE_BYTES_PER_PIXEL = 3
+# A gzip-compressed SVG may not expand beyond this (gzip bombs).
+MAX_SVG_BYTES = 64 * 1024 * 1024
 
 # format name -> Pillow plugin name
 _PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "gif": "GIF", "bmp": "BMP", "webp": "WEBP",
@@ -81,8 +95,8 @@ def sniff_format(data: bytes) -> str | None:
         return "tiff"
     if head.startswith(b"\x1f\x8b"):
         try:
-            inner = gzip.decompress(data)
-        except (OSError, EOFError):
+            inner = _gunzip(data, 8192)
+        except (OSError, EOFError, zlib.error):
             return None
         return "svg" if _looks_like_svg(inner) else None
     return "svg" if _looks_like_svg(data) else None
@@ -93,15 +107,80 @@ def _looks_like_svg(data: bytes) -> bool:
     return text.startswith((b"<?xml", b"<svg", b"<!doctype svg", b"<!--")) and b"<svg" in text
 
 
-def read_bytes(path_or_bytes: PathOrBytes) -> bytes:
-    """The bytes of a path, or the bytes themselves; IngestionError if unreadable."""
+def _gunzip(data: bytes, limit: int) -> bytes:
+    """At most ``limit`` bytes of gzip ``data`` decompressed (never a whole gzip bomb)."""
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    return d.decompress(data, limit)
+
+
+def read_bytes(path_or_bytes: PathOrBytes, max_bytes: int | None = DEFAULT_MAX_FILE_BYTES
+               ) -> bytes:
+    """The bytes of a path, or the bytes themselves; IngestionError if unreadable.
+
+    Only a regular file is opened (a FIFO, a device such as ``/dev/zero`` or a
+    socket is refused without reading) and it may hold at most ``max_bytes``.
+    """
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         return bytes(path_or_bytes)
     try:
-        with open(path_or_bytes, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise IngestionError(f"cannot read file: {e.strerror or e}") from None
+        return files.read_regular_file(path_or_bytes, max_bytes)
+    except files.UnreadableFile as e:
+        raise IngestionError(str(e)) from None
+
+
+_ENTITY = re.compile(rb"<!ENTITY", re.IGNORECASE)
+_XLINK = "{http://www.w3.org/1999/xlink}href"
+# url(...) that is not a same-document reference (url(#id)) or inline data.
+_EXTERNAL_URL = re.compile(r"url\(\s*['\"]?\s*(?!#|data:)([^)'\"]*)", re.IGNORECASE)
+_IMPORT = re.compile(r"@import", re.IGNORECASE)
+
+
+def check_svg(text: str) -> None:
+    """Raises IngestionError if rendering the SVG could read anything but its own text.
+
+    Refused: XML entity declarations (external entities read files, nested
+    ones expand exponentially), and references to other files or URLs in
+    ``href``/``xlink:href`` (``<image>``, ``<use>``, ``<feImage>`` ...), CSS
+    ``url(...)`` and ``@import``. Same-document references (``#id``) and
+    inline ``data:`` images are fine. ``<a href>`` links are never followed
+    by a renderer and are allowed.
+    """
+    import xml.etree.ElementTree as ET
+
+    if _ENTITY.search(text.encode("utf-8", "surrogatepass")):
+        raise IngestionError("SVG declares XML entities (<!ENTITY>); refused: external "
+                             "entities read other files and nested ones expand without bound")
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as e:
+        raise IngestionError(f"SVG could not be parsed: {_one_line(e)}") from None
+    for element in root.iter():
+        tag = element.tag.rsplit("}", 1)[-1] if isinstance(element.tag, str) else ""
+        for attr, value in element.attrib.items():
+            name = attr.rsplit("}", 1)[-1]
+            if name == "href" and tag != "a":
+                v = value.strip()
+                if not (v.startswith("#") or v[:5].lower() == "data:" or not v):
+                    raise IngestionError(
+                        f"SVG <{tag}> refers to an external resource ({_short(v)}); refused: "
+                        "an SVG may not read other files or URLs")
+            elif "url(" in value.lower():
+                m = _EXTERNAL_URL.search(value)
+                if m and m.group(1).strip():
+                    raise IngestionError(
+                        f"SVG attribute {name} refers to an external resource "
+                        f"({_short(m.group(1))}); refused: an SVG may not read other files "
+                        "or URLs")
+        if tag == "style" and element.text:
+            m = _EXTERNAL_URL.search(element.text)
+            if _IMPORT.search(element.text) or (m and m.group(1).strip()):
+                raise IngestionError("SVG <style> imports or refers to an external resource; "
+                                     "refused: an SVG may not read other files or URLs")
+
+
+def _short(text: str) -> str:
+    text = files.display_name(text)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def rasterize_svg(data: bytes, size: int = DEFAULT_SVG_SIZE) -> bytes:
@@ -115,11 +194,17 @@ def rasterize_svg(data: bytes, size: int = DEFAULT_SVG_SIZE) -> bytes:
     except ImportError:
         raise IngestionError("SVG support needs resvg-py: pip install resvg-py") from None
     if data.startswith(b"\x1f\x8b"):
-        data = gzip.decompress(data)
+        try:
+            data = _gunzip(data, MAX_SVG_BYTES + 1)
+        except (OSError, EOFError, zlib.error) as e:
+            raise IngestionError(f"corrupt gzip-compressed SVG: {_one_line(e)}") from None
+        if len(data) > MAX_SVG_BYTES:
+            raise IngestionError(f"gzip-compressed SVG expands past {MAX_SVG_BYTES:,} bytes")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = data.decode("latin-1")
+    check_svg(text)
     try:
         return bytes(resvg_py.svg_to_bytes(svg_string=text, width=size, height=size,
                                            skip_system_fonts=False))
@@ -176,6 +261,16 @@ def open_image(path_or_bytes: PathOrBytes, *, max_pixels: int | None = DEFAULT_M
                 raise IngestionError(
                     f"decompression-bomb guard: {width}x{height} = {width * height:,} pixels "
                     f"is over max_pixels={max_pixels:,}; raise max_pixels if you trust it")
+            if max_pixels is not None:
+                channels, sample = decode_layout(image, data, fmt)
+                need = width * height * channels * sample
+                bound = max_pixels * DECODE_BYTES_PER_PIXEL
+                if need > bound:
+                    raise IngestionError(
+                        f"decode-memory guard: {width}x{height} x {channels} channel(s) x "
+                        f"{sample} byte(s) = {need:,} bytes to decode, over the {bound:,}-byte "
+                        f"bound (max_pixels={max_pixels:,} x {DECODE_BYTES_PER_PIXEL} bytes); "
+                        "raise max_pixels if you trust it")
             image.seek(0)  # first frame of animated GIF / PNG / WebP
             image.load()
             return ImageOps.exif_transpose(image) if fmt in ("jpeg", "webp", "tiff") else image
@@ -187,6 +282,22 @@ def open_image(path_or_bytes: PathOrBytes, *, max_pixels: int | None = DEFAULT_M
         raise IngestionError(f"corrupt or truncated {fmt.upper()}: {_one_line(e)}") from None
     finally:
         Image.MAX_IMAGE_PIXELS = pil_limit
+
+
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # IHDR colour type -> samples per pixel
+
+
+def decode_layout(image: Image.Image, data: bytes, fmt: str) -> tuple[int, int]:
+    """``(channels, bytes per sample)`` of a frame, from the header only (no decoding)."""
+    if fmt == "png" and len(data) >= 26 and data[12:16] == b"IHDR":
+        depth, colour = data[24], data[25]
+        return _PNG_CHANNELS.get(colour, 4), max(1, depth // 8)
+    mode = image.mode
+    if mode.startswith("I;16"):
+        return 1, 2
+    if mode in ("I", "F"):
+        return 1, 4
+    return len(image.getbands()), 1
 
 
 def to_rgb_array(image: Image.Image, *, background: Sequence[int] | None = DEFAULT_BACKGROUND,
@@ -335,6 +446,29 @@ def _ingest_chunk(args: tuple[list[tuple[str, str | bytes]], IngestOptions, str]
     return [ingest(k, s, options, cache_dir) for k, s in tasks]
 
 
+def _worker_init(parent_pid: int, interval: float = 0.5) -> None:
+    """Makes a decoding worker end with the process that started it.
+
+    A SIGKILLed parent cannot stop its pool, and spawn workers would wait on
+    their queue for ever. Linux's ``PR_SET_PDEATHSIG`` fires when the *thread*
+    that forked the worker ends, which may be long before the parent does, so a
+    daemon thread instead checks every ``interval`` seconds that the parent
+    is still this process's parent, and exits at once when it is not.
+    """
+    import threading
+
+    if os.getppid() != parent_pid:  # the parent died before we got here
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def default_workers() -> int:
     """CPUs this process may use."""
     try:
@@ -377,7 +511,9 @@ def ingest_many(tasks: Sequence[tuple[str, str | bytes]], options: IngestOptions
               for i in range(0, len(tasks), chunk_size)]
     # spawn: never fork a process that may hold TensorFlow's threads and locks.
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+    with concurrent.futures.ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_worker_init,
+            initargs=(os.getpid(),)) as pool:
         for results in pool.map(_ingest_chunk, chunks):
             for result in results:
                 report(result)

@@ -469,5 +469,14 @@ def load_trained(directory: str) -> tuple[Any, dict[str, Any]]:
                             "(train one with `illustration-tl optimize`)")
     with open(config_path, encoding="utf-8") as f:
         config = json.load(f)
-    model = keras.saving.load_model(model_path, compile=False)
+    try:
+        model = keras.saving.load_model(model_path, compile=False)
+    except Exception as e:  # safe mode refusing a lambda, a corrupt zip, a foreign file
+        text = str(e).strip().splitlines()
+        detail = text[0][:300] if text else type(e).__name__
+        hint = (" (it holds code that Keras's safe mode will not run: only load models you "
+                "made yourself)" if "safe_mode" in str(e) or "unsafe" in str(e).lower()
+                else "")
+        raise UserError(f"{model_path} could not be loaded{hint}: {type(e).__name__}: "
+                        f"{detail}") from None
     return model, config

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from illustration_tl import stages
+from illustration_tl import files, stages
 from illustration_tl.errors import UserError
 
 # Paper Table 3 (top-1, top-5 on the curated test set, VGG19).
@@ -130,8 +130,12 @@ def _build_datasets(cfg: ReproduceConfig, data_dir: str, out: str) -> dict:
     for config, root, options in [("curated", cfg.curated_dir, cfg.curated_options),
                                   ("noisy", cfg.noisy_dir, cfg.noisy_options)]:
         name = _dataset_name(config, options)
-        builder = builder_lib.build(config, root, data_dir, name=name, overwrite=True,
-                                    **options)
+        flag = f"--{config}_dir"
+        try:
+            builder = builder_lib.build(config, root, data_dir, name=name, overwrite=True,
+                                        flag=flag, **options)
+        except ValueError as e:  # no usable images, one class, empty splits
+            raise UserError(f"{flag}={root!r}: {str(e).splitlines()[0]}") from None
         info = builder.info
         result[config] = {
             "dataset": f"illustrations/{builder.builder_config.name}",
@@ -347,17 +351,14 @@ def write_summary(root: str, weights: Weights, cfg: ReproduceConfig, ds: dict,
               "beside each holds the score over the curated classes only.", "",
               "## Stages", "", "| stage | seconds | |", "|---|---:|---|"]
     for name, seconds in timings.items():
-        note = "skipped (up to date)" if name in skipped else ""
+        note = "skipped (up to date; time of the run that made it)" if name in skipped else ""
         lines.append(f"| {name} | {seconds:.1f} | {note} |")
     report_md = os.path.join(root, "report", "report", "report.md")
     if os.path.exists(report_md):
         lines += ["", "Per-class results (Table 4), confusion matrix, t-SNE and failure "
                   "grids: [report/report/report.md](report/report/report.md)."]
     text = "\n".join(lines) + "\n"
-    tmp = os.path.join(root, "summary.md.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, os.path.join(root, "summary.md"))
+    files.atomic_write(os.path.join(root, "summary.md"), text)
     _write_json(os.path.join(root, "summary.json"), {
         "weights": weights.description, "backbone": cfg.backbone,
         "image_size": cfg.image_size, "table3": table,
@@ -414,6 +415,14 @@ def reproduce(cfg: ReproduceConfig, log: Callable[[str], None] | None = None) ->
         if not os.path.isdir(path):
             raise UserError(f"{flag}={path!r} is not a folder of images")
     root = cfg.output_dir
+    lock = stages.lock_output(root)  # one run per output folder; raises UserError if held
+    try:
+        return _reproduce(cfg, root, log)
+    finally:
+        lock.release()
+
+
+def _reproduce(cfg: ReproduceConfig, root: str, log: Callable[[str], None]) -> str:
     data_dir = cfg.data_dir or os.path.join(root, "tfds")
     run = stages.Stages(root, force=cfg.force, log=log)
     weights = resolve_weights(cfg.backbone, cfg.weights, log)

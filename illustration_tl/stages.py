@@ -17,7 +17,10 @@ import shutil
 import time
 from typing import Any, Callable
 
+from illustration_tl import files
+
 STAGE_FILE = "stage.json"
+LOCK_FILE = ".reproduce.lock"
 
 
 def stage_key(name: str, params: dict[str, Any], upstream: list[str] = ()) -> str:
@@ -29,15 +32,31 @@ def stage_key(name: str, params: dict[str, Any], upstream: list[str] = ()) -> st
 
 def tree_fingerprint(root: str) -> str:
     """A hash of every file's relative path, size and mtime under ``root``: cheap, and
-    it changes when a user adds, removes or edits an image."""
+    it changes when a user adds, removes or edits an image.
+
+    The tree is walked as the dataset builder walks it (:func:`files.walk`):
+    dangling or looping links, links leading outside ``root``, folder cycles,
+    FIFOs and unreadable folders count by name and reason, and never raise.
+    """
     h = hashlib.sha256()
-    for dirpath, dirs, names in os.walk(root):
-        dirs.sort()
-        for n in sorted(names):
-            p = os.path.join(dirpath, n)
-            st = os.stat(p)
-            h.update(f"{os.path.relpath(p, root)}\0{st.st_size}\0{int(st.st_mtime)}\n".encode())
+    left_out: list[files.Skipped] = []
+    for rel in files.walk(root, skip_hidden=False, on_skip=left_out.append):
+        try:
+            st = os.stat(os.path.join(root, *rel.split("/")))
+            line = f"{rel}\0{st.st_size}\0{int(st.st_mtime)}\n"
+        except OSError as e:  # removed or changed while walking
+            line = f"{rel}\0{e.errno}\n"
+        h.update(line.encode("utf-8", "surrogateescape"))
+    for s in left_out:
+        h.update(f"skipped\0{s.rel}\0{s.reason}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:16]
+
+
+def lock_output(root: str) -> files.FolderLock:
+    """Locks ``root`` for one ``reproduce`` run: a second run on the same folder stops at
+    once with a one-line :class:`UserError` naming the holder (pid, host); a holder
+    killed even by SIGKILL releases it (the kernel drops ``flock`` locks)."""
+    return files.FolderLock(root, LOCK_FILE, what="a reproduce run").acquire()
 
 
 class Stages:
@@ -55,6 +74,14 @@ class Stages:
     def path(self, name: str) -> str:
         return os.path.join(self.root, name)
 
+    def recorded_seconds(self, name: str) -> float:
+        """How long the stage took when it ran (from its ``stage.json``), 0.0 if unknown."""
+        try:
+            with open(os.path.join(self.path(name), STAGE_FILE), encoding="utf-8") as f:
+                return float(json.load(f).get("seconds", 0.0))
+        except (OSError, ValueError, TypeError, AttributeError):
+            return 0.0
+
     def done(self, name: str, key: str) -> bool:
         try:
             with open(os.path.join(self.path(name), STAGE_FILE)) as f:
@@ -71,7 +98,7 @@ class Stages:
         if not self.force and self.done(name, key):
             self.log(f"[{name}] up to date, skipped")
             self.skipped.append(name)
-            self.timings[name] = 0.0
+            self.timings[name] = self.recorded_seconds(name)
             return out
         marker = os.path.join(out, STAGE_FILE)
         if os.path.exists(marker):
@@ -81,13 +108,10 @@ class Stages:
         start = time.perf_counter()
         fn(out)
         self.timings[name] = time.perf_counter() - start
-        tmp = marker + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump({"key": key, "params": params, "upstream": list(upstream),
-                       "seconds": round(self.timings[name], 2),
-                       "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}, f, indent=2,
-                      default=str)
-        os.replace(tmp, marker)
+        files.atomic_write(marker, json.dumps(
+            {"key": key, "params": params, "upstream": list(upstream),
+             "seconds": round(self.timings[name], 2),
+             "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=2, default=str))
         self.log(f"[{name}] done in {self.timings[name]:.1f} s")
         return out
 

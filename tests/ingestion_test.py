@@ -13,8 +13,8 @@ from PIL import Image
 from illustration_tl import iconify, ingestion, splits
 
 HARD = os.path.join(os.path.dirname(__file__), "fixtures", "hard_cases")
-DUMMY_NOISY = os.path.join(os.path.dirname(__file__), "..", "datasets", "illustrations",
-                           "dummy_data", "noisy")
+DUMMY_NOISY = os.path.join(os.path.dirname(__file__), "..", "illustration_tl", "datasets",
+                           "illustrations", "dummy_data", "noisy")
 BROKEN = {"zero_byte.png": "empty", "truncated.png": "truncated",
           "not_an_image.png": "not an image"}
 

@@ -31,7 +31,9 @@ import collections
 import dataclasses
 import json
 import os
+import re
 import shutil
+import tempfile
 import time
 from typing import Any, Iterator, Sequence
 
@@ -39,7 +41,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
-from illustration_tl import iconify, imagenet, ingestion, name_mapping, splits
+from illustration_tl import files, iconify, imagenet, ingestion, name_mapping, splits
 from illustration_tl.errors import UserError
 
 SKIPPED_FILE = "skipped.tsv"
@@ -49,6 +51,7 @@ _LOGGED_SKIPS = 200  # skipped files listed one per line in the build log
 # Authors' layout: folder name -> split. "val" is the paper's test split.
 _LAYOUT_SPLITS = {"train": "train", "validation": "validation", "val": "test", "test": "test"}
 _HELD_OUT_ORDER = {"train": 0, "validation": 1, "test": 2}
+_ESCAPED_BYTE = re.compile(r"\\x[0-9a-f]{2}")
 _NOISY_ONLY = {"min_images_per_class", "min_token_length", "fold_plurals", "ignore",
                "ignore_words", "phrase_mode", "scan_json"}
 
@@ -215,7 +218,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         class_names = sorted({e.label for _, e in examples})
         if not class_names:
             raise ValueError(f"no usable images under {manual_dir!r}: {len(skipped)} files "
-                             f"skipped (see {SKIPPED_FILE}). {self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+                             f"skipped{_first_skips(skipped)}. "
+                             f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+        if len(class_names) < 2:
+            what = ("class folder" if config.source == "curated" else
+                    f"ImageNet class with at least {config.min_images_per_class} images")
+            raise ValueError(f"only one class ({class_names[0]!r}) has usable images under "
+                             f"{manual_dir!r}: a classifier needs at least 2 classes; add "
+                             f"images of another {what}")
         self.info.features["label"].names = class_names
         by_split = collections.defaultdict(list)
         for split, example in examples:
@@ -271,7 +281,7 @@ PRESETS = {c.name: c for c in (CURATED, NOISY)}
 
 def build(config: str, manual_dir: str, data_dir: str | None = None, *,
           name: str | None = None, overwrite: bool = False, num_workers: int | None = None,
-          **options: Any) -> tfds.core.DatasetBuilder:
+          flag: str = "--manual_dir", **options: Any) -> tfds.core.DatasetBuilder:
     """``tfds build`` for people who don't know TFDS: builds (or reuses) one config.
 
     Args:
@@ -280,8 +290,10 @@ def build(config: str, manual_dir: str, data_dir: str | None = None, *,
       data_dir: TFDS data folder (None: ``~/tensorflow_datasets`` or ``$TFDS_DATA_DIR``).
       name: config name for custom ``options``; TFDS keeps each config's data
         under its name, so presets cannot be changed in place.
-      overwrite: rebuild even if the dataset exists.
+      overwrite: rebuild even if the dataset exists; the new dataset is built beside
+        the old one and replaces it only once complete.
       num_workers: decoding processes (0 = one per CPU; None = the config's).
+      flag: how error messages name ``manual_dir``.
       **options: :class:`IllustrationsConfig` fields that differ from the preset
         (values equal to the preset's are ignored).
 
@@ -291,7 +303,7 @@ def build(config: str, manual_dir: str, data_dir: str | None = None, *,
     if config not in PRESETS:
         raise UserError(f"--config={config!r}: choose from {', '.join(PRESETS)}")
     if not os.path.isdir(manual_dir):
-        raise UserError(f"--manual_dir={manual_dir!r} is not a folder of images")
+        raise UserError(f"{flag}={manual_dir!r} is not a folder of images")
     preset = PRESETS[config]
     fields = {f.name for f in dataclasses.fields(IllustrationsConfig)}
     unknown = sorted(set(options) - fields)
@@ -307,12 +319,45 @@ def build(config: str, manual_dir: str, data_dir: str | None = None, *,
     else:
         description = f"{preset.description} Custom options: {changed}."
         chosen = dataclasses.replace(preset, name=name, description=description, **changed)
+    _check_not_empty(manual_dir, flag)
     builder = Builder(config=chosen, data_dir=data_dir)
     builder.ingest_workers = num_workers
-    mode = (tfds.download.GenerateMode.FORCE_REDOWNLOAD if overwrite
-            else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
+    if overwrite and os.path.isdir(builder.data_dir):
+        return _rebuild_then_swap(builder, chosen, manual_dir, num_workers)
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir=manual_dir, download_mode=mode))
+        manual_dir=manual_dir,
+        download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
+    return builder
+
+
+def _check_not_empty(manual_dir: str, flag: str) -> None:
+    """Refuses a folder with no (non-hidden, regular) file in it, in one line."""
+    why: list[str] = []
+    for _ in files.walk(manual_dir, on_skip=lambda s: why.append(s.reason)):
+        return
+    detail = f" ({why[0]})" if why else ""
+    raise UserError(f"{flag}={manual_dir!r} holds no image files{detail}; point it at "
+                    "your images (curated: one folder per class)")
+
+
+def _rebuild_then_swap(old: Builder, config: Any, manual_dir: str,
+                       num_workers: int | None) -> Builder:
+    """``--overwrite`` of an existing dataset: the new one is built beside it, and only
+    when it is complete does it replace the old one (which a failed build leaves as
+    it was)."""
+    final_dir = os.fspath(old.data_dir)  # <root>/illustrations/<config>/<version>
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.normpath(final_dir))))
+    staging = tempfile.mkdtemp(dir=root, prefix=".illustrations-rebuild-")
+    try:
+        fresh = Builder(config=config, data_dir=staging)
+        fresh.ingest_workers = num_workers
+        fresh.download_and_prepare(download_config=tfds.download.DownloadConfig(
+            manual_dir=manual_dir))
+        files.replace_dir(os.fspath(fresh.data_dir), final_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    builder = Builder(config=config, data_dir=root)
+    builder.ingest_workers = num_workers
     return builder
 
 
@@ -333,13 +378,40 @@ class _Plan:
     dropped_classes: int = 0
 
 
-def _walk(root: str) -> Iterator[str]:
-    """Non-hidden files under ``root``, relative paths with '/', sorted, symlinks followed."""
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for f in sorted(filenames):
-            if not f.startswith("."):
-                yield os.path.relpath(os.path.join(dirpath, f), root).replace(os.sep, "/")
+def _walk(root: str, plan: _Plan) -> Iterator[tuple[str, str]]:
+    """``(name, path)`` of the non-hidden regular files under ``root``, sorted.
+
+    ``name`` is the relative path ('/'-separated) as printable text: bytes that
+    are not UTF-8 come out backslash-escaped (``caf\\xe9.png``), and that is
+    how the file is named in ``file_name`` and ``skipped.tsv``; ``path`` opens
+    it. Symlinks are followed only inside ``root``; links leading out, folder
+    cycles, unreadable folders, FIFOs and devices are listed in ``plan.skipped``
+    (see :func:`illustration_tl.files.walk`).
+    """
+    def skip(entry: files.Skipped) -> None:
+        plan.skipped.append((files.display_name(entry.rel), entry.reason))
+
+    seen: set[str] = set()
+    for rel in files.walk(root, on_skip=skip):
+        name = files.display_name(rel)
+        if name in seen:  # a real name that looks like another's escaped form
+            plan.skipped.append((name, "file name collides with another once escaped"))
+            continue
+        seen.add(name)
+        yield name, os.path.join(root, *rel.split("/"))
+
+
+def _match_text(name: str) -> str:
+    """The text the name rule reads: escapes of non-UTF-8 bytes become spaces."""
+    return _ESCAPED_BYTE.sub(" ", name)
+
+
+def _first_skips(skipped: Sequence[tuple[str, str]], n: int = 2) -> str:
+    if not skipped:
+        return ""
+    shown = "; ".join(f"{name}: {reason}" for name, reason in sorted(skipped)[:n])
+    more = f"; ... see {SKIPPED_FILE}" if len(skipped) > n else ""
+    return f" ({shown}{more})"
 
 
 def _plan_curated(manual_dir: str) -> _Plan:
@@ -351,7 +423,7 @@ def _plan_curated(manual_dir: str) -> _Plan:
         raise ValueError(f"{manual_dir!r} has both val/ and test/; the authors' layout "
                          "has train/ and val/ (val = test split), optionally validation/")
     plan = _Plan(layout="authors" if authors else "flat")
-    for rel in _walk(manual_dir):
+    for rel, path in _walk(manual_dir, plan):
         parts = rel.split("/")
         plan.files_seen += 1
         if authors:
@@ -366,7 +438,7 @@ def _plan_curated(manual_dir: str) -> _Plan:
                 continue
             split, class_name = "", parts[0]
         plan.curated[rel] = (class_name, split)
-        plan.tasks.append((rel, os.path.join(manual_dir, rel)))
+        plan.tasks.append((rel, path))
     return plan
 
 
@@ -375,25 +447,28 @@ def _plan_noisy(manual_dir: str, config: IllustrationsConfig) -> _Plan:
     plan = _Plan(layout="noisy")
     mapper = name_mapping.NameMapper(config.mapping_options())
     json_files = []
-    for rel in _walk(manual_dir):
+    for rel, path in _walk(manual_dir, plan):
         if rel.lower().endswith(".json"):
             if config.scan_json:
-                json_files.append(os.path.join(manual_dir, rel))
+                json_files.append(path)
             continue
         plan.files_seen += 1
-        matches = mapper.match(rel)
+        matches = mapper.match(_match_text(rel))
         if not matches:
             plan.unmapped += 1
             continue
         plan.noisy[rel] = matches
-        plan.tasks.append((rel, os.path.join(manual_dir, rel)))
+        plan.tasks.append((rel, path))
     extra = [p if os.path.isabs(p) else os.path.join(manual_dir, p) for p in config.iconify]
     missing = [p for p in extra if not os.path.exists(p)]
     if missing:
         raise FileNotFoundError(f"iconify path(s) not found: {', '.join(missing)}")
     selection = config.iconify_filter()
-    for path in iconify.find_collections(json_files + extra):
-        rel = os.path.relpath(path, manual_dir).replace(os.sep, "/")
+    def skip(entry: files.Skipped) -> None:
+        plan.skipped.append((files.display_name(entry.rel), entry.reason))
+
+    for path in iconify.find_collections(json_files + extra, on_skip=skip):
+        rel = files.display_name(os.path.relpath(path, manual_dir).replace(os.sep, "/"))
         try:
             data = iconify.read_collection(path)
         except ValueError as e:
@@ -504,13 +579,9 @@ def _class_imagenet_indices(class_names: Sequence[str], source: str) -> list[int
 
 def _write_report(data_dir: str, skipped: Sequence[tuple[str, str]], report: dict) -> None:
     """``skipped.tsv`` (file, reason) and ``build_report.json`` next to the dataset."""
-    path = os.path.join(data_dir, SKIPPED_FILE)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        f.write("file\treason\n")
-        for name, reason in sorted(skipped):
-            f.write(f"{name}\t{reason}\n")
-    os.replace(path + ".tmp", path)
-    path = os.path.join(data_dir, REPORT_FILE)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2, default=list)
-    os.replace(path + ".tmp", path)
+    lines = ["file\treason\n"] + [
+        f"{files.display_name(name)}\t{files.display_name(reason)}\n"
+        for name, reason in sorted(skipped)]
+    files.atomic_write(os.path.join(data_dir, SKIPPED_FILE), "".join(lines))
+    files.atomic_write(os.path.join(data_dir, REPORT_FILE),
+                       json.dumps(report, indent=2, default=list))

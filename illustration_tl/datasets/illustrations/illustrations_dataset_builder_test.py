@@ -187,6 +187,12 @@ def test_too_few_images_for_three_splits_is_a_clear_error(tmp_path):
     manual = tmp_path / "manual" / "harp"
     manual.mkdir(parents=True)
     shutil.copy(os.path.join(DUMMY, "curated_flat", "harp", "harp_01.png"), manual)
+    with pytest.raises(ValueError, match="only one class .'harp'. has usable images"):
+        _build("curated", tmp_path / "manual", tmp_path / "data")
+    other = tmp_path / "manual" / "flower"
+    other.mkdir()
+    flower = sorted(os.listdir(os.path.join(DUMMY, "curated_flat", "flower")))[0]
+    shutil.copy(os.path.join(DUMMY, "curated_flat", "flower", flower), other)
     with pytest.raises(ValueError, match="would be empty"):
         _build("curated", tmp_path / "manual", tmp_path / "data")
 
