@@ -399,11 +399,15 @@ class EmbeddingSource:
     weights_source: str
     resize_mode: str = "squash"
     class_names_of_model: list[str] | None = None
+    # The arguments of :func:`embedding_source` that rebuild this model (the
+    # manifest later stages read, so that no setting has to be repeated).
+    recipe: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def metadata(self) -> dict[str, Any]:
         return {"backbone": self.backbone, "image_size": self.image_size, "layer": self.layer,
                 "weights_source": self.weights_source, "resize_mode": self.resize_mode,
-                "preprocessing": preprocessing_description(self.backbone, self.resize_mode)}
+                "preprocessing": preprocessing_description(self.backbone, self.resize_mode),
+                "source": self.recipe}
 
 
 def pooled_embedding_model(model: Any, layer: str | None = None) -> tuple[Any, str]:
@@ -459,7 +463,8 @@ def embedding_source(*, model_dir: str | None = None, backbone: str = "vgg19",
         return EmbeddingSource(emb, config["backbone"], int(config["image_size"]), name,
                                f"trained:{os.path.abspath(model_dir)}",
                                config.get("resize_mode", "squash"),
-                               list(config.get("class_names") or []) or None)
+                               list(config.get("class_names") or []) or None,
+                               recipe={"model_dir": os.path.abspath(model_dir), "layer": layer})
     spec = backbones.get(backbone)
     size = int(image_size or spec.image_size)
     source = layer_surgery._weights_arg(weights)
@@ -482,7 +487,54 @@ def embedding_source(*, model_dir: str | None = None, backbone: str = "vgg19",
     emb, name = pooled_embedding_model(model, layer)
     described = "random-init" if source is None else (
         source if source == "imagenet" else f"{os.path.abspath(source)} ({file_sha256(source)})")
-    return EmbeddingSource(emb, spec.name, size, name, described)
+    recipe = {"model_dir": None, "backbone": spec.name,
+              "weights": source if source in (None, "imagenet") else os.path.abspath(source),
+              "image_size": size, "layer": layer, "include_top": include_top, "seed": seed}
+    return EmbeddingSource(emb, spec.name, size, name, described, recipe=recipe)
+
+
+def source_from_manifest(metadata: dict[str, Any], manifest: str,
+                         **flags: Any) -> EmbeddingSource:
+    """Rebuilds the embedding model that wrote embeddings with ``metadata``.
+
+    The model's settings come from the manifest (``metadata["source"]``, written by
+    :func:`embedding_source`); ``flags`` are the settings a user gave explicitly
+    (``None``: not given). A flag that contradicts the manifest is refused in one
+    line naming both values and ``manifest``; the rebuilt model must have the
+    recorded weights fingerprint (else the weights file changed since).
+    """
+    recipe = dict(metadata.get("source") or {})
+    if not recipe:
+        raise UserError(f"{manifest} records no embedding model (written by an older "
+                        "version); pass --backbone/--weights/--image_size/--layer as at embed")
+    for key, value in flags.items():
+        if value is None:
+            continue
+        if key not in recipe:
+            raise UserError(f"--{key}={value} does not apply: {manifest} records embeddings of "
+                            f"the trained model in {recipe.get('model_dir')}; drop the flag")
+        recorded = recipe[key]
+        given = value
+        if key == "layer" and value == metadata.get("layer"):
+            continue  # the resolved name (e.g. fc2 when the recipe said "default")
+        if key in ("weights", "model_dir") and value not in ("imagenet", "none", ""):
+            given = os.path.abspath(value)
+        if key == "weights" and value in ("none", ""):
+            given = None
+        if key == "backbone":
+            from illustration_tl import backbones
+
+            given = backbones.get(value).name
+        if given != recorded:
+            raise UserError(f"--{key}={value} contradicts {manifest}: the embeddings were made "
+                            f"with {key}={recorded}; drop the flag (it is read from there)")
+    source = embedding_source(**recipe)
+    recorded_fp = metadata.get("model_fingerprint")
+    if recorded_fp and model_fingerprint(source.model) != recorded_fp:
+        raise UserError(f"the model rebuilt from {manifest} ({source.weights_source}) is not the "
+                        "one that made the embeddings (weights fingerprint differs): was the "
+                        "weights file or trained model replaced? Re-run embed and svm")
+    return source
 
 
 def embed_dataset(source: EmbeddingSource, *, dataset: str, splits: Sequence[str], output: str,

@@ -156,7 +156,7 @@ def read_metadata(path: str) -> dict:
 
 
 def export_from_artifacts(output: str, *, model_dir: str | None = None,
-                          backbone: str | None = None, weights: str | None = "imagenet",
+                          backbone: str | None = None, weights: str | None = None,
                           image_size: int | None = None, svm_dir: str | None = None,
                           layer: str | None = None, top_k: int = 5, seed: int = 0,
                           overwrite: bool = False) -> dict:
@@ -166,14 +166,18 @@ def export_from_artifacts(output: str, *, model_dir: str | None = None,
     With an SVM, the CNN is cut at the embedding layer exactly as ``embed``
     cut it (:func:`embeddings.embedding_source`: fc2 for VGG with its top, the
     pooled last conv block for a bare conv base); ``seed`` must be the one
-    ``embed`` used when the backbone is randomly initialized. ``output``: see
+    ``embed`` used when the backbone is randomly initialized. The embedding
+    model's settings (backbone, weights, image size, layer, resize mode, seed)
+    are read from the SVM's record of its embeddings; an explicit setting that
+    contradicts it is refused (``None``: not given). ``output``: see
     :func:`export_classifier` (checked before anything is loaded).
     """
     from illustration_tl import embeddings, imagenet, layer_surgery, svm
     from illustration_tl.errors import UserError
 
-    if not model_dir and not backbone:
-        raise UserError("pass --model_dir (an `optimize` output) or --backbone")
+    if not model_dir and not backbone and not svm_dir:
+        raise UserError("pass --svm_dir (an `svm` output), --model_dir (an `optimize` output) "
+                        "or --backbone")
     outputs.prepare_output(output, overwrite=overwrite, marker=OUTPUT_MARKER)
     sources: dict[str, Any] = {"model_dir": os.path.abspath(model_dir) if model_dir else None,
                                "weights": None if model_dir else weights}
@@ -181,9 +185,16 @@ def export_from_artifacts(output: str, *, model_dir: str | None = None,
     if svm_dir:
         svm_model, svm_info = svm.load(svm_dir)
         class_names = list(svm_info["class_names"])
-        source = embeddings.embedding_source(model_dir=model_dir, backbone=backbone or "vgg19",
-                                             weights=weights, image_size=image_size,
-                                             layer=layer, seed=seed)
+        recorded = svm_info.get("embeddings") or {}
+        if recorded.get("source"):  # the SVM's embeddings say how to rebuild their model
+            source = embeddings.source_from_manifest(
+                recorded, os.path.join(svm_dir, "svm.json"), model_dir=model_dir,
+                backbone=backbone, weights=weights, image_size=image_size, layer=layer)
+        else:
+            source = embeddings.embedding_source(
+                model_dir=model_dir, backbone=backbone or "vgg19",
+                weights="imagenet" if weights is None else weights, image_size=image_size,
+                layer=layer, seed=seed)
         model, backbone, image_size = source.model, source.backbone, source.image_size
         resize_mode, layer = source.resize_mode, source.layer
         sources["svm_dir"] = os.path.abspath(svm_dir)
@@ -194,6 +205,7 @@ def export_from_artifacts(output: str, *, model_dir: str | None = None,
         resize_mode = config.get("resize_mode", "squash")
     else:
         image_size = image_size or backbones.get(backbone).image_size
+        weights = "imagenet" if weights is None else weights
         model = layer_surgery.imagenet_classifier(backbone, weights, image_size)
         class_names = [c.name for c in imagenet.classes()]
         resize_mode = "squash"

@@ -397,9 +397,13 @@ def _export(cfg: ReproduceConfig, w: Weights, root: str, out: str) -> None:
     size = cfg.image_size
     if best == "baseline_cnn" and w.source is not None:
         size = None  # the ImageNet classifier at its native size, as in _baseline_cnn
-    meta = export.export_from_artifacts(target, model_dir=model_dir, backbone=cfg.backbone,
-                                        weights=w.source, image_size=size, svm_dir=svm_dir,
-                                        top_k=cfg.top_k, seed=cfg.seed, overwrite=True)
+    if svm_dir:  # the SVM's record of its embeddings names the model (issue 11)
+        meta = export.export_from_artifacts(target, svm_dir=svm_dir, top_k=cfg.top_k,
+                                            overwrite=True)
+    else:
+        meta = export.export_from_artifacts(target, model_dir=model_dir, backbone=cfg.backbone,
+                                            weights=w.source, image_size=size,
+                                            top_k=cfg.top_k, seed=cfg.seed, overwrite=True)
     _write_json(os.path.join(out, "export.json"), {"best": best, "path": target,
                                                     "head": meta["head"]})
     print(f"  exported {best} to {target}", flush=True)

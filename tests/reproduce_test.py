@@ -9,7 +9,7 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO = os.path.join(ROOT, "demo")
+DEMO = os.path.join(ROOT, "illustration_tl", "demo")
 
 
 @pytest.fixture(scope="module")

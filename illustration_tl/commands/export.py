@@ -2,8 +2,7 @@
 
 Examples::
 
-  illustration-tl export --model_dir=runs/optimize --svm_dir=runs/svm_optimized \\
-      --output=runs/export
+  illustration-tl export --svm_dir=runs/svm_optimized --output=runs/export
   illustration-tl export --backbone=vgg19 --weights=imagenet --output=runs/vgg19_imagenet
 
 The SavedModel has a ``serving_default`` signature on encoded image bytes, a
@@ -22,16 +21,20 @@ from absl import flags
 
 from illustration_tl.commands import app
 
-_MODEL_DIR = flags.DEFINE_string("model_dir", None, "Output folder of `illustration-tl optimize`.")
-_BACKBONE = flags.DEFINE_string("backbone", None, "Export an ImageNet backbone instead "
-                                "(vgg19, vgg16, ...); ignored with --model_dir.")
-_WEIGHTS = flags.DEFINE_string("weights", "imagenet", "With --backbone: `imagenet` (download) "
-                               "or a local weights file with the classifier top.")
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", None, "With --backbone: input side in pixels.")
 _SVM_DIR = flags.DEFINE_string("svm_dir", None, "Output folder of `illustration-tl svm`; "
-                               "without it the CNN's softmax head classifies.")
-_LAYER = flags.DEFINE_string("layer", None, "Embedding layer the SVM was trained on "
-                             "(default: the backbone's, fc2 for VGG).")
+                               "the embedding model (backbone, weights, image size, layer, "
+                               "resize mode) is read from its record of the embeddings. "
+                               "Without it the CNN's softmax head classifies.")
+_MODEL_DIR = flags.DEFINE_string("model_dir", None, "Output folder of `illustration-tl "
+                                 "optimize` (without --svm_dir, or to check the SVM's record).")
+_BACKBONE = flags.DEFINE_string("backbone", None, "Export an ImageNet backbone instead "
+                                "(vgg19, vgg16, ...); with --svm_dir only checked against "
+                                "the SVM's record.")
+_WEIGHTS = flags.DEFINE_string("weights", None, "With --backbone: `imagenet` (download, the "
+                               "default) or a local weights file with the classifier top.")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", None, "With --backbone: input side in pixels.")
+_LAYER = flags.DEFINE_string("layer", None, "Embedding layer (read from the SVM's record; "
+                             "default without one: fc2 for VGG).")
 _OUTPUT = flags.DEFINE_string("output", None, "Folder to write the SavedModel to.")
 _TOP_K = flags.DEFINE_integer("top_k", 5, "Classes returned per image (at most the number "
                              "of classes).")
