@@ -309,7 +309,7 @@ def _result_key(p: SvmParams) -> tuple:
 def cross_validate(x: np.ndarray, y: np.ndarray, candidates: Sequence[SvmParams], *,
                    folds: int = 3, n_jobs: int = -1, seed: int = 0,
                    precompute: bool | None = None, precompute_max_rows: int = 12000,
-                   log: Any = None) -> list[CvResult]:
+                   log: Any = None, progress_interval: float = 10.0) -> list[CvResult]:
     """Stratified ``folds``-fold CV of every candidate, in parallel (``n_jobs`` processes).
 
     Exact-kernel candidates share one kernel matrix per (fold, scaling, kernel, γ)
@@ -355,12 +355,15 @@ def cross_validate(x: np.ndarray, y: np.ndarray, candidates: Sequence[SvmParams]
     seconds: dict[tuple, float] = {}
     start = time.perf_counter()
     results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks)
+    last_line = start
     for done, task_out in enumerate(results, 1):
         for fold, p, top1, top5, sec in task_out:
             key = _result_key(p)
             scores.setdefault(key, {})[fold] = (top1, top5)
             seconds[key] = seconds.get(key, 0.0) + sec
-        if log:
+        now = time.perf_counter()
+        if log and (done == len(tasks) or now - last_line >= progress_interval):
+            last_line = now
             log(f"svm grid: {done}/{len(tasks)} tasks ({len(unique)} distinct fits x "
                 f"{folds} folds), {time.perf_counter() - start:.0f}s elapsed")
     out = []

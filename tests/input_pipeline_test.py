@@ -12,7 +12,8 @@ from illustration_tl import input_pipeline
 from illustration_tl.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CURATED_FLAT = os.path.join(REPO, "datasets", "illustrations", "dummy_data", "curated_flat")
+CURATED_FLAT = os.path.join(REPO, "illustration_tl", "datasets", "illustrations", "dummy_data",
+                            "curated_flat")
 VGG_MEANS_BGR = np.array([103.939, 116.779, 123.68], np.float32)
 
 

@@ -142,7 +142,8 @@ def test_report_without_images_or_embeddings_notes_what_is_missing(tmp_path):
 # --- The commands end to end on the dummy curated dataset ---------------------------------
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CURATED_FLAT = os.path.join(REPO, "datasets", "illustrations", "dummy_data", "curated_flat")
+CURATED_FLAT = os.path.join(REPO, "illustration_tl", "datasets", "illustrations", "dummy_data",
+                            "curated_flat")
 
 
 def cli(*args):

@@ -4,9 +4,10 @@ Builds the `illustrations` TFDS dataset from a folder of images: the
 ``curated`` config (one folder per class, authors' train/ + val/ layout or
 flat) or the ``noisy`` one (file names mapped to ImageNet classes, plus
 Iconify JSON collections). A thin wrapper around ``tfds build
-datasets/illustrations``; load the result with ``tfds.load("illustrations/
-<name>", data_dir=...)`` or ``--dataset=illustrations/<name>`` in the other
-commands. Unset options keep the paper's preset; changed ones need ``--name``.
+--imports=illustration_tl.datasets.illustrations illustrations``; load the
+result with ``tfds.load("illustrations/<name>", data_dir=...)`` or
+``--dataset=illustrations/<name>`` in the other commands. Unset options keep the
+paper's preset; changed ones need ``--name``.
 """
 
 from absl import flags

@@ -33,6 +33,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from typing import Any, Iterator, Sequence
@@ -158,6 +159,11 @@ class _Example:
     matched_words: str = ""
 
 
+def _say(line: str) -> None:
+    """A progress line on stderr: plain text, readable in a log file."""
+    print(line, file=sys.stderr, flush=True)
+
+
 class Builder(tfds.core.GeneratorBasedBuilder):
     """Clip-art illustrations from a folder (and Iconify collections), paper §4."""
 
@@ -188,6 +194,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             homepage="https://github.com/illustration-tl/illustration-tl",
             metadata=tfds.core.MetadataDict(),
         )
+
+    # TFDS prints "Downloading and preparing dataset Unknown size ..." and "...
+    # downloaded and prepared" in bold to stdout; nothing is downloaded here.
+    def _log_download_bytes(self) -> None:
+        _say(f"illustrations/{self.builder_config.name}: building into {self.data_dir}")
+
+    def _log_download_done(self) -> None:
+        pass
 
     def _download_and_prepare(self, dl_manager, download_config=None):
         try:
@@ -497,8 +511,8 @@ def _plan_noisy(manual_dir: str, config: IllustrationsConfig) -> _Plan:
 
 def _ingest(tasks, config: IllustrationsConfig, cache_dir: str, num_workers: int
             ) -> dict[str, ingestion.Ingested]:
-    logging.info("illustrations/%s: decoding %d files", config.name, len(tasks))
-    progress = lambda line: logging.info("illustrations/%s: %s", config.name, line)  # noqa: E731
+    _say(f"illustrations/{config.name}: decoding {len(tasks):,} files")
+    progress = lambda line: _say(f"illustrations/{config.name}: {line}")  # noqa: E731
     return {r.key: r for r in ingestion.ingest_many(
         tasks, config.ingest_options(), cache_dir, num_workers=num_workers,
         progress=progress)}
