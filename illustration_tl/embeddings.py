@@ -441,8 +441,8 @@ def pooled_embedding_model(model: Any, layer: str | None = None) -> tuple[Any, s
 
 def embedding_source(*, model_dir: str | None = None, backbone: str = "vgg19",
                      weights: str | None = "imagenet", image_size: int | None = None,
-                     layer: str | None = None, include_top: str = "auto", seed: int = 0
-                     ) -> EmbeddingSource:
+                     layer: str | None = None, include_top: str = "auto", seed: int = 0,
+                     resize_mode: str = "squash") -> EmbeddingSource:
     """Builds the embedding model from a trained-model folder or an ImageNet backbone.
 
     * ``model_dir``: the output of ``optimize`` (``layer_surgery.load_trained``);
@@ -452,6 +452,7 @@ def embedding_source(*, model_dir: str | None = None, backbone: str = "vgg19",
       ``include_top="auto"`` keeps the classifier top (and so fc2) when the
       weights have one at this size; a no-top file such as the shared VGG16
       conv base gives the global average pool of the last conv block.
+      ``resize_mode`` (squash or pad) is how images reach ``image_size``.
     """
     import keras
 
@@ -489,8 +490,9 @@ def embedding_source(*, model_dir: str | None = None, backbone: str = "vgg19",
         source if source == "imagenet" else f"{os.path.abspath(source)} ({file_sha256(source)})")
     recipe = {"model_dir": None, "backbone": spec.name,
               "weights": source if source in (None, "imagenet") else os.path.abspath(source),
-              "image_size": size, "layer": layer, "include_top": include_top, "seed": seed}
-    return EmbeddingSource(emb, spec.name, size, name, described, recipe=recipe)
+              "image_size": size, "layer": layer, "include_top": include_top, "seed": seed,
+              "resize_mode": resize_mode}
+    return EmbeddingSource(emb, spec.name, size, name, described, resize_mode, recipe=recipe)
 
 
 def source_from_manifest(metadata: dict[str, Any], manifest: str,

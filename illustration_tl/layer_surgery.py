@@ -377,6 +377,18 @@ def build_classifier(backbone: str, num_classes: int, *, weights: str | None = "
                    fc_units=fc_units).model
 
 
+def classifier_image_size(backbone: str, weights: str | None, requested: int | None) -> int:
+    """The input side of the unmodified ImageNet classifier (§6 baseline, its export).
+
+    With real weights a VGG-style fc top fixes the input to the backbone's native
+    side; otherwise (random init, or a pooled head) the requested side is used.
+    """
+    spec = backbones.get(backbone)
+    if weights is not None and spec.has_fc_top:
+        return spec.image_size
+    return int(requested or spec.image_size)
+
+
 def imagenet_classifier(backbone: str, weights: str | None = "imagenet",
                         image_size: int | None = None) -> Any:
     """The unmodified ImageNet classifier (the paper's baseline, §6), top included."""

@@ -23,6 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from illustration_tl import files, stages
+from illustration_tl.config_flags import setting
 from illustration_tl.errors import UserError
 
 # Paper Table 3 (top-1, top-5 on the curated test set, VGG19).
@@ -42,27 +43,42 @@ PAPER_TABLE2 = {"noisy": None, "curated": (26.50, 47.40)}
 
 @dataclasses.dataclass
 class ReproduceConfig:
-    """Everything ``reproduce`` needs; the flags of ``commands/reproduce.py`` fill it."""
+    """Everything ``reproduce`` needs. Fields with a help text are its flags
+    (:mod:`config_flags`); the training recipe is ``train_overrides`` (the
+    :class:`train.TrainConfig` flags ``optimize`` has too)."""
 
-    output_dir: str
-    curated_dir: str
-    noisy_dir: str
-    data_dir: str = ""                  # TFDS data folder; "" = <output_dir>/tfds
+    output_dir: str = setting("", "Folder for every stage's outputs; rerun with the same "
+                              "folder to resume.")
+    curated_dir: str = setting("", "Curated images: <class>/* or the authors' train/<class>/* "
+                               "+ val/<class>/* layout.")
+    noisy_dir: str = setting("", "Illustrations named by content (and Iconify JSON "
+                             "collections) for the noisy set.")
+    tfds_dir: str = setting("", "TFDS data folder (default: <output_dir>/tfds).")
     curated_options: dict = dataclasses.field(default_factory=dict)
     noisy_options: dict = dataclasses.field(default_factory=dict)
-    backbone: str = "vgg19"
-    weights: str = "auto"               # auto | imagenet | none | a local .h5 file
-    image_size: int = 224
-    batch_size: int = 32
+    backbone: str = setting("vgg19", "keras.applications backbone (vgg19, vgg16, resnet50, "
+                            "...).")
+    weights: str = setting("auto", "auto: ImageNet weights from a download or the Keras cache "
+                           "if available, else random initialization (said in one line); "
+                           "imagenet; none; or a local .h5/.weights.h5 file.")
+    image_size: int = setting(224, "Input side in pixels, for every stage.")
+    resize_mode: str = setting("squash", "squash: plain resize as the paper; pad: white "
+                               "square first. Used by every stage (training included).",
+                               choices=("squash", "pad"))
+    batch_size: int = setting(32, "Batch size of every stage (training: the global batch).")
     train_overrides: dict = dataclasses.field(default_factory=dict)  # TrainConfig fields
-    augment: bool = False
-    svm_baseline: str = "grid"          # "grid" or "kernel,C,gamma[,multiclass[,scaling]]"
-    svm_optimized: str = "grid"
-    svm_scalings: tuple = ("none",)     # grid dimension
-    svm_jobs: int = -1
-    top_k: int = 5
-    force: bool = False
-    seed: int = 0
+    augment: bool = setting(False, "Random crop and left-right mirror while training.")
+    svm_baseline: str = setting("grid", "'grid' (the paper's 64-point 3-fold search) or "
+                                "kernel,C,gamma[,ovr|ovo[,scaling]] (paper's best: "
+                                "rbf,1,1e-4,ovr).")
+    svm_optimized: str = setting("grid", "As --svm_baseline (paper's best: "
+                                 "sigmoid,10,1e-4,ovr).")
+    svm_scalings: tuple[str, ...] = setting(("none",), "Feature scalings the grid searches: "
+                                            "none, standard, l2.")
+    svm_jobs: int = setting(-1, "Parallel grid-search jobs (-1: all cores).")
+    top_k: int = setting(5, "Classes the export returns per image.")
+    force: bool = setting(False, "Rerun every stage even if up to date.")
+    seed: int = setting(0, "Seed of initialization, dropout, data order and SVM folds.")
 
 
 @dataclasses.dataclass
@@ -212,8 +228,7 @@ def _baseline_cnn(cfg: ReproduceConfig, w: Weights, ds: dict, out: str) -> None:
                       "so the 1000-way baseline cannot be scored"})
         print("  baseline CNN: n/a (weights without the classifier top)", flush=True)
         return
-    # With real top weights the classifier runs at its native size (fc1 fixes it).
-    size = spec.image_size if w.source is not None and spec.has_fc_top else cfg.image_size
+    size = layer_surgery.classifier_image_size(spec.name, w.source, cfg.image_size)
     import keras
 
     keras.utils.set_random_seed(cfg.seed)
@@ -221,7 +236,8 @@ def _baseline_cnn(cfg: ReproduceConfig, w: Weights, ds: dict, out: str) -> None:
     for config in ("curated", "noisy"):  # Table 2: both test splits; curated = Table 3 row
         scores, labels, files, info = _scores_on(
             model, ds[config]["dataset"], "test", ds[config]["data_dir"],
-            backbone=cfg.backbone, image_size=size, batch_size=cfg.batch_size)
+            backbone=cfg.backbone, image_size=size, batch_size=cfg.batch_size,
+            resize_mode=cfg.resize_mode)
         _cnn_rows(f"Baseline CNN ({config} test)" if config == "noisy" else "Baseline CNN",
                   scores, labels, files, info, out if config == "curated"
                   else os.path.join(out, "noisy"),
@@ -271,11 +287,12 @@ def _baseline_svm(cfg: ReproduceConfig, w: Weights, ds: dict, out: str) -> None:
 
     keras.utils.set_random_seed(cfg.seed)
     source = embeddings.embedding_source(backbone=cfg.backbone, weights=w.source,
-                                         image_size=cfg.image_size, seed=cfg.seed)
+                                         image_size=cfg.image_size, seed=cfg.seed,
+                                         resize_mode=cfg.resize_mode)
     _svm_stage("Baseline CNN + SVM", source, cfg, ds, cfg.svm_baseline, out)
 
 
-def _optimize(cfg: ReproduceConfig, w: Weights, ds: dict, out: str) -> None:
+def _optimize(cfg: ReproduceConfig, w: Weights, ds: dict, out: str, strategy: Any) -> None:
     from illustration_tl import train
 
     fields = {f.name for f in dataclasses.fields(train.TrainConfig)}
@@ -285,15 +302,15 @@ def _optimize(cfg: ReproduceConfig, w: Weights, ds: dict, out: str) -> None:
     config = train.TrainConfig(
         output_dir=out, backbone=cfg.backbone, weights=w.source, image_size=cfg.image_size,
         batch_size=cfg.batch_size, seed=cfg.seed, dataset=ds["noisy"]["dataset"],
-        **cfg.train_overrides)
+        resize_mode=cfg.resize_mode, **cfg.train_overrides)
     config.validate()
     data = train.tfds_data(ds["noisy"]["dataset"], ds["noisy"]["data_dir"],
                            backbone=cfg.backbone, image_size=cfg.image_size,
                            batch_size=cfg.batch_size, seed=cfg.seed, augment=cfg.augment,
                            eval_dataset=ds["curated"]["dataset"],
                            eval_data_dir=ds["curated"]["data_dir"],
-                           deterministic=config.deterministic)
-    train.optimize(config, data)
+                           deterministic=config.deterministic, resize_mode=cfg.resize_mode)
+    train.optimize(config, data, strategy=strategy)
 
 
 def _optimized_cnn(cfg: ReproduceConfig, ds: dict, model_dir: str, out: str) -> None:
@@ -451,8 +468,10 @@ def _export(cfg: ReproduceConfig, w: Weights, root: str, out: str) -> None:
     model_dir = os.path.join(root, "optimize") if best.startswith("optimized") else None
     svm_dir = os.path.join(root, best, "svm") if best.endswith("_svm") else None
     size = cfg.image_size
-    if best == "baseline_cnn" and w.source is not None:
-        size = None  # the ImageNet classifier at its native size, as in _baseline_cnn
+    if best == "baseline_cnn":  # the classifier at the size _baseline_cnn scored it
+        from illustration_tl import layer_surgery
+
+        size = layer_surgery.classifier_image_size(cfg.backbone, w.source, cfg.image_size)
     if svm_dir:  # the SVM's record of its embeddings names the model (issue 11)
         meta = export.export_from_artifacts(target, svm_dir=svm_dir, top_k=cfg.top_k,
                                             overwrite=True)
@@ -475,20 +494,38 @@ def reproduce(cfg: ReproduceConfig, log: Callable[[str], None] | None = None) ->
         if not os.path.isdir(path):
             raise UserError(f"{flag}={path!r} is not a folder of images")
     root = cfg.output_dir
+    if not root:
+        raise UserError("--output_dir is required: the folder for every stage's outputs")
     lock = stages.lock_output(root)  # one run per output folder; raises UserError if held
     try:
-        return _reproduce(cfg, root, log)
+        return _reproduce(cfg, root, log, _strategy(cfg))
     finally:
         lock.release()
 
 
-def _reproduce(cfg: ReproduceConfig, root: str, log: Callable[[str], None]) -> str:
-    data_dir = cfg.data_dir or os.path.join(root, "tfds")
+def _strategy(cfg: ReproduceConfig) -> Any:
+    """The training's ``tf.distribute`` strategy, made before any other TensorFlow op
+    (a multi-worker strategy cannot be created once TensorFlow has run)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return None
+    from illustration_tl import distribute
+
+    return distribute.make_strategy(cfg.train_overrides.get("strategy", "auto"),
+                                    tpu=cfg.train_overrides.get("tpu", ""))
+
+
+def _reproduce(cfg: ReproduceConfig, root: str, log: Callable[[str], None],
+               strategy: Any) -> str:
+    data_dir = cfg.tfds_dir or os.path.join(root, "tfds")
     run = stages.Stages(root, force=cfg.force, log=log)
     weights = resolve_weights(cfg.backbone, cfg.weights, log)
     log(f"weights: {weights.description}")
     common = {"backbone": cfg.backbone, "image_size": cfg.image_size, "seed": cfg.seed,
               "batch_size": cfg.batch_size, "weights": weights.description}
+    if cfg.resize_mode != "squash":  # keeps the stage keys of earlier squash runs
+        common["resize_mode"] = cfg.resize_mode
 
     ds_dir = run.run("datasets", {
         "curated": stages.tree_fingerprint(cfg.curated_dir), "noisy":
@@ -504,7 +541,7 @@ def _reproduce(cfg: ReproduceConfig, root: str, log: Callable[[str], None]) -> s
             lambda out: _baseline_svm(cfg, weights, ds, out), ["datasets"])
     model_dir = run.run("optimize", {**common, "train": cfg.train_overrides,
                                      "augment": cfg.augment},
-                        lambda out: _optimize(cfg, weights, ds, out), ["datasets"])
+                        lambda out: _optimize(cfg, weights, ds, out, strategy), ["datasets"])
     run.run("optimized_cnn", {}, lambda out: _optimized_cnn(cfg, ds, model_dir, out),
             ["datasets", "optimize"])
     run.run("optimized_svm", {"svm": cfg.svm_optimized, "scalings": list(cfg.svm_scalings),

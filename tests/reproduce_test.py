@@ -114,3 +114,32 @@ def test_missing_folder_is_one_clear_line(tmp_path):
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 2
     assert "--curated_dir" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_pad_reaches_every_stage_training_included(tiny_sets, tmp_path):
+    """--resize_mode=pad is how the baseline, the training data, the embeddings and the
+    export all resize (it used to train on squashed images)."""
+    out = tmp_path / "pad"
+    _reproduce(tiny_sets, out, "--resize_mode=pad")
+    config = json.loads((out / "optimize" / "model_config.json").read_text())
+    assert config["resize_mode"] == "pad"
+    for row in ("baseline_svm", "optimized_svm"):
+        meta = json.loads((out / row / "embeddings" / "test" / "metadata.json").read_text())
+        assert meta["resize_mode"] == "pad", row
+    baseline = json.loads((out / "baseline_svm" / "svm" / "svm.json").read_text())
+    assert baseline["embeddings"]["source"]["resize_mode"] == "pad"
+
+
+def test_multi_worker_strategy_is_made_before_any_stage(tiny_sets, tmp_path):
+    """The strategy is created first, so a bad one fails at once, before any stage runs."""
+    curated, noisy = tiny_sets
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    r = subprocess.run([sys.executable, "-m", "illustration_tl.commands.reproduce",
+                        f"--curated_dir={curated}", f"--noisy_dir={noisy}",
+                        f"--output_dir={tmp_path / 'mw'}", "--strategy=multi_worker"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "--strategy=multi_worker needs TF_CONFIG" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "mw" / "datasets").exists()

@@ -45,6 +45,9 @@ _LAYER = flags.DEFINE_string("layer", None, "Layer whose activations are the emb
                              "(default: fc2 with a VGG top, avg_pool for pooled heads, else the "
                              "global average pool of the last conv block). Conv layers are "
                              "global-average-pooled.")
+_RESIZE_MODE = flags.DEFINE_enum("resize_mode", "squash", ["squash", "pad"], "Without "
+                                 "--model_dir: squash (plain resize, the paper's) or pad "
+                                 "(white square first). A trained model uses its own.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
 _SHARD_SIZE = flags.DEFINE_integer("shard_size", 4096, "Embeddings per shard file (bounds "
                                    "the memory used while writing).")
@@ -61,7 +64,7 @@ def main(argv) -> int:
     source = embeddings.embedding_source(
         model_dir=_MODEL_DIR.value, backbone=_BACKBONE.value, weights=_WEIGHTS.value,
         image_size=_IMAGE_SIZE.value, layer=_LAYER.value, include_top=_INCLUDE_TOP.value,
-        seed=_SEED.value)
+        seed=_SEED.value, resize_mode=_RESIZE_MODE.value)
     print(f"embedding model: {source.backbone} at {source.image_size}px, layer {source.layer}, "
           f"weights {source.weights_source}")
     written = embeddings.embed_dataset(

@@ -1,0 +1,126 @@
+"""Absl flags generated from a stage's typed config: one definition per setting.
+
+A stage's settings live in one dataclass (``train.TrainConfig``,
+``train.TrainDataConfig``, ...). Each field is declared with :func:`setting`,
+which carries its default, its help text and, for enumerations, its choices.
+A command turns the fields it exposes into absl flags with :func:`define` and
+reads them back into the dataclass with :func:`values`, so a setting has one
+name, one default and one help text wherever it appears::
+
+    @dataclasses.dataclass
+    class EmbedConfig:
+        batch_size: int = config_flags.setting(32, "Images per batch.")
+
+    FLAGS = config_flags.define(EmbedConfig)            # in commands/embed.py
+    cfg = EmbedConfig(**config_flags.values(FLAGS))     # in its main()
+
+Presets stay flagfiles (``--preset=NAME``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+import typing
+from typing import Any, Iterable, Sequence
+
+from absl import flags
+
+__all__ = ["setting", "define", "values", "fields"]
+
+NONE_WORDS = ("", "none")
+"""Flag values that mean None for an optional setting (``--weights=none``)."""
+
+
+def setting(default: Any, help: str, *, choices: Sequence[str] | None = None) -> Any:
+    """A dataclass field with its flag's help text (and choices, for an enum flag)."""
+    metadata = {"help": help, "choices": tuple(choices) if choices else None}
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("use a tuple for a sequence setting")
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def fields(cls: type) -> dict[str, dataclasses.Field]:
+    """The fields of ``cls`` that carry a help text (those :func:`define` can expose)."""
+    return {f.name: f for f in dataclasses.fields(cls) if "help" in f.metadata}
+
+
+def _kind(cls: type, name: str) -> tuple[type, bool]:
+    """(base type, optional) of field ``name``: ``str | None`` is (str, True)."""
+    hint = typing.get_type_hints(cls, vars(sys.modules[cls.__module__]))[name]
+    args = typing.get_args(hint)
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        base = [a for a in args if a is not type(None)]
+        return base[0], len(base) < len(args)
+    if origin is tuple:
+        return tuple, False
+    return hint, False
+
+
+def define(cls: type, *, only: Iterable[str] | None = None, exclude: Iterable[str] = (),
+           defaults: dict[str, Any] | None = None,
+           flag_values: flags.FlagValues = flags.FLAGS) -> dict[str, flags.FlagHolder]:
+    """Defines one absl flag per field of ``cls`` (those with :func:`setting` metadata).
+
+    Args:
+      cls: the stage's config dataclass.
+      only: expose just these fields (default: all with a help text).
+      exclude: fields the command sets itself.
+      defaults: a command's own default for a field (e.g. ``reproduce``'s
+        ``--weights=auto``), documented in its help text as the default.
+      flag_values: the registry (tests pass their own).
+
+    Returns:
+      field name -> flag holder, for :func:`values`. The flags are registered
+      as key flags of the calling module, so ``--helpshort`` lists them.
+    """
+    module = sys._getframe(1).f_globals.get("__name__", __name__)
+    chosen = fields(cls)
+    if only is not None:
+        only = list(only)
+        unknown = [n for n in only if n not in chosen]
+        if unknown:
+            raise ValueError(f"{cls.__name__} has no setting(s) {unknown}")
+        chosen = {n: chosen[n] for n in only}
+    defaults = defaults or {}
+    holders = {}
+    for name, field in chosen.items():
+        if name in set(exclude):
+            continue
+        kind, optional = _kind(cls, name)
+        default = defaults.get(name, field.default)
+        text = field.metadata["help"]
+        kw = {"flag_values": flag_values, "module_name": module}
+        choices = field.metadata.get("choices")
+        if choices:
+            holder = flags.DEFINE_enum(name, default, list(choices), text, **kw)
+        elif kind is bool:
+            holder = flags.DEFINE_bool(name, default, text, **kw)
+        elif kind is int:
+            holder = flags.DEFINE_integer(name, default, text, **kw)
+        elif kind is float:
+            holder = flags.DEFINE_float(name, default, text, **kw)
+        elif kind is tuple:
+            holder = flags.DEFINE_list(name, list(default), text, **kw)
+        else:
+            holder = flags.DEFINE_string(name, "none" if optional and default is None
+                                         else default, text, **kw)
+        holders[name] = holder
+    return holders
+
+
+def values(holders: dict[str, flags.FlagHolder], cls: type | None = None) -> dict[str, Any]:
+    """The settings the flags hold, typed as the dataclass fields are (lists -> tuples;
+    ``none`` or empty -> None for an optional setting when ``cls`` is given)."""
+    out = {}
+    for name, holder in holders.items():
+        value = holder.value
+        if isinstance(value, list):
+            value = tuple(value)
+        if cls is not None and isinstance(value, str) and value.lower() in NONE_WORDS:
+            if _kind(cls, name)[1]:
+                value = None
+        out[name] = value
+    return out

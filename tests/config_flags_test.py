@@ -1,0 +1,82 @@
+"""Flags generated from the stages' typed configs: one definition per setting (issue 11)."""
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+from absl import flags
+
+from illustration_tl import config_flags
+
+
+@dataclasses.dataclass
+class _Config:
+    name: str = config_flags.setting("x", "A name.")
+    weights: str | None = config_flags.setting("imagenet", "Weights or 'none'.")
+    size: int = config_flags.setting(224, "Side.")
+    rate: float = config_flags.setting(0.5, "Rate.")
+    on: bool = config_flags.setting(False, "Switch.")
+    mode: str = config_flags.setting("squash", "Mode.", choices=("squash", "pad"))
+    words: tuple[str, ...] = config_flags.setting(("a",), "Words.")
+    internal: int = 3  # no help text: not a flag
+
+
+def test_define_and_values_round_trip_with_types():
+    fv = flags.FlagValues()
+    holders = config_flags.define(_Config, flag_values=fv)
+    assert set(holders) == {"name", "weights", "size", "rate", "on", "mode", "words"}
+    fv(["prog", "--size=64", "--rate=0.25", "--on", "--mode=pad", "--words=b,c",
+        "--weights=none"])
+    cfg = _Config(**config_flags.values(holders, _Config))
+    assert cfg == _Config(name="x", weights=None, size=64, rate=0.25, on=True, mode="pad",
+                          words=("b", "c"))
+    assert fv["size"].help == "Side." and fv["mode"].default == "squash"
+
+
+def test_enum_choices_and_command_defaults():
+    fv = flags.FlagValues()
+    holders = config_flags.define(_Config, only=["mode", "weights"],
+                                  defaults={"weights": "auto"}, flag_values=fv)
+    fv(["prog"])
+    assert config_flags.values(holders, _Config) == {"mode": "squash", "weights": "auto"}
+    with pytest.raises(flags.IllegalFlagValueError):
+        fv(["prog", "--mode=stretch"])
+    with pytest.raises(ValueError, match="no setting"):
+        config_flags.define(_Config, only=["nope"], flag_values=flags.FlagValues())
+
+
+def test_train_config_defaults_are_the_flag_defaults():
+    from illustration_tl import train
+
+    for cls in (train.TrainConfig, train.TrainDataConfig):
+        fv = flags.FlagValues()
+        holders = config_flags.define(cls, flag_values=fv)
+        fv(["prog"])
+        given = config_flags.values(holders, cls)
+        expected = {k: getattr(cls(), k) for k in holders}
+        assert given == expected, cls.__name__
+    # One shuffle-buffer default, in the config, the flag and tfds_data.
+    import inspect
+
+    default = inspect.signature(train.tfds_data).parameters["shuffle_buffer"].default
+    assert default == train.TrainDataConfig().shuffle_buffer
+
+
+def _helpfull(command: str) -> str:
+    r = subprocess.run([sys.executable, "-m", "illustration_tl.cli", command, "--helpfull"],
+                       capture_output=True, text=True, timeout=300)
+    return r.stdout + r.stderr
+
+
+def test_reproduce_accepts_only_flags_that_have_an_effect():
+    """The data flags of optimize (which reproduce builds itself) are not reproduce's."""
+    text = _helpfull("reproduce")
+    for ignored in ("--dataset", "--data_dir", "--train_split", "--validation_split",
+                    "--eval_dataset", "--eval_split", "--eval_data_dir", "--shuffle_buffer",
+                    "--cache", "--dry_run", "--num_classes"):
+        assert f"  {ignored}:" not in text, ignored
+    for used in ("--tfds_dir", "--resize_mode", "--strategy", "--reinit_layers",
+                 "--lr_multipliers", "--weights"):
+        assert f"  {used}:" in text, used
+    assert "(default: 'auto')" in text.split("  --weights:")[1].split("  --")[0]
