@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                   "Map clip-art file names to ImageNet classes (paper §4.1)."),
     "build": ("build", "Build the illustrations TFDS dataset (curated or noisy) "
               "from a folder (paper §4)."),
+    "select-classes": ("select_classes", "Rank a noisy set's classes (ImageNet rule, "
+                       "probe, name ambiguity) and lay out the curated set (paper §4.2)."),
     "stats": ("stats", "Images per class and split of a built dataset (paper Table 1)."),
     "baseline": ("baseline", "Score an ImageNet classifier on a dataset of ImageNet "
                  "classes: 1000-way and restricted (paper §6, Table 2)."),
@@ -33,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export", "Write CNN (+ SVM) as one SavedModel: image bytes in, "
                "top-k classes out."),
     "predict": ("predict", "Classify image files with an exported model."),
+    "evaluate": ("evaluate", "Score an exported model on a folder or manifest of images: "
+                 "top-1/top-5 per class and per group (style, source; photographs, Fig. 7)."),
     "presets": ("presets", "List the named flag presets "
                 "(`COMMAND --preset=NAME`)."),
 }

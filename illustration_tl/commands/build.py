@@ -56,6 +56,10 @@ _ICONIFY_ALIASES = flags.DEFINE_bool("iconify_aliases", None, "Include alias nam
 _ICONIFY_SIZE = flags.DEFINE_integer("iconify_size", None, "Longer side of rendered Iconify "
                                      "icons (preset 256).")
 _NUM_WORKERS = flags.DEFINE_integer("num_workers", None, "Decoding processes (0 = one per CPU).")
+_BEAM_OPTIONS = flags.DEFINE_list(
+    "beam_options", None, "Write the examples with Apache Beam (TFDS Beam mode; the tfds-cli "
+    "extra): Beam pipeline flags, e.g. --beam_options=--runner=DirectRunner or Dataflow/"
+    "Spark/Flink options. Files are still decoded by this process first.")
 
 
 def _background(text: str | None):
@@ -113,7 +117,8 @@ def main(argv) -> int:
     try:
         builder = builder_lib.build(_CONFIG.value, _MANUAL_DIR.value, _DATA_DIR.value,
                                     name=_NAME.value, overwrite=_OVERWRITE.value,
-                                    num_workers=_NUM_WORKERS.value, **opts)
+                                    num_workers=_NUM_WORKERS.value,
+                                    beam_options=_BEAM_OPTIONS.value, **opts)
     except ValueError as e:  # bad option values, empty splits, no usable images
         raise UserError(str(e).splitlines()[0]) from None
     info = builder.info

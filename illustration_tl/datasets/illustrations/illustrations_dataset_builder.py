@@ -278,16 +278,43 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             logging.info("  ... and %d more", len(skipped) - _LOGGED_SKIPS)
         logging.info("illustrations/%s: %d classes, examples %s", config.name,
                      len(class_names), report["examples"])
+        if self._use_beam:
+            return {s: self._beam_examples(s, by_split[s]) for s in splits.SPLITS}
         return {s: self._generate_examples(by_split[s]) for s in splits.SPLITS}
+
+    # TFDS's Beam mode: set when download_and_prepare gets a beam_runner or beam_options.
+    _use_beam: bool = False
+
+    def _generate_splits(self, dl_manager, download_config):
+        self._use_beam = (download_config.beam_runner is not None
+                          or download_config.beam_options is not None)
+        return super()._generate_splits(dl_manager, download_config)
 
     def _generate_examples(self, examples: Sequence[_Example]):
         noisy = self.builder_config.source == "noisy"
         for e in examples:
-            features = {"image": e.png_path, "label": e.label,
-                        "imagenet_index": e.imagenet_index, "file_name": e.file_name}
-            if noisy:
-                features["matched_words"] = e.matched_words
-            yield e.key, features
+            yield _key_features(e, noisy)
+
+    def _beam_examples(self, split: str, examples: Sequence[_Example]):
+        """The same ``(key, features)`` as :meth:`_generate_examples`, as a Beam
+        PTransform: encoding, shuffling and writing the examples run on the Beam
+        runner (Dataflow, Spark, Flink, or DirectRunner locally). Files are decoded
+        by the driver first (into the dataset's ingest cache, which a remote runner's
+        workers must be able to read)."""
+        import apache_beam as beam
+
+        noisy = self.builder_config.source == "noisy"
+        return (f"Create_{split}" >> beam.Create(list(examples))
+                | f"Features_{split}" >> beam.Map(_key_features, noisy))
+
+
+def _key_features(e: _Example, noisy: bool) -> tuple[str, dict[str, Any]]:
+    """One example's key and features (the plain and the Beam build share it)."""
+    features = {"image": e.png_path, "label": e.label,
+                "imagenet_index": e.imagenet_index, "file_name": e.file_name}
+    if noisy:
+        features["matched_words"] = e.matched_words
+    return e.key, features
 
 
 PRESETS = {c.name: c for c in (CURATED, NOISY)}
@@ -295,7 +322,8 @@ PRESETS = {c.name: c for c in (CURATED, NOISY)}
 
 def build(config: str, manual_dir: str, data_dir: str | None = None, *,
           name: str | None = None, overwrite: bool = False, num_workers: int | None = None,
-          flag: str = "--manual_dir", **options: Any) -> tfds.core.DatasetBuilder:
+          flag: str = "--manual_dir", beam_options: Sequence[str] | None = None,
+          **options: Any) -> tfds.core.DatasetBuilder:
     """``tfds build`` for people who don't know TFDS: builds (or reuses) one config.
 
     Args:
@@ -308,6 +336,9 @@ def build(config: str, manual_dir: str, data_dir: str | None = None, *,
         the old one and replaces it only once complete.
       num_workers: decoding processes (0 = one per CPU; None = the config's).
       flag: how error messages name ``manual_dir``.
+      beam_options: Apache Beam pipeline flags (``["--runner=DirectRunner"]``,
+        Dataflow/Spark/Flink options): write the examples with TFDS's Beam mode
+        (needs the ``tfds-cli`` extra). None: the plain in-process build.
       **options: :class:`IllustrationsConfig` fields that differ from the preset
         (values equal to the preset's are ignored).
 
@@ -337,9 +368,9 @@ def build(config: str, manual_dir: str, data_dir: str | None = None, *,
     builder = Builder(config=chosen, data_dir=data_dir)
     builder.ingest_workers = num_workers
     if overwrite and os.path.isdir(builder.data_dir):
-        return _rebuild_then_swap(builder, chosen, manual_dir, num_workers)
+        return _rebuild_then_swap(builder, chosen, manual_dir, num_workers, beam_options)
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir=manual_dir,
+        manual_dir=manual_dir, beam_options=_pipeline_options(beam_options),
         download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
     return builder
 
@@ -354,8 +385,21 @@ def _check_not_empty(manual_dir: str, flag: str) -> None:
                     "your images (curated: one folder per class)")
 
 
+def _pipeline_options(flags: Sequence[str] | None) -> Any:
+    """Beam ``PipelineOptions`` from command-line style flags, or None."""
+    if not flags:
+        return None
+    try:
+        from apache_beam.options.pipeline_options import PipelineOptions
+    except ImportError:
+        raise UserError("--beam_options needs Apache Beam: pip install "
+                        "'illustration-tl[tfds-cli]'") from None
+    return PipelineOptions(list(flags))
+
+
 def _rebuild_then_swap(old: Builder, config: Any, manual_dir: str,
-                       num_workers: int | None) -> Builder:
+                       num_workers: int | None, beam_options: Sequence[str] | None = None
+                       ) -> Builder:
     """``--overwrite`` of an existing dataset: the new one is built beside it, and only
     when it is complete does it replace the old one (which a failed build leaves as
     it was)."""
@@ -366,7 +410,7 @@ def _rebuild_then_swap(old: Builder, config: Any, manual_dir: str,
         fresh = Builder(config=config, data_dir=staging)
         fresh.ingest_workers = num_workers
         fresh.download_and_prepare(download_config=tfds.download.DownloadConfig(
-            manual_dir=manual_dir))
+            manual_dir=manual_dir, beam_options=_pipeline_options(beam_options)))
         files.replace_dir(os.fspath(fresh.data_dir), final_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,633 @@
+"""Choosing the curated classes from a noisy set (paper §4.2).
+
+The paper built its curated set by classifying the noisy set with the ImageNet
+network, ranking the classes by how often the network recognized their images
+(top-1/top-5), and keeping the best ones that had no ambiguity of meaning
+(``crane`` the bird and the machine, ``hot dog``), before topping them up and
+checking them by hand. :func:`select_classes` does the ranking and the first
+cut, and prepares the manual pass:
+
+* **ImageNet rule** (the paper's, needs the classifier top): for each class,
+  the share of its images whose 1000-way prediction has the class at rank 1
+  (``imagenet_top1``) or within the top 5 (``imagenet_top5``). Without a top
+  (e.g. a conv-base-only weights file) the columns are empty and the report
+  says why.
+* **Probe rule** (needs only a conv base): a linear (logistic regression) or
+  kNN probe on the pooled embeddings, cross-validated with folds grouped by
+  image (an image copied into several classes never sits on both sides).
+  ``probe_precision``: of the images the probe assigns to the class, the share
+  that carry the class; ``probe_recall``: of the class's images, the share the
+  probe assigns to it; ``probe_f1``.
+* **Name-mapping ambiguity**: how many of a class's images were also copied
+  into other kept classes (``shared_images``, ``shared_fraction``), by which
+  words and into which classes, and which of its matching words name more
+  than one ImageNet class (``ambiguous_words``, e.g. ``crane:2``).
+
+A class is selected when it has at least ``min_images`` images and a
+``shared_fraction`` of at most ``max_shared``, best ``rank_by`` first, up to
+``num_classes``. Outputs (one folder, written with :mod:`illustration_tl.outputs`):
+
+* ``ranking.md`` / ``ranking.csv``: every class, ranked;
+* ``selection.json``: the options, timings and the selected classes;
+* ``contact_sheets/<class>.png``: thumbnails of each selected class's images;
+* ``curated/<class>/<image>.png``: the selected classes as a flat curated
+  layout, which ``illustration-tl build --config=curated
+  --manual_dir=OUT/curated`` reads directly. The images are the noisy
+  dataset's stored pixels (already decoded, alpha on white); an image that
+  lands in two selected classes is left out and listed in
+  ``curated_dropped.csv``. Delete what the manual pass rejects, add images,
+  then build.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import dataclasses
+import io
+import json
+import os
+import re
+import sys
+import time
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from illustration_tl import imagenet, name_mapping, outputs
+from illustration_tl.errors import UserError
+
+OUTPUT_MARKER = "select-classes"
+RANK_KEYS = ("auto", "imagenet_top1", "imagenet_top5", "probe_precision", "probe_recall",
+             "probe_f1")
+PROBES = ("logistic", "knn")
+CSV_COLUMNS = ("rank", "wnid", "name", "images", "imagenet_top1", "imagenet_top5",
+               "probe_precision", "probe_recall", "probe_f1", "shared_images",
+               "shared_fraction", "shared_with", "sharing_words", "ambiguous_words",
+               "selected", "reason")
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@dataclasses.dataclass
+class NoisyExamples:
+    """The examples of a noisy dataset: one row per (image, class) copy."""
+
+    file_names: list[str]          # per example
+    labels: np.ndarray             # int64 per example, index into class_names
+    matched_words: list[str]       # per example, space-separated
+    class_names: list[str]         # wnids, in label order
+    class_indices: list[int]       # ImageNet index per class
+
+    def images(self) -> list[str]:
+        """The distinct image file names, in first-seen order."""
+        return list(dict.fromkeys(self.file_names))
+
+
+# --- Scores -------------------------------------------------------------------------------
+
+def imagenet_rule(scores_1000: np.ndarray, image_of_example: np.ndarray, labels: np.ndarray,
+                  class_indices: Sequence[int]) -> dict[int, tuple[float, float]]:
+    """The paper's rule: per class, the share of its examples whose 1000-way scores rank
+    the class's ImageNet index first (top-1) or within the top 5. Ties count against it.
+
+    ``scores_1000[i]``: scores of image ``i``; ``image_of_example[e]``: the image of
+    example ``e``; ``labels[e]``: its class (index into ``class_indices``).
+    """
+    scores = np.asarray(scores_1000)[np.asarray(image_of_example)]
+    target = np.asarray(class_indices, dtype=np.int64)[np.asarray(labels)]
+    true = scores[np.arange(len(target)), target][:, None]
+    rank = (scores >= true).sum(axis=1) - 1
+    out = {}
+    for c in np.unique(labels):
+        mask = labels == c
+        out[int(c)] = (float(np.mean(rank[mask] < 1)), float(np.mean(rank[mask] < 5)))
+    return out
+
+
+def probe_rule(features: np.ndarray, image_of_example: np.ndarray, labels: np.ndarray,
+               num_classes: int, *, probe: str = "logistic", folds: int = 5, seed: int = 0,
+               progress: Any = None) -> dict[int, tuple[float, float, float]]:
+    """Cross-validated probe on image embeddings: per class (precision, recall, f1).
+
+    Each image is predicted once, by a probe trained on the folds that do not hold
+    it (folds group the copies of an image). A prediction counts for a class's
+    precision when the image carries that class among its labels.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import Normalizer, StandardScaler
+
+    if probe not in PROBES:
+        raise UserError(f"--probe={probe!r}: choose from {', '.join(PROBES)}")
+    features = np.asarray(features, dtype=np.float32)
+    image_of_example = np.asarray(image_of_example)
+    labels = np.asarray(labels, dtype=np.int64)
+    n_images = len(features)
+    n_splits = min(max(folds, 2), n_images)
+    if n_splits < 2:
+        raise UserError("the probe needs at least 2 images")
+    predicted = np.full(n_images, -1, dtype=np.int64)
+    gkf = GroupKFold(n_splits=n_splits)
+    x_ex = features[image_of_example]
+    for fold, (train, held) in enumerate(gkf.split(x_ex, labels, groups=image_of_example)):
+        if probe == "logistic":
+            model = make_pipeline(Normalizer(), StandardScaler(),
+                                  LogisticRegression(C=0.1, max_iter=500, random_state=seed))
+        else:
+            model = make_pipeline(Normalizer(), KNeighborsClassifier(
+                n_neighbors=min(5, len(train)), weights="distance"))
+        model.fit(x_ex[train], labels[train])
+        held_images = np.unique(image_of_example[held])
+        predicted[held_images] = model.predict(features[held_images])
+        if progress:
+            progress(f"probe fold {fold + 1}/{n_splits}")
+    label_sets: list[set[int]] = [set() for _ in range(n_images)]
+    for img, c in zip(image_of_example, labels):
+        label_sets[img].add(int(c))
+    out = {}
+    for c in range(num_classes):
+        members = np.array([c in s for s in label_sets])
+        assigned = predicted == c
+        hits = int(np.sum(members & assigned))
+        precision = hits / int(assigned.sum()) if assigned.any() else 0.0
+        recall = hits / int(members.sum()) if members.any() else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        out[c] = (precision, recall, f1)
+    return out
+
+
+def ambiguity(examples: NoisyExamples, mapper: name_mapping.NameMapper | None = None
+              ) -> dict[int, dict[str, Any]]:
+    """Per class: images shared with other kept classes, by which words, into which
+    classes; and its matching words that name more than one ImageNet class."""
+    mapper = mapper or name_mapping.NameMapper()
+    classes_of: dict[str, set[int]] = collections.defaultdict(set)
+    words_of: dict[tuple[str, int], list[str]] = {}
+    for f, c, w in zip(examples.file_names, examples.labels, examples.matched_words):
+        classes_of[f].add(int(c))
+        words_of[(f, int(c))] = w.split()
+    word_classes: dict[str, int] = {}
+    out = {}
+    for c in range(len(examples.class_names)):
+        mine = [f for f, cs in classes_of.items() if c in cs]
+        shared = [f for f in mine if len(classes_of[f]) > 1]
+        sharing_words: collections.Counter = collections.Counter()
+        shared_with: collections.Counter = collections.Counter()
+        all_words: collections.Counter = collections.Counter()
+        for f in mine:
+            all_words.update(words_of[(f, c)])
+        for f in shared:
+            sharing_words.update(words_of[(f, c)])
+            shared_with.update(examples.class_names[o] for o in classes_of[f] if o != c)
+        ambiguous = {}
+        for w in all_words:
+            if w not in word_classes:
+                word_classes[w] = len(mapper.match(w))
+            if word_classes[w] > 1:
+                ambiguous[w] = word_classes[w]
+        out[c] = {"images": len(mine), "shared_images": len(shared),
+                  "shared_fraction": len(shared) / len(mine) if mine else 0.0,
+                  "sharing_words": sharing_words, "shared_with": shared_with,
+                  "ambiguous_words": ambiguous}
+    return out
+
+
+# --- Ranking ------------------------------------------------------------------------------
+
+def _name(wnid: str) -> str:
+    try:
+        return imagenet.by_wnid(wnid).name
+    except KeyError:
+        return wnid
+
+
+def _top(counter: collections.Counter, n: int = 4, names: bool = False) -> str:
+    items = counter.most_common(n)
+    text = " ".join(f"{_name(k) if names else k}:{v}" for k, v in items)
+    return text + (" ..." if len(counter) > n else "")
+
+
+def rank_classes(examples: NoisyExamples, *, imagenet_scores: dict | None,
+                 probe_scores: dict | None, amb: dict, rank_by: str = "auto",
+                 num_classes: int = 23, max_shared: float = 0.25, min_images: int = 10
+                 ) -> tuple[list[dict[str, Any]], str]:
+    """Rows of the ranking (best first) with ``selected`` and ``reason``, and the key
+    ranked by."""
+    if rank_by not in RANK_KEYS:
+        raise UserError(f"--rank_by={rank_by!r}: choose from {', '.join(RANK_KEYS)}")
+    if rank_by == "auto":
+        rank_by = "imagenet_top1" if imagenet_scores else "probe_precision"
+    if rank_by.startswith("imagenet") and not imagenet_scores:
+        raise UserError(f"--rank_by={rank_by}: the ImageNet rule needs the classifier top; use "
+                        "weights with a top (--include_top=yes) or --rank_by=probe_precision")
+    if rank_by.startswith("probe") and not probe_scores:
+        raise UserError(f"--rank_by={rank_by}: the probe was not run (--probe=none)")
+    rows = []
+    for c, wnid in enumerate(examples.class_names):
+        a = amb[c]
+        row = {"wnid": wnid, "name": _name(wnid), "images": a["images"],
+               "imagenet_top1": None, "imagenet_top5": None, "probe_precision": None,
+               "probe_recall": None, "probe_f1": None, "shared_images": a["shared_images"],
+               "shared_fraction": round(a["shared_fraction"], 4),
+               "shared_with": _top(a["shared_with"], names=True),
+               "sharing_words": _top(a["sharing_words"]),
+               "ambiguous_words": " ".join(f"{w}:{n}" for w, n in sorted(
+                   a["ambiguous_words"].items())), "label": c}
+        if imagenet_scores:
+            row["imagenet_top1"], row["imagenet_top5"] = (
+                round(v, 4) for v in imagenet_scores[c])
+        if probe_scores:
+            row["probe_precision"], row["probe_recall"], row["probe_f1"] = (
+                round(v, 4) for v in probe_scores[c])
+        rows.append(row)
+    rows.sort(key=lambda r: (-(r[rank_by] or 0.0), -(r["probe_f1"] or 0.0), -r["images"],
+                             r["wnid"]))
+    chosen = 0
+    for i, row in enumerate(rows):
+        row["rank"] = i + 1
+        if row["images"] < min_images:
+            row["selected"], row["reason"] = False, f"fewer than {min_images} images"
+        elif row["shared_fraction"] > max_shared:
+            row["selected"], row["reason"] = False, (
+                f"{100 * row['shared_fraction']:.0f}% of images shared with other classes "
+                f"(> {100 * max_shared:.0f}%)")
+        elif chosen >= num_classes:
+            row["selected"], row["reason"] = False, f"below the best {num_classes}"
+        else:
+            chosen += 1
+            row["selected"], row["reason"] = True, f"rank {chosen} by {rank_by}"
+    return rows, rank_by
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else ""
+    if isinstance(value, float):
+        return f"{100 * value:.1f}%" if value <= 1.0 else f"{value:.3f}"
+    return str(value).replace("|", "\\|")
+
+
+def markdown(rows: Sequence[dict[str, Any]], rank_by: str, notes: Sequence[str] = ()) -> str:
+    cols = [c for c in CSV_COLUMNS if c != "reason"] + ["reason"]
+    lines = [f"# Class ranking (by {rank_by})", ""] + [f"- {n}" for n in notes]
+    if notes:
+        lines.append("")
+    lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(rows: Sequence[dict[str, Any]], path: str) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(CSV_COLUMNS), extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in CSV_COLUMNS})
+
+
+# --- Images: contact sheets and the curated layout ---------------------------------------
+
+def folder_name(wnid: str) -> str:
+    """The curated folder of a class: its ImageNet name when that name finds this very
+    class again (so ``build --config=curated`` keeps the ImageNet index), else the wnid."""
+    name = _name(wnid)
+    found = imagenet.find(name)
+    safe = re.sub(r"[^\w\- ]+", "_", name).strip() or wnid
+    if found is not None and found.wnid == wnid and imagenet.find(safe) is found:
+        return safe
+    return wnid
+
+
+def image_file_name(file_name: str, taken: set[str]) -> str:
+    """A flat, safe ``.png`` name for a dataset file name (``a/b c.svg`` -> ``a_b_c.png``)."""
+    stem, ext = os.path.splitext(file_name)
+    stem = stem if ext and 1 < len(ext) <= 5 and ext[1:].isalnum() else file_name
+    base = re.sub(r"[^\w\-.]+", "_", stem).strip("._")[:120] or "image"
+    name, i = f"{base}.png", 1
+    while name in taken:
+        i += 1
+        name = f"{base}_{i}.png"
+    taken.add(name)
+    return name
+
+
+def contact_sheet(images: Sequence[tuple[str, bytes]], title: str, path: str, *,
+                  tile: int = 96, columns: int = 10) -> None:
+    """A PNG grid of thumbnails (file name under each) for the manual pass."""
+    from PIL import Image, ImageDraw
+
+    label_h, head = 12, 24
+    rows = max(1, -(-len(images) // columns))
+    sheet = Image.new("RGB", (columns * tile, head + rows * (tile + label_h)), "white")
+    draw = ImageDraw.Draw(sheet)
+    draw.text((4, 6), title, fill="black")
+    for i, (name, data) in enumerate(images):
+        x, y = (i % columns) * tile, head + (i // columns) * (tile + label_h)
+        try:
+            img = Image.open(io.BytesIO(data)).convert("RGB")
+        except Exception:  # noqa: BLE001 - the dataset's own PNGs; never fatal here
+            continue
+        img.thumbnail((tile - 4, tile - 4))
+        sheet.paste(img, (x + (tile - img.width) // 2, y + (tile - img.height) // 2))
+        draw.text((x + 2, y + tile), os.path.basename(name)[:15], fill="gray")
+    sheet.save(path, optimize=True)
+
+
+# --- Reading the dataset and running the model --------------------------------------------
+
+def read_noisy(dataset: str, data_dir: str | None, splits: Sequence[str]
+               ) -> tuple[NoisyExamples, Any]:
+    """Every example of ``splits`` without the pixels, and the dataset's info."""
+    import tensorflow_datasets as tfds
+
+    from illustration_tl import input_pipeline
+
+    builder = input_pipeline.open_builder(dataset, data_dir)
+    info = builder.info
+    if "matched_words" not in info.features:
+        raise UserError(f"--dataset={dataset} is not a noisy dataset (no matched_words); "
+                        "select classes from a `build --config=noisy` dataset")
+    missing = [s for s in splits if s not in info.splits]
+    if missing:
+        raise UserError(f"--splits: {', '.join(missing)} not in {dataset} "
+                        f"(has {', '.join(sorted(info.splits))})")
+    files_, labels, words = [], [], []
+    for s in splits:
+        ds = builder.as_dataset(split=s, decoders={"image": tfds.decode.SkipDecoding()})
+        ds = ds.map(lambda e: {k: e[k] for k in ("file_name", "label", "matched_words")})
+        for e in tfds.as_numpy(ds):
+            files_.append(e["file_name"].decode("utf-8"))
+            labels.append(int(e["label"]))
+            words.append(e["matched_words"].decode("utf-8"))
+    names = input_pipeline.class_names(info)
+    return NoisyExamples(files_, np.asarray(labels, np.int64), words, names,
+                         input_pipeline.imagenet_indices(info)), builder
+
+
+def iter_images(builder: Any, splits: Sequence[str], wanted: set[str] | None = None
+                ) -> Iterable[tuple[str, bytes]]:
+    """``(file_name, png bytes)`` of each distinct image (first copy), optionally only
+    those in ``wanted``."""
+    import tensorflow_datasets as tfds
+
+    seen: set[str] = set()
+    for s in splits:
+        ds = builder.as_dataset(split=s, decoders={"image": tfds.decode.SkipDecoding()})
+        ds = ds.map(lambda e: (e["file_name"], e["image"]))
+        for name, data in tfds.as_numpy(ds):
+            name = name.decode("utf-8")
+            if name in seen or (wanted is not None and name not in wanted):
+                continue
+            seen.add(name)
+            yield name, data
+
+
+@dataclasses.dataclass
+class Models:
+    """The networks that score the images: an embedding model (conv base or fc2) and,
+    when the classifier top exists, the 1000-way classifier in the same forward pass."""
+
+    model: Any            # outputs [embedding] or [embedding, predictions]
+    backbone: str
+    image_size: int
+    layer: str
+    has_top: bool
+    weights_source: str
+
+
+def build_models(*, backbone: str = "vgg16", weights: str | None = "imagenet",
+                 image_size: int | None = None, include_top: str = "auto",
+                 layer: str | None = None, seed: int = 0) -> Models:
+    """The scoring networks. ``include_top``: ``yes`` builds the ImageNet classifier
+    (the paper's rule), ``no`` only the conv base, ``auto`` the top when the weights
+    have one at this size (``imagenet`` at the native size, or a with-top file)."""
+    import keras
+
+    from illustration_tl import backbones, embeddings, layer_surgery
+
+    spec = backbones.get(backbone)
+    source = layer_surgery._weights_arg(weights)
+    size = int(image_size or spec.image_size)
+    if include_top not in ("auto", "yes", "no"):
+        raise UserError(f"--include_top={include_top!r}: choose auto, yes or no")
+    if include_top == "auto":
+        if source == "imagenet":
+            top = size == spec.image_size
+        elif source is None:
+            top = False
+        else:
+            top = layer_surgery.weights_file_top(source) is not None
+    else:
+        top = include_top == "yes"
+    keras.utils.set_random_seed(seed)
+    if top:
+        full = layer_surgery.imagenet_classifier(spec.name, source, size)
+        if "predictions" not in {x.name for x in full.layers}:
+            raise UserError(f"{spec.name} has no `predictions` layer; use --include_top=no")
+        emb, name = embeddings.pooled_embedding_model(full, layer)
+        model = keras.Model(full.inputs, [emb.output, full.get_layer("predictions").output])
+    else:
+        base = spec.application()(include_top=False, weights=source,
+                                  input_shape=(size, size, 3))
+        model, name = embeddings.pooled_embedding_model(base, layer)
+    described = "random-init" if source is None else (
+        source if source == "imagenet" else os.path.abspath(source))
+    return Models(model, spec.name, size, name, top, described)
+
+
+def score_images(models: Models, images: Iterable[tuple[str, bytes]], total: int,
+                 batch_size: int = 32) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+    """Embeddings (and 1000-way scores with a top) of each image, decoded as training
+    decodes dataset images."""
+    import tensorflow as tf
+
+    from illustration_tl import backbones, embeddings, input_pipeline
+
+    spec = backbones.get(models.backbone)
+    progress = embeddings.Progress("select-classes: embed", total, interval=10.0)
+    names, embs, preds = [], [], []
+    batch_names: list[str] = []
+    batch_px: list[Any] = []
+
+    def flush() -> None:
+        if not batch_px:
+            return
+        x = spec.preprocess_input(tf.stack(batch_px))
+        out = models.model.predict_on_batch(x)
+        if models.has_top:
+            embs.append(np.asarray(out[0], np.float32))
+            preds.append(np.asarray(out[1], np.float32))
+        else:
+            embs.append(np.asarray(out, np.float32))
+        names.extend(batch_names)
+        progress.update(len(batch_px))
+        batch_names.clear()
+        batch_px.clear()
+
+    for name, data in images:
+        img = tf.io.decode_png(data, channels=3)
+        batch_px.append(input_pipeline.resize(img[None], models.image_size, "squash")[0])
+        batch_names.append(name)
+        if len(batch_px) >= batch_size:
+            flush()
+    flush()
+    progress.update(0, force=True)
+    if not embs:
+        raise UserError("the dataset has no images to score")
+    emb = np.concatenate(embs)
+    if emb.ndim != 2:
+        raise UserError(f"the embedding layer outputs shape {emb.shape[1:]}; pick a dense or "
+                        "pooled --layer")
+    return names, emb, (np.concatenate(preds) if preds else None)
+
+
+# --- The command --------------------------------------------------------------------------
+
+def _mapper_for(info: Any) -> name_mapping.NameMapper:
+    opts = dict((info.metadata or {}).get("options") or {})
+    try:
+        return name_mapping.NameMapper(name_mapping.MappingOptions.create(
+            min_token_length=int(opts.get("min_token_length", 1)),
+            fold_plurals=bool(opts.get("fold_plurals", False)),
+            ignore=tuple(opts.get("ignore") or ()),
+            extra_ignore_words=tuple(opts.get("ignore_words") or ()),
+            phrase_mode=bool(opts.get("phrase_mode", False))))
+    except ValueError:
+        return name_mapping.NameMapper()
+
+
+def select_classes(*, dataset: str, output: str, data_dir: str | None = None,
+                   splits: Sequence[str] = ("train", "validation", "test"),
+                   backbone: str = "vgg16", weights: str | None = "imagenet",
+                   image_size: int | None = None, include_top: str = "auto",
+                   layer: str | None = None, probe: str = "logistic", folds: int = 5,
+                   rank_by: str = "auto", num_classes: int = 23, max_shared: float = 0.25,
+                   min_images: int = 10, sheet_max: int = 100, batch_size: int = 32,
+                   seed: int = 0, overwrite: bool = False) -> dict[str, Any]:
+    """Ranks the classes of a noisy dataset and writes the selection (see module doc).
+    Returns the summary written to ``selection.json``."""
+    started = time.monotonic()
+    if probe not in PROBES + ("none",):
+        raise UserError(f"--probe={probe!r}: choose from {', '.join(PROBES)} or none")
+    if rank_by not in RANK_KEYS:
+        raise UserError(f"--rank_by={rank_by!r}: choose from {', '.join(RANK_KEYS)}")
+    if not 0.0 <= max_shared <= 1.0:
+        raise UserError(f"--max_shared={max_shared}: a fraction in 0..1")
+    if num_classes < 1:
+        raise UserError(f"--num_classes={num_classes}: at least 1")
+    outputs.prepare_output(output, overwrite=overwrite, marker=OUTPUT_MARKER)
+    examples, builder = read_noisy(dataset, data_dir, splits)
+    images = examples.images()
+    _say(f"select-classes: {dataset}: {len(examples.class_names)} classes, "
+         f"{len(images):,} images, {len(examples.file_names):,} examples")
+    models = build_models(backbone=backbone, weights=weights, image_size=image_size,
+                          include_top=include_top, layer=layer, seed=seed)
+    _say(f"select-classes: {models.backbone} at {models.image_size}px, embedding "
+         f"{models.layer}, weights {models.weights_source}, "
+         f"{'with' if models.has_top else 'without'} the ImageNet classifier top")
+    names, emb, preds = score_images(models, iter_images(builder, splits), len(images),
+                                     batch_size)
+    index = {n: i for i, n in enumerate(names)}
+    image_of = np.asarray([index[f] for f in examples.file_names], np.int64)
+    notes = []
+    imagenet_scores = None
+    if preds is not None and preds.shape[1] == imagenet.NUM_CLASSES:
+        imagenet_scores = imagenet_rule(preds, image_of, examples.labels, examples.class_indices)
+    else:
+        notes.append("imagenet_top1/top5 n/a: the backbone has no ImageNet classifier top "
+                     f"({models.weights_source}); the paper's rule needs weights with a top, "
+                     "ranking uses the probe")
+    probe_scores = None
+    t_probe = time.monotonic()
+    if probe != "none":
+        probe_scores = probe_rule(emb, image_of, examples.labels, len(examples.class_names),
+                                  probe=probe, folds=folds, seed=seed,
+                                  progress=lambda s: _say(f"select-classes: {s}"))
+    t_probe = time.monotonic() - t_probe
+    amb = ambiguity(examples, _mapper_for(builder.info))
+    rows, used = rank_classes(examples, imagenet_scores=imagenet_scores,
+                              probe_scores=probe_scores, amb=amb, rank_by=rank_by,
+                              num_classes=num_classes, max_shared=max_shared,
+                              min_images=min_images)
+    selected = [r for r in rows if r["selected"]]
+    if not selected:
+        notes.append("no class passed the filters: loosen --max_shared or --min_images")
+    notes.append(f"probe: {probe}, {folds}-fold cross-validation grouped by image"
+                 if probe != "none" else "probe: not run")
+    notes.append("ambiguity: shared = images also copied into another kept class; "
+                 "ambiguous_words = matching words naming several ImageNet classes")
+    sel_labels = {r["label"] for r in selected}
+    classes_of: dict[str, set[int]] = collections.defaultdict(set)
+    for f, c in zip(examples.file_names, examples.labels):
+        classes_of[f].add(int(c))
+    members: dict[int, list[str]] = collections.defaultdict(list)
+    dropped = []
+    for f in images:
+        hit = classes_of[f] & sel_labels
+        if len(hit) == 1:
+            members[hit.pop()].append(f)
+        elif len(hit) > 1:
+            dropped.append((f, " ".join(examples.class_names[c] for c in sorted(hit))))
+    wanted = {f for fs in members.values() for f in fs}
+    summary = {
+        "dataset": dataset, "data_dir": os.path.abspath(data_dir) if data_dir else None,
+        "splits": list(splits), "classes": len(examples.class_names), "images": len(images),
+        "examples": len(examples.file_names), "backbone": models.backbone,
+        "image_size": models.image_size, "layer": models.layer,
+        "weights": models.weights_source, "imagenet_rule": imagenet_scores is not None,
+        "probe": probe, "folds": folds, "rank_by": used, "num_classes": num_classes,
+        "max_shared": max_shared, "min_images": min_images, "notes": notes,
+        "selected": [{"wnid": r["wnid"], "name": r["name"], "folder": folder_name(r["wnid"]),
+                      "images": len(members[r["label"]])} for r in selected],
+        "curated_dropped_images": len(dropped),
+    }
+    with outputs.writing(output, overwrite=overwrite, marker=OUTPUT_MARKER) as tmp:
+        with open(os.path.join(tmp, "ranking.md"), "w", encoding="utf-8") as f:
+            f.write(markdown(rows, used, notes))
+        write_csv(rows, os.path.join(tmp, "ranking.csv"))
+        with open(os.path.join(tmp, "curated_dropped.csv"), "w", newline="",
+                  encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["file_name", "selected_classes"])
+            w.writerows(dropped)
+        sheets = os.path.join(tmp, "contact_sheets")
+        curated = os.path.join(tmp, "curated")
+        os.makedirs(sheets)
+        os.makedirs(curated)
+        folder_of = {r["label"]: folder_name(r["wnid"]) for r in selected}
+        label_of = {f: c for c, fs in members.items() for f in fs}
+        taken: dict[int, set[str]] = collections.defaultdict(set)
+        thumbs: dict[int, list[tuple[str, bytes]]] = collections.defaultdict(list)
+        for c in folder_of:
+            os.makedirs(os.path.join(curated, folder_of[c]))
+        done = 0
+        for name, data in iter_images(builder, splits, wanted):
+            c = label_of[name]
+            target = os.path.join(curated, folder_of[c], image_file_name(name, taken[c]))
+            with open(target, "xb") as f:
+                f.write(data)
+            if len(thumbs[c]) < sheet_max:
+                thumbs[c].append((name, data))
+            done += 1
+            if done % 500 == 0:
+                _say(f"select-classes: wrote {done:,}/{len(wanted):,} curated images")
+        for r in selected:
+            c = r["label"]
+            contact_sheet(thumbs[c], f"{r['name']} ({r['wnid']}): {len(members[c])} images"
+                          + (f", first {sheet_max} shown" if len(members[c]) > sheet_max
+                             else ""), os.path.join(sheets, f"{folder_of[c]}.png"))
+        summary["seconds"] = {"total": round(time.monotonic() - started, 1),
+                              "probe": round(t_probe, 1)}
+        with open(os.path.join(tmp, "selection.json"), "w", encoding="utf-8") as f:
+            json.dump(summary, f, indent=1)
+    _say(f"select-classes: {len(selected)} classes selected; build the curated set with "
+         f"`illustration-tl build --config=curated --manual_dir={os.path.join(output, 'curated')}`")
+    return summary

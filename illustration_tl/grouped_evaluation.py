@@ -1,0 +1,309 @@
+"""Scoring an exported classifier on a folder of images, per class and per group.
+
+The paper reports accuracy per class (Table 4) and shows that the optimized
+network still recognizes photographs (Fig. 7); users also want accuracy by
+drawing style or source (colour versus line art, one icon set versus another,
+paper Fig. 1). :func:`evaluate` scores an export (``illustration-tl export``)
+on images given as
+
+* a folder ``DIR/<class>/*``, or grouped ``DIR/<group>/<class>/*`` (any depth:
+  the class is the folder holding the file, and ``group_by=N`` names the
+  folder level ``N`` from the top, 0 first);
+* a CSV manifest with columns ``file`` (relative to the images folder, else to
+  the manifest's folder), ``label`` and any others, one of which
+  ``group_by`` names (``--group_by=style``).
+
+A label is matched to the model's classes by name (case, ``_`` and spaces
+ignored) or through ImageNet (a wnid or any synonym of the same ImageNet
+class, e.g. a ``tabby`` folder for a model whose class is ``n02123045``).
+Images without a label (files directly in the folder, an empty ``label``) or
+with a label the model does not know are still classified and listed in
+``predictions.csv``, but not scored: a folder of photographs of any subject
+gives the network's top-5 for each (Fig. 7).
+
+Outputs (a new folder, written with :mod:`illustration_tl.outputs`):
+``evaluation.json``, ``evaluation.md``, ``predictions.csv``, ``confusion.png``
+and ``result/`` (an :class:`~illustration_tl.evaluation.EvalResult` that
+``illustration-tl report`` reads). Top-5 is reported only with more than 5 classes.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import sys
+from typing import Any, Sequence
+
+import numpy as np
+
+from illustration_tl import evaluation, files, imagenet, outputs
+from illustration_tl.errors import UserError
+
+OUTPUT_MARKER = "evaluate"
+UNLABELLED = ""
+
+
+@dataclasses.dataclass
+class Item:
+    """One image to classify: its path, shown name, label text and group."""
+
+    path: str
+    name: str
+    label: str = UNLABELLED
+    group: str = ""
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _level(group_by: str | None) -> int | None:
+    if group_by is None or group_by == "":
+        return None
+    try:
+        level = int(group_by)
+    except ValueError:
+        raise UserError(f"--group_by={group_by}: without --manifest give a folder level "
+                        "(0 = the top folder under --images); column names need --manifest"
+                        ) from None
+    if level < 0:
+        raise UserError(f"--group_by={group_by}: a folder level is 0 or more")
+    return level
+
+
+def items_from_folder(root: str, group_by: str | None = None) -> list[Item]:
+    """Every regular file under ``root``: the class is its folder, the group the folder
+    at level ``group_by`` (files directly in ``root`` are unlabelled)."""
+    if not os.path.isdir(root):
+        raise UserError(f"--images={root!r} is not a folder")
+    level = _level(group_by)
+    skipped: list[str] = []
+    out = []
+    for rel in files.walk(root, on_skip=lambda s: skipped.append(s.rel)):
+        parts = rel.split("/")
+        folders = parts[:-1]
+        label = folders[-1] if folders else UNLABELLED
+        group = ""
+        if level is not None:
+            if level >= len(folders) - 1:
+                raise UserError(f"--group_by={level}: {files.display_name(rel)} has no folder "
+                                f"at level {level} above its class folder; use "
+                                "<group>/<class>/<file> or a lower level")
+            group = folders[level]
+        out.append(Item(os.path.join(root, *parts), files.display_name(rel), label, group))
+    if not out:
+        raise UserError(f"--images={root!r} holds no files")
+    return out
+
+
+def items_from_manifest(manifest: str, images: str | None = None,
+                        group_by: str | None = None) -> list[Item]:
+    """Rows of a CSV with ``file`` and ``label`` columns (and ``group_by``)."""
+    if not os.path.isfile(manifest):
+        raise UserError(f"--manifest={manifest!r} is not a file")
+    root = images or os.path.dirname(os.path.abspath(manifest))
+    if images and not os.path.isdir(images):
+        raise UserError(f"--images={images!r} is not a folder")
+    with open(manifest, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        columns = reader.fieldnames or []
+        for needed in ("file", "label"):
+            if needed not in columns:
+                raise UserError(f"--manifest={manifest}: no `{needed}` column (has "
+                                f"{', '.join(columns) or 'none'}); the header needs file,label")
+        if group_by and group_by not in columns:
+            raise UserError(f"--group_by={group_by}: not a column of {manifest} (columns: "
+                            f"{', '.join(columns)})")
+        out = []
+        for i, row in enumerate(reader, start=2):
+            name = (row.get("file") or "").strip()
+            if not name:
+                raise UserError(f"--manifest={manifest}: line {i} has an empty `file`")
+            path = name if os.path.isabs(name) else os.path.join(root, name)
+            out.append(Item(path, name, (row.get("label") or "").strip(),
+                            (row.get(group_by) or "").strip() if group_by else ""))
+    if not out:
+        raise UserError(f"--manifest={manifest} lists no files")
+    return out
+
+
+def _key(text: str) -> str:
+    return " ".join(text.replace("_", " ").lower().split())
+
+
+def label_matcher(class_names: Sequence[str], wnids: Sequence[str] | None = None):
+    """A function from a label text to a model class index (or None)."""
+    by_name = {_key(c): i for i, c in enumerate(class_names)}
+    by_wnid: dict[str, int] = {}
+    for i, c in enumerate(class_names):
+        wnid = (wnids[i] if wnids and i < len(wnids) else "") or ""
+        found = imagenet.by_wnid(wnid) if wnid in {x.wnid for x in imagenet.classes()} \
+            else imagenet.find(c)
+        if found is not None:
+            by_wnid.setdefault(found.wnid, i)
+
+    def match(label: str) -> int | None:
+        if not label:
+            return None
+        if _key(label) in by_name:
+            return by_name[_key(label)]
+        found = imagenet.find(label.strip())
+        return by_wnid.get(found.wnid) if found is not None else None
+
+    return match
+
+
+def _group_rows(result: evaluation.EvalResult, groups: Sequence[str]) -> list[dict[str, Any]]:
+    ranks = evaluation.true_class_rank(result.scores, result.labels)
+    top5 = evaluation.top_k_applicable(5, len(result.class_names))
+    rows = []
+    groups_arr = np.asarray(groups, dtype=object)
+    for g in sorted(set(groups)):
+        mask = groups_arr == g
+        rows.append({"group": g, "n": int(mask.sum()),
+                     "top1": float(np.mean(ranks[mask] < 1)),
+                     "top5": float(np.mean(ranks[mask] < 5)) if top5 else None,
+                     "classes": int(len(np.unique(result.labels[mask])))})
+    return rows
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    o = doc["overall"]
+    lines = [f"# Evaluation of {doc['model']}", "",
+             f"- images: {doc['images']} ({doc['scored']} scored, {doc['unscored']} not scored: "
+             f"no label or a label the model does not know; {doc['skipped']} skipped: "
+             "not decodable)",
+             f"- classes in the model: {doc['model_classes']}"]
+    if o:
+        lines += [f"- top-1 {_pct(o['top1'])}, top-5 {_pct(o['top5'])}", ""]
+    if doc["per_group"]:
+        lines += [f"## Per group ({doc['group_by']})", "", "| group | n | top-1 | top-5 |",
+                  "|---|---|---|---|"]
+        lines += [f"| {r['group']} | {r['n']} | {_pct(r['top1'])} | {_pct(r['top5'])} |"
+                  for r in doc["per_group"]]
+        lines.append("")
+    if doc["per_class"]:
+        lines += ["## Per class", "", "| class | n | top-1 | top-5 |", "|---|---|---|---|"]
+        lines += [f"| {r['class']} | {r['n']} | {_pct(r['top1'])} | {_pct(r['top5'])} |"
+                  for r in doc["per_class"]]
+        lines.append("")
+    if doc["unscored_examples"]:
+        lines += ["## Not scored (top predictions)", "", "| file | label | top predictions |",
+                  "|---|---|---|"]
+        lines += [f"| {r['file']} | {r['label'] or '-'} | {r['top']} |"
+                  for r in doc["unscored_examples"]]
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def evaluate(*, model: str, output: str, images: str | None = None,
+             manifest: str | None = None, group_by: str | None = None,
+             batch_size: int = 32, max_side: int | None = 512, top_k: int = 5,
+             overwrite: bool = False) -> dict[str, Any]:
+    """Scores the export ``model`` on ``images`` (folder) or ``manifest`` (CSV); writes
+    ``output`` and returns the summary (see module doc)."""
+    import tensorflow as tf
+
+    from illustration_tl import ingestion, predict, report
+
+    if not images and not manifest:
+        raise UserError("--images (a folder) or --manifest (a CSV) is required")
+    if batch_size < 1:
+        raise UserError(f"--batch_size={batch_size}: at least 1")
+    outputs.prepare_output(output, overwrite=overwrite, marker=OUTPUT_MARKER)
+    items = (items_from_manifest(manifest, images, group_by) if manifest
+             else items_from_folder(images, group_by))
+    predictor = predict.Predictor(model)
+    match = label_matcher(predictor.class_names, predictor.metadata.get("wnids"))
+    progress_every = max(1, 10 * batch_size)
+    kept: list[Item] = []
+    scores: list[np.ndarray] = []
+    skipped: list[tuple[str, str]] = []
+    batch: list[tuple[Item, Any]] = []
+
+    def flush() -> None:
+        if batch:
+            out = predictor.classify_pixels(tf.stack([px for _, px in batch]))
+            scores.append(np.asarray(out["all_scores"], np.float64))
+            kept.extend(item for item, _ in batch)
+            batch.clear()
+
+    for n, item in enumerate(items, start=1):
+        try:
+            if not os.path.isfile(item.path):
+                raise ingestion.IngestionError("not a file")
+            batch.append((item, predictor.prepare(item.path, max_side)))
+        except ingestion.IngestionError as e:
+            skipped.append((item.name, str(e)))
+        if len(batch) >= batch_size:
+            flush()
+        if n % progress_every == 0:
+            _say(f"evaluate: {n:,}/{len(items):,} images")
+    flush()
+    all_scores = (np.concatenate(scores) if scores
+                  else np.zeros((0, predictor.num_classes)))
+    labels = [match(item.label) for item in kept]
+    scored = [i for i, lab in enumerate(labels) if lab is not None]
+    names = predictor.class_names
+    result = None
+    if scored:
+        result = evaluation.EvalResult(
+            f"{os.path.basename(os.path.normpath(model))} export", names,
+            np.asarray([labels[i] for i in scored]), all_scores[scored],
+            [kept[i].name for i in scored],
+            {"stage": "evaluate", "model": os.path.abspath(model),
+             "images": os.path.abspath(images) if images else None,
+             "manifest": os.path.abspath(manifest) if manifest else None, "group_by": group_by})
+    k = min(top_k, len(names))
+    order = np.argsort(-all_scores, axis=1, kind="stable")[:, :k]
+    unscored = [i for i, lab in enumerate(labels) if lab is None]
+    doc = {
+        "model": os.path.abspath(model), "model_classes": len(names),
+        "images": len(items), "scored": len(scored), "unscored": len(unscored),
+        "skipped": len(skipped), "skipped_files": [{"file": f, "reason": r}
+                                                   for f, r in skipped],
+        "group_by": group_by,
+        "overall": None if result is None else {
+            "n": result.num_examples, "top1": result.top_k(1), "top5": result.top_k_or_none(5)},
+        "per_class": [] if result is None else result.per_class(),
+        "per_group": [] if result is None or group_by in (None, "") else _group_rows(
+            result, [kept[i].group for i in scored]),
+        "unknown_labels": sorted({kept[i].label for i in unscored if kept[i].label}),
+        "unscored_examples": [
+            {"file": kept[i].name, "label": kept[i].label,
+             "top": ", ".join(f"{names[j]} {all_scores[i, j]:.3f}" for j in order[i])}
+            for i in unscored[:200]],
+    }
+    with outputs.writing(output, overwrite=overwrite, marker=OUTPUT_MARKER) as tmp:
+        with open(os.path.join(tmp, "predictions.csv"), "w", newline="",
+                  encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["file", "label", "group", "scored", "top1_correct"]
+                       + [f"top{j + 1}" for j in range(k)]
+                       + [f"top{j + 1}_score" for j in range(k)])
+            for i, item in enumerate(kept):
+                lab = labels[i]
+                w.writerow([item.name, item.label, item.group, lab is not None,
+                            "" if lab is None else bool(order[i, 0] == lab)]
+                           + [names[j] for j in order[i]]
+                           + [f"{all_scores[i, j]:.6g}" for j in order[i]])
+            for name, reason in skipped:
+                w.writerow([name, "", "", False, f"skipped: {reason}"])
+        if result is not None:
+            result.save(os.path.join(tmp, "result"))
+            report.plot_confusion(result, os.path.join(tmp, "confusion.png"))
+        evaluation.atomic_write_json(os.path.join(tmp, "evaluation.json"), doc)
+        with open(os.path.join(tmp, "evaluation.md"), "w", encoding="utf-8") as f:
+            f.write(markdown(doc))
+    return doc
+
+
+def counts_by_group(doc: dict[str, Any]) -> dict[str, tuple[int, float]]:
+    """``{group: (n, top1)}`` from an evaluation summary (for tests and scripts)."""
+    return {r["group"]: (r["n"], r["top1"]) for r in doc["per_group"]}
+
