@@ -414,19 +414,9 @@ def build_models(*, backbone: str = "vgg16", weights: str | None = "imagenet",
     from illustration_tl import backbones, embeddings, layer_surgery
 
     spec = backbones.get(backbone)
-    source = layer_surgery._weights_arg(weights)
+    source = layer_surgery.weights_arg(weights)
     size = int(image_size or spec.image_size)
-    if include_top not in ("auto", "yes", "no"):
-        raise UserError(f"--include_top={include_top!r}: choose auto, yes or no")
-    if include_top == "auto":
-        if source == "imagenet":
-            top = size == spec.image_size
-        elif source is None:
-            top = False
-        else:
-            top = layer_surgery.weights_file_top(source) is not None
-    else:
-        top = include_top == "yes"
+    top = embeddings.keeps_top(spec.name, source, size, include_top)
     keras.utils.set_random_seed(seed)
     if top:
         full = layer_surgery.imagenet_classifier(spec.name, source, size)

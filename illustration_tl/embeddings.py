@@ -33,7 +33,7 @@ import numpy as np
 
 from illustration_tl import files
 from illustration_tl.errors import UserError
-from illustration_tl.evaluation import atomic_write_json
+from illustration_tl.files import atomic_write_json
 
 METADATA = "metadata.json"
 SHARD_GLOB = "shard-*.npz"
@@ -439,6 +439,24 @@ def pooled_embedding_model(model: Any, layer: str | None = None) -> tuple[Any, s
     return keras.Model(model.inputs, out, name=f"{model.name}_embedding"), layer
 
 
+def keeps_top(backbone: str, source: str | None, size: int, include_top: str = "auto") -> bool:
+    """Whether to build the ImageNet classifier top (``--include_top``): ``auto`` keeps it
+    when the weights have one at this input size (``imagenet`` only at the backbone's
+    native size, where Keras builds its top; a no-top file or random init: no)."""
+    from illustration_tl import backbones, layer_surgery
+
+    if include_top not in ("auto", "yes", "no"):
+        raise UserError(f"--include_top={include_top!r}: choose auto, yes or no")
+    if include_top != "auto":
+        return include_top == "yes"
+    spec = backbones.get(backbone)
+    if source == "imagenet":
+        return size == spec.image_size
+    if source is None:
+        return False
+    return layer_surgery.weights_file_top(source) is not None
+
+
 def embedding_source(*, model_dir: str | None = None, backbone: str = "vgg19",
                      weights: str | None = "imagenet", image_size: int | None = None,
                      layer: str | None = None, include_top: str = "auto", seed: int = 0,
@@ -468,18 +486,8 @@ def embedding_source(*, model_dir: str | None = None, backbone: str = "vgg19",
                                recipe={"model_dir": os.path.abspath(model_dir), "layer": layer})
     spec = backbones.get(backbone)
     size = int(image_size or spec.image_size)
-    source = layer_surgery._weights_arg(weights)
-    if include_top not in ("auto", "yes", "no"):
-        raise UserError(f"--include_top={include_top!r}: choose auto, yes or no")
-    if include_top == "auto":
-        if source == "imagenet":
-            top = size == spec.image_size or not spec.has_fc_top
-        elif source is None:
-            top = False
-        else:
-            top = layer_surgery.weights_file_top(source) is not None
-    else:
-        top = include_top == "yes"
+    source = layer_surgery.weights_arg(weights)
+    top = keeps_top(spec.name, source, size, include_top)
     keras.utils.set_random_seed(seed)
     if top:
         model = layer_surgery.imagenet_classifier(spec.name, source, size)

@@ -21,12 +21,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from typing import Any, Sequence
 
 import numpy as np
 
 from illustration_tl.errors import UserError
+from illustration_tl.files import atomic_savez, atomic_write_json
 
 EVAL_JSON = "eval.json"
 SCORES_NPZ = "scores.npz"
@@ -171,7 +171,7 @@ class EvalResult:
         arrays = {"labels": self.labels, "scores": self.scores.astype(np.float32)}
         if self.file_names is not None:
             arrays["file_names"] = np.asarray(self.file_names, dtype=str)
-        _atomic_savez(os.path.join(directory, SCORES_NPZ), arrays)
+        atomic_savez(os.path.join(directory, SCORES_NPZ), arrays)
         doc = dict(self.summary(), class_names=self.class_names,
                    has_file_names=self.file_names is not None,
                    per_class=self.per_class(), extra=self.extra)
@@ -191,42 +191,6 @@ class EvalResult:
             file_names = list(z["file_names"]) if "file_names" in z.files else None
             return cls(doc["model_name"], doc["class_names"], z["labels"], z["scores"],
                        file_names, doc.get("extra", {}))
-
-
-def atomic_write_json(path: str, doc: Any) -> None:
-    """Writes JSON through a temporary file and ``os.replace`` (never half a file)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2, default=_json_default)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _atomic_savez(path: str, arrays: dict[str, np.ndarray]) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
 # --- The ImageNet baseline (paper §6, Table 2) -------------------------------------------

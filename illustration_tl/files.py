@@ -20,12 +20,13 @@ import contextlib
 import dataclasses
 import errno
 import fcntl
+import json
 import os
 import socket
 import stat
 import tempfile
 import time
-from typing import IO, Callable, Iterator, Sequence
+from typing import IO, Any, Callable, Iterator, Sequence
 
 from illustration_tl.errors import UserError
 
@@ -254,6 +255,31 @@ def atomic_write(path: str | os.PathLike, data: str | bytes, encoding: str = "ut
     """Writes ``data`` (text or bytes) to ``path`` atomically (see :func:`atomic_open`)."""
     with atomic_open(path, "wb" if isinstance(data, bytes) else "w", encoding=encoding) as f:
         f.write(data)
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def atomic_write_json(path: str | os.PathLike, doc: Any) -> None:
+    """Writes ``doc`` as indented JSON atomically (numpy scalars and arrays allowed)."""
+    with atomic_open(path) as f:
+        json.dump(doc, f, indent=2, default=_json_default)
+        f.write("\n")
+
+
+def atomic_savez(path: str | os.PathLike, arrays: dict[str, Any]) -> None:
+    """Writes numpy arrays as one ``.npz`` atomically (see :func:`atomic_open`)."""
+    import numpy as np
+
+    with atomic_open(path, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def _umask() -> int:

@@ -297,7 +297,7 @@ def evaluate(*, model: str, output: str, images: str | None = None,
         if result is not None:
             result.save(os.path.join(tmp, "result"))
             report.plot_confusion(result, os.path.join(tmp, "confusion.png"))
-        evaluation.atomic_write_json(os.path.join(tmp, "evaluation.json"), doc)
+        files.atomic_write_json(os.path.join(tmp, "evaluation.json"), doc)
         with open(os.path.join(tmp, "evaluation.md"), "w", encoding="utf-8") as f:
             f.write(markdown(doc))
     return doc

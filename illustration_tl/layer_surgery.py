@@ -196,7 +196,7 @@ def reinitialize(model: Any, layer_names: Iterable[str], seed: int) -> None:
 # --------------------------------------------------------------------------- weight files
 
 
-def _weights_arg(weights: str | None) -> str | None:
+def weights_arg(weights: str | None) -> str | None:
     """Normalizes ``weights``: ``"imagenet"``, an existing ``.h5`` path, or ``None``."""
     if weights is None or str(weights).lower() in ("", "none"):
         return None
@@ -319,7 +319,7 @@ def rebuild(backbone: str, num_classes: int, *, weights: str | None = "imagenet"
     if fc_units < 1:
         raise UserError(f"--fc_units={fc_units}: must be >= 1")
     top_weights = top_weights and fc_units == 4096
-    source = _weights_arg(weights)
+    source = weights_arg(weights)
     app = spec.application()
     shape = (size, size, 3)
 
@@ -393,7 +393,7 @@ def imagenet_classifier(backbone: str, weights: str | None = "imagenet",
                         image_size: int | None = None) -> Any:
     """The unmodified ImageNet classifier (the paper's baseline, §6), top included."""
     spec = backbones.get(backbone)
-    source = _weights_arg(weights)
+    source = weights_arg(weights)
     kwargs: dict[str, Any] = {}
     side = spec.image_size
     if source not in (None, "imagenet"):
@@ -435,7 +435,7 @@ def embedding_model(model: Any, layer: str | None = None) -> Any:
 # --------------------------------------------------------------------------- trained models
 
 
-def _write_atomic(path: str, write: Any) -> None:
+def write_atomic(path: str, write: Any) -> None:
     """Runs ``write(tmp_path)`` then renames onto ``path``, so readers never see half a file.
 
     The temporary name keeps ``path``'s suffix (Keras insists on ``.keras`` and
@@ -459,14 +459,14 @@ def save_trained(model: Any, directory: str, config: dict[str, Any]) -> None:
     if missing:
         raise ValueError(f"model config lacks {missing}")
     os.makedirs(directory, exist_ok=True)
-    _write_atomic(os.path.join(directory, MODEL_FILE), model.save)
+    write_atomic(os.path.join(directory, MODEL_FILE), model.save)
 
     def dump(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(config, f, indent=2, sort_keys=True)
             f.write("\n")
 
-    _write_atomic(os.path.join(directory, CONFIG_FILE), dump)
+    write_atomic(os.path.join(directory, CONFIG_FILE), dump)
 
 
 def load_trained(directory: str) -> tuple[Any, dict[str, Any]]:

@@ -109,7 +109,7 @@ def resolve_weights(backbone: str, weights: str, log: Callable[[str], None]) -> 
     if weights.lower() in ("none", ""):
         return Weights(None, "random initialization (--weights=none)", False)
     if weights not in ("auto", "imagenet"):
-        path = layer_surgery._weights_arg(weights)
+        path = layer_surgery.weights_arg(weights)
         top = layer_surgery.weights_file_top(path) is not None
         return Weights(path, f"ImageNet weights from {path} ({'with' if top else 'no'} "
                        "classifier top)", top)
@@ -172,7 +172,7 @@ def _build_datasets(cfg: ReproduceConfig, data_dir: str, out: str) -> dict:
 
 
 def _write_json(path: str, doc: Any) -> None:
-    from illustration_tl.evaluation import atomic_write_json
+    from illustration_tl.files import atomic_write_json
 
     atomic_write_json(path, doc)
 

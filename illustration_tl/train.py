@@ -973,7 +973,7 @@ def _fit(config: TrainConfig, data: TrainData, prepared: Prepared, out: Any) -> 
         history = [h for h in history if h["epoch"] != record["epoch"]] + [record]
         _write_json(history_path, history)
         state.update(epoch=epoch + 1, step=step)
-        layer_surgery._write_atomic(ckpt_model, model.save)
+        layer_surgery.write_atomic(ckpt_model, model.save)
         _write_json(state_path, state)
         print(_epoch_line(record), file=out, flush=True)
 

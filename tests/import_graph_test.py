@@ -1,0 +1,93 @@
+"""The package's module graph: no import cycles, no private names used across modules
+(issue 11). Imports inside functions count too: a lazy import still ties two modules."""
+
+import ast
+import os
+import re
+
+ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                    "illustration_tl")
+
+
+def _modules() -> dict[str, str]:
+    mods = {}
+    for dirpath, _, names in os.walk(ROOT):
+        for name in names:
+            if name.endswith(".py") and not name.endswith("_test.py"):
+                path = os.path.join(dirpath, name)
+                rel = os.path.relpath(path, os.path.dirname(ROOT))[:-3].replace(os.sep, ".")
+                mods[rel.removesuffix(".__init__")] = path
+    return mods
+
+
+def _graph(mods: dict[str, str]) -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for mod, path in mods.items():
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            targets = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                for alias in node.names:
+                    full = f"{node.module}.{alias.name}"
+                    targets.append(full if full in mods else node.module)
+            elif isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            graph[mod] |= {t for t in targets if t in mods and t != mod}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_cycle_finder_finds_a_planted_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_import_cycle_among_the_package_modules():
+    mods = _modules()
+    assert "illustration_tl.embeddings" in mods and "illustration_tl.commands.app" in mods
+    assert _cycles(_graph(mods)) == []
+
+
+def test_no_private_name_of_another_module_is_used():
+    mods = _modules()
+    short = {m.rsplit(".", 1)[-1] for m in mods}
+    pattern = re.compile(r"\b([a-z_]+)\._[a-z][a-z0-9_]*\(")
+    uses = []
+    for mod, path in mods.items():
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                for owner in pattern.findall(line):
+                    if owner in short and owner != mod.rsplit(".", 1)[-1]:
+                        uses.append(f"{path}:{number}: {line.strip()}")
+    assert uses == []
