@@ -503,6 +503,36 @@ def reproduce(cfg: ReproduceConfig, log: Callable[[str], None] | None = None) ->
         lock.release()
 
 
+# Settings that change how a run goes, not what it makes: the folder, rerunning, and the
+# SVM grid's parallelism. Every other setting enters some stage's key (tested).
+EXECUTION_ONLY = ("output_dir", "force", "svm_jobs")
+
+
+def stage_params(cfg: ReproduceConfig, weights: str, data_dir: str) -> dict[str, dict]:
+    """The inputs of each stage, hashed into its key (:mod:`stages`): a stage reruns
+    exactly when one of them changes. ``weights``: :class:`Weights` description."""
+    common = {"backbone": cfg.backbone, "image_size": cfg.image_size, "seed": cfg.seed,
+              "batch_size": cfg.batch_size, "weights": weights}
+    if cfg.resize_mode != "squash":  # keeps the stage keys of earlier squash runs
+        common["resize_mode"] = cfg.resize_mode
+    return {
+        "datasets": {"curated": stages.tree_fingerprint(cfg.curated_dir),
+                     "noisy": stages.tree_fingerprint(cfg.noisy_dir),
+                     "curated_options": cfg.curated_options,
+                     "noisy_options": cfg.noisy_options,
+                     "data_dir": os.path.abspath(data_dir)},
+        "baseline_cnn": {**common, "table2": True},
+        "baseline_svm": {**common, "svm": cfg.svm_baseline,
+                         "scalings": list(cfg.svm_scalings)},
+        "optimize": {**common, "train": cfg.train_overrides, "augment": cfg.augment},
+        "optimized_cnn": {},
+        "optimized_svm": {"svm": cfg.svm_optimized, "scalings": list(cfg.svm_scalings),
+                          "batch_size": cfg.batch_size},
+        "report": {},
+        "export": {"top_k": cfg.top_k},
+    }
+
+
 def _strategy(cfg: ReproduceConfig) -> Any:
     """The training's ``tf.distribute`` strategy, made before any other TensorFlow op
     (a multi-worker strategy cannot be created once TensorFlow has run)."""
@@ -522,35 +552,25 @@ def _reproduce(cfg: ReproduceConfig, root: str, log: Callable[[str], None],
     run = stages.Stages(root, force=cfg.force, log=log)
     weights = resolve_weights(cfg.backbone, cfg.weights, log)
     log(f"weights: {weights.description}")
-    common = {"backbone": cfg.backbone, "image_size": cfg.image_size, "seed": cfg.seed,
-              "batch_size": cfg.batch_size, "weights": weights.description}
-    if cfg.resize_mode != "squash":  # keeps the stage keys of earlier squash runs
-        common["resize_mode"] = cfg.resize_mode
-
-    ds_dir = run.run("datasets", {
-        "curated": stages.tree_fingerprint(cfg.curated_dir), "noisy":
-        stages.tree_fingerprint(cfg.noisy_dir), "curated_options": cfg.curated_options,
-        "noisy_options": cfg.noisy_options, "data_dir": os.path.abspath(data_dir)},
-        lambda out: _build_datasets(cfg, data_dir, out))
+    params = stage_params(cfg, weights.description, data_dir)
+    ds_dir = run.run("datasets", params["datasets"],
+                     lambda out: _build_datasets(cfg, data_dir, out))
     ds = _read_json(os.path.join(ds_dir, "datasets.json"))
 
-    run.run("baseline_cnn", {**common, "table2": True},
+    run.run("baseline_cnn", params["baseline_cnn"],
             lambda out: _baseline_cnn(cfg, weights, ds, out), ["datasets"])
-    run.run("baseline_svm", {**common, "svm": cfg.svm_baseline,
-                             "scalings": list(cfg.svm_scalings)},
+    run.run("baseline_svm", params["baseline_svm"],
             lambda out: _baseline_svm(cfg, weights, ds, out), ["datasets"])
-    model_dir = run.run("optimize", {**common, "train": cfg.train_overrides,
-                                     "augment": cfg.augment},
+    model_dir = run.run("optimize", params["optimize"],
                         lambda out: _optimize(cfg, weights, ds, out, strategy), ["datasets"])
-    run.run("optimized_cnn", {}, lambda out: _optimized_cnn(cfg, ds, model_dir, out),
-            ["datasets", "optimize"])
-    run.run("optimized_svm", {"svm": cfg.svm_optimized, "scalings": list(cfg.svm_scalings),
-                              "batch_size": cfg.batch_size},
+    run.run("optimized_cnn", params["optimized_cnn"],
+            lambda out: _optimized_cnn(cfg, ds, model_dir, out), ["datasets", "optimize"])
+    run.run("optimized_svm", params["optimized_svm"],
             lambda out: _optimized_svm(cfg, ds, model_dir, out), ["datasets", "optimize"])
     upstream = ["baseline_cnn", "baseline_svm", "optimized_cnn", "optimized_svm"]
-    run.run("report", {}, lambda out: _report(root, ds, os.path.join(out, "report")),
-            upstream)
-    run.run("export", {"top_k": cfg.top_k}, lambda out: _export(cfg, weights, root, out),
+    run.run("report", params["report"],
+            lambda out: _report(root, ds, os.path.join(out, "report")), upstream)
+    run.run("export", params["export"], lambda out: _export(cfg, weights, root, out),
             upstream)
     text = write_summary(root, weights, cfg, ds, run.timings, run.skipped)
     log(text)

@@ -143,3 +143,70 @@ def test_multi_worker_strategy_is_made_before_any_stage(tiny_sets, tmp_path):
     assert "--strategy=multi_worker needs TF_CONFIG" in r.stderr
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "mw" / "datasets").exists()
+
+
+_NO_DEAD_FLAGS = r'''
+import json, os, sys
+from absl import flags
+from illustration_tl.commands import reproduce as command
+from illustration_tl import reproduce
+
+curated, noisy, other = sys.argv[1:4]
+FLAGS = flags.FLAGS
+accepted = sorted(f.name for f in FLAGS.get_key_flags_for_module(command.__name__))
+base = ["prog", f"--curated_dir={curated}", f"--noisy_dir={noisy}", "--output_dir=out",
+        "--weights=none"]
+
+
+def params(argv):
+    FLAGS.unparse_flags()
+    FLAGS(argv)
+    cfg = command.config()
+    w = reproduce.resolve_weights(cfg.backbone, cfg.weights, lambda m: None).description
+    return json.dumps(reproduce.stage_params(cfg, w, cfg.tfds_dir or "out/tfds"),
+                      sort_keys=True, default=str)
+
+
+def changed(flag):
+    f = FLAGS[flag]
+    value = f.value
+    if flag in ("curated_dir", "noisy_dir"):
+        return other
+    if flag == "weights":
+        return "auto"
+    if flag == "backbone":
+        return "vgg16"
+    if isinstance(value, bool):
+        return str(not value).lower()
+    if getattr(f, "parser", None) is not None and hasattr(f.parser, "enum_values"):
+        return next(v for v in f.parser.enum_values if v != value)
+    if isinstance(value, (int, float)):
+        return str(value + 1)
+    if isinstance(value, list):
+        return ",".join(value + ["colors"])
+    return (value or "") + "x"
+
+
+default = params(base)
+dead = [flag for flag in accepted
+        if params(base + [f"--{flag}={changed(flag)}"]) == default]
+print(json.dumps({"accepted": accepted, "dead": dead}))
+'''
+
+
+def test_every_reproduce_flag_changes_a_stage_key(tiny_sets, tmp_path):
+    """No dead flags: changing any flag reproduce accepts changes some stage's inputs,
+    except the few that only change how the run goes (reproduce.EXECUTION_ONLY)."""
+    from illustration_tl import reproduce
+
+    curated, noisy = tiny_sets
+    other = tmp_path / "other"
+    shutil.copytree(curated, other)
+    shutil.copy(__file__, other / "extra.png")  # different tree fingerprint
+    r = subprocess.run([sys.executable, "-c", _NO_DEAD_FLAGS, curated, noisy, str(other)],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = json.loads(r.stdout.strip().splitlines()[-1])
+    assert len(doc["accepted"]) > 40 and "reinit_layers" in doc["accepted"]
+    absl_own = {"flagfile", "undefok", "preset"}
+    assert set(doc["dead"]) - absl_own == set(reproduce.EXECUTION_ONLY)
