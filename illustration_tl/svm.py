@@ -416,8 +416,15 @@ def arrays_from_pipeline(pipeline: Any, x: np.ndarray, num_classes: int,
     expected = decision_scores(pipeline, rows, num_classes)
     got = arrays.scores(rows)
     scale = max(1.0, float(np.abs(expected[expected > MISSING_CLASS_SCORE]).max(initial=0.0)))
-    if got.shape != expected.shape or not np.allclose(got, expected, rtol=PARITY_RTOL,
-                                                      atol=PARITY_RTOL * scale):
+    close = (np.isclose(got, expected, rtol=PARITY_RTOL, atol=PARITY_RTOL * scale).all(1)
+             if got.shape == expected.shape else np.zeros(len(rows), bool))
+    if got.shape == expected.shape and not close.all() and arrays.ovo_classes:
+        # One-vs-one votes: a pairwise decision within rounding of 0 is a tie that libsvm
+        # and numpy may break differently (a one-vote difference); such rows are not bugs.
+        raw = arrays.decisions(rows[~close])
+        tie = np.abs(raw).min(axis=1) <= PARITY_RTOL * max(1.0, float(np.abs(raw).max()))
+        close[~close] = tie
+    if not close.all():
         raise RuntimeError("the SVM's arrays do not reproduce sklearn's decision_function "
                            f"(max difference {np.abs(got - expected).max():.3g}); "
                            "this is a bug, please report it")

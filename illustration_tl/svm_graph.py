@@ -202,7 +202,10 @@ class SvmTensors:
                                    for i in range(0, len(x), batch_size)])
         return self._scores(x)
 
-    def _scores(self, x: np.ndarray) -> np.ndarray:
+    def decisions(self, x: np.ndarray) -> np.ndarray:
+        """The binary SVMs' raw decision values (n, classifiers), before one-vs-one
+        voting: a value within rounding of 0 is a tie that libsvm may break either way."""
+        x = np.asarray(x, dtype=np.float64)
         if self.scale_mean is not None:
             x = (x - self.scale_mean) / self.scale_std
         if self.l2_normalize:
@@ -219,7 +222,10 @@ class SvmTensors:
             k = (self.gamma * dot + self.coef0) ** self.degree
         else:
             k = np.tanh(self.gamma * dot + self.coef0)
-        dec = k @ self.weights + self.intercepts
+        return k @ self.weights + self.intercepts
+
+    def _scores(self, x: np.ndarray) -> np.ndarray:
+        dec = self.decisions(x)
         if self.ovo_classes:
             i, j = _pairs(self.ovo_classes)
             wins = (dec >= 0).astype(np.float64)   # sklearn: dec < 0 is a vote for class j
