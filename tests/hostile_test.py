@@ -528,11 +528,14 @@ def _one_line_error(proc, prog: str) -> str:
     assert "Traceback" not in proc.stderr
     # TensorFlow's C++ start-up notices (printed by `reproduce` even with
     # TF_CPP_MIN_LOG_LEVEL=3, a known issue outside this suite) are not error lines.
+    # Progress lines (the builder's "decoding N files") may come first, on stderr as
+    # is usual; the error itself is one line, the last.
     lines = [line for line in proc.stderr.strip().splitlines()
              if not line.startswith(_TF_NOISE)]
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith(f"{prog}: error: ")
-    return lines[0][len(f"{prog}: error: "):]
+    errors = [line for line in lines if "error" in line.lower()]
+    assert len(errors) == 1 and lines[-1] == errors[0], proc.stderr
+    assert errors[0].startswith(f"{prog}: error: ")
+    return errors[0][len(f"{prog}: error: "):]
 
 
 def _read_tsv(path) -> dict:
