@@ -578,6 +578,7 @@ def embed_dataset(source: EmbeddingSource, *, dataset: str, splits: Sequence[str
         meta = dict(source.metadata(), class_names=input_pipeline.class_names(info),
                     imagenet_indices=input_pipeline.imagenet_indices(info),
                     dataset=info.full_name, dataset_version=str(info.version),
+                    max_side=((info.metadata or {}).get("options") or {}).get("max_side"),
                     data_dir=os.path.abspath(data_dir) if data_dir else None, split=s,
                     model_fingerprint=fingerprint)
         try:

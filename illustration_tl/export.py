@@ -175,6 +175,7 @@ def export_from_artifacts(output: str, *, model_dir: str | None = None,
     from illustration_tl import embeddings, imagenet, layer_surgery, svm
     from illustration_tl.errors import UserError
 
+    max_side = None  # the dataset's stored image side, when the SVM's embeddings record it
     if not model_dir and not backbone and not svm_dir:
         raise UserError("pass --svm_dir (an `svm` output), --model_dir (an `optimize` output) "
                         "or --backbone")
@@ -197,6 +198,7 @@ def export_from_artifacts(output: str, *, model_dir: str | None = None,
                 layer=layer, seed=seed)
         model, backbone, image_size = source.model, source.backbone, source.image_size
         resize_mode, layer = source.resize_mode, source.layer
+        max_side = recorded.get("max_side")
         sources["svm_dir"] = os.path.abspath(svm_dir)
     elif model_dir:
         model, config = layer_surgery.load_trained(model_dir)
@@ -213,5 +215,6 @@ def export_from_artifacts(output: str, *, model_dir: str | None = None,
     return export_classifier(output, model=model, backbone=backbone, image_size=image_size,
                              class_names=class_names, wnids=wnids, svm_model=svm_model,
                              resize_mode=resize_mode, top_k=top_k,
-                             metadata={"sources": sources, "layer": layer},
+                             metadata={"sources": sources, "layer": layer,
+                                       "max_side": max_side},
                              overwrite=overwrite)

@@ -43,6 +43,10 @@ class Prediction:
         return "\n".join(rows)
 
 
+DEFAULT_MAX_SIDE = 512
+"""The builder's default ``max_side``, for exports that record none."""
+
+
 class Predictor:
     """A loaded export plus its metadata."""
 
@@ -58,6 +62,8 @@ class Predictor:
             self.metadata = json.loads(self._loaded.metadata()["metadata"].numpy().decode())
             self.image_size = int(self.metadata["image_size"])
             self.class_names = [str(c) for c in self.metadata["class_names"]]
+            # The dataset's stored side (builder max_side), as recorded through embed/svm.
+            self.max_side = int(self.metadata.get("max_side") or DEFAULT_MAX_SIDE)
             self._loaded.signatures["classify_images"]
         except Exception as e:  # truncated variables, foreign SavedModel, bad metadata
             text = " ".join(str(e).split())[:200] or type(e).__name__

@@ -31,9 +31,12 @@ def test_export_takes_the_embedding_settings_from_the_svm(tmp_path):
         shutil.copytree(os.path.join(DEMO, c), manual / c)
     tfds_dir, emb, svm_dir, export = (str(tmp_path / n) for n in ("tfds", "emb", "svm", "exp"))
     for step in (
-        ["build", "--config=curated", f"--manual_dir={manual}", f"--data_dir={tfds_dir}"],
+        # Images stored at most 96 px (the demo's are 128): predict must downscale alike,
+        # reading that from the export, not from a flag repeated by hand.
+        ["build", "--config=curated", f"--manual_dir={manual}", f"--data_dir={tfds_dir}",
+         "--max_side=96", "--name=curated96"],
         ["embed", "--backbone=vgg16", "--weights=none", "--image_size=64", "--seed=3",
-         "--dataset=illustrations/curated", f"--data_dir={tfds_dir}", f"--output={emb}"],
+         "--dataset=illustrations/curated96", f"--data_dir={tfds_dir}", f"--output={emb}"],
         ["svm", f"--embeddings={emb}", f"--output={svm_dir}", "--kernel=rbf", "--C=10",
          "--gamma=1e-4", "--multiclass=ovr", "--n_jobs=1"],
         ["export", f"--svm_dir={svm_dir}", f"--output={export}"],
@@ -46,6 +49,9 @@ def test_export_takes_the_embedding_settings_from_the_svm(tmp_path):
     r = _cli("predict", f"--model={export}", f"--images={','.join(paths)}", "--format=json",
              f"--top_k={len(CLASSES)}")
     assert r.returncode == 0, r.stderr[-3000:]
+    from illustration_tl import export as export_lib
+
+    assert export_lib.read_metadata(export)["max_side"] == 96
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     got = np.array([[row["scores"][row["indices"].index(c)] for c in range(len(CLASSES))]
                     for row in rows])

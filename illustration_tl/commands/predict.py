@@ -18,8 +18,9 @@ _TOP_K = flags.DEFINE_integer("top_k", 5, "How many classes to print per image (
 _FORMAT = flags.DEFINE_enum("format", "table", ["table", "json"],
                             "`table` for people, `json` for one JSON object per line.")
 _BATCH = flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
-_MAX_SIDE = flags.DEFINE_integer("max_side", 512, "Downscale before resizing, as the dataset "
-                                 "builder does (keep equal to the builder's max_side).")
+_MAX_SIDE = flags.DEFINE_integer("max_side", None, "Downscale before resizing, as the dataset "
+                                 "builder did (default: the max_side the export records, "
+                                 "else 512).")
 
 SKIPPED_EXIT_CODE = 3
 
@@ -36,7 +37,7 @@ def main(argv) -> int:
     paths = predict.expand_inputs(_IMAGES.value)
     skipped = 0
     for p in predict.predict_files(predictor, paths, _TOP_K.value, _BATCH.value,
-                                   _MAX_SIDE.value):
+                                   _MAX_SIDE.value or predictor.max_side):
         skipped += p.error is not None
         print(p.to_json() if _FORMAT.value == "json" else p.to_table(), flush=True)
     if skipped:
