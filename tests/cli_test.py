@@ -118,3 +118,22 @@ def test_console_is_quiet_by_default_and_verbosity_brings_logs_back(tmp_path):
 
     assert commands._verbose(["prog", "--verbosity=0"]) and commands._verbose(["p", "-v", "1"])
     assert not commands._verbose(["prog", "--verbosity=-1"]) and not commands._verbose(["p"])
+
+
+def test_a_build_that_writes_records_prints_no_tensorflow_lines(tmp_path):
+    """TFDS imports TensorFlow lazily when it writes the records, after libraries have
+    probed for it with find_spec: the start-up notices must stay silent then too."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL",
+                                                            "TQDM_DISABLE")}
+    dummy = os.path.join(ROOT, "illustration_tl", "datasets", "illustrations", "dummy_data",
+                         "curated_flat")
+    r = subprocess.run([sys.executable, "-m", "illustration_tl.cli", "build",
+                        "--config=curated", f"--manual_dir={dummy}",
+                        f"--data_dir={tmp_path}"], capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    noise = [line for line in (r.stdout + r.stderr).splitlines()
+             if line.startswith(("I0000", "W0000", "WARNING: All log messages", "INFO:"))
+             or "oneDNN" in line or "cuda" in line.lower()]
+    assert noise == []
+    assert any("decoding" in line for line in r.stderr.splitlines())

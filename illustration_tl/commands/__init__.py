@@ -55,18 +55,28 @@ def stderr_silenced() -> Iterator[None]:
 
 
 class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
-    """Runs the first ``import tensorflow`` (and device discovery) with stderr silenced."""
+    """Runs the first ``import tensorflow`` (and device discovery) with stderr silenced.
+
+    Stays installed until TensorFlow actually loads: libraries probe for it with
+    ``importlib.util.find_spec("tensorflow")`` long before TFDS imports it lazily.
+    """
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
         if name != "tensorflow":
             return None
         sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            sys.meta_path.insert(0, self)
         if spec is None or spec.loader is None:
             return spec
         exec_module = spec.loader.exec_module
+        hook = self
 
         def quiet_exec(module: Any) -> None:
+            if hook in sys.meta_path:
+                sys.meta_path.remove(hook)
             with stderr_silenced():
                 exec_module(module)
                 module.config.list_physical_devices()
