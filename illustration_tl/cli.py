@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                   "command."),
     "export": ("export", "Write CNN (+ SVM) as one SavedModel: image bytes in, "
                "top-k classes out."),
+    "fit": ("fit", "The best classifier for a folder of images: dataset, features, "
+            "search, test score, one SavedModel."),
     "predict": ("predict", "Classify image files with an exported model."),
     "presets": ("presets", "List the named flag presets "
                 "(`COMMAND --preset=NAME`)."),
