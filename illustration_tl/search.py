@@ -23,15 +23,28 @@ Modes (``--search``):
   kernels x γ {1e-3, 1e-4} x C {1, 10, 100, 1000} x ovr/ovo) on the paper's
   embedding (``embed``'s default: fc2, or the pooled last conv block), raw,
   squashed, no mirrors: the same folds and fits as ``illustration-tl svm``.
-* ``fast`` (default): a short list in a sensible order, successive halving:
-  every point on one fold, the best third on all folds.
-* ``thorough``: a wide grid, successive halving keeping the best half.
+* ``fast`` (default): per resize mode, the last two transfer blocks and all of
+  them (global average + max pooled, each block signed-square-rooted and
+  l2-normalized, the concatenation l2-normalized), trained on the images and
+  their mirrors with flip test-time averaging; RBF SVMs (one-vs-one) with γ in
+  {1/2, 1, 2} x sklearn's ``scale`` and C in {1, 10}, true one-vs-rest RBF SVMs
+  (γ = ``scale``, C in {3, 10}), and a logistic-regression probe. Successive
+  halving: every point on one fold, the best third on all folds.
+  Kernel matrices are computed once per feature set and γ and shared by every C
+  and fold.
+* ``thorough``: every ``fast`` point plus more layer sets, flip variants,
+  normalizations (l2, power_l2, standard) and classifiers (RBF over 4 γ x 5 C,
+  true one-vs-rest, linear, poly, sigmoid, the paper's absolute γ, logistic
+  regression over 3 C). Feature sets are ranked first by a few RBF probes on one
+  fold; the best :data:`THOROUGH_FEATURE_SETS` get the whole classifier grid on
+  one fold, and the best half of those all folds.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import time
 from typing import Any, Callable, Sequence
 
@@ -44,6 +57,12 @@ from illustration_tl.evaluation import top_k_accuracy, top_k_applicable
 MODES = ("paper", "fast", "thorough")
 NORMS = ("none", "standard", "l2", "power_l2")
 CLASSIFIERS = ("svm", "logreg")
+FAST_GAMMAS = ("scale", "2*scale", "0.5*scale")
+FAST_CS = (1.0, 10.0)
+FAST_OVR_CS = (3.0, 10.0)   # true one-vs-rest RBF SVMs, gamma = scale
+FAST_LOGREG_CS = (30.0,)
+THOROUGH_FEATURE_SETS = 6   # feature sets that get the full classifier grid
+KERNEL_CACHE = 2     # kernel matrices kept per feature set (one per gamma)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,9 +163,9 @@ def _block_sets(store_blocks: Sequence[str], layers: Sequence[str], wide: bool
     def both(ls):
         return tuple(feats.block_name(layer, p) for layer in ls for p in feats.POOLS)
 
-    sets = [both(layers)]
-    if len(layers) > 2:
-        sets.append(both(layers[-2:]))
+    # the issue's recipe first (the last two blocks), then every transfer layer
+    sets = [both(layers[-2:])] if len(layers) > 2 else []
+    sets.append(both(layers))
     if wide:
         sets.append(both(layers[-1:]))
         sets.append(tuple(feats.block_name(layer, "avg") for layer in layers))
@@ -167,18 +186,30 @@ def candidates(mode: str, store: feats.FeatureStore) -> list[Config]:
     flips = [(True, True)] if "flip" in store.views else [(False, False)]
     out: list[Config] = []
     if mode == "fast":
+        # Features: each resize mode x (last two blocks, every block), global avg + max
+        # pooled, each block power-l2-normalized (FeatureStore.assemble), the
+        # concatenation l2-normalized; mirrors in training + flip test-time averaging.
+        # Classifiers: RBF SVMs with gamma relative to the feature scale, and a
+        # logistic-regression probe. Successive halving keeps the best third.
         for resize in store.resize_modes:
             for blocks in _block_sets(store.blocks, layers, wide=False):
                 for f_train, f_test in flips:
                     base = dict(resize=resize, blocks=blocks, flip_train=f_train,
                                 flip_test=f_test, norm="l2")
-                    for C in (3.0, 10.0):
-                        for g in ("scale", "2*scale"):
+                    for g in FAST_GAMMAS:
+                        for C in FAST_CS:
                             out.append(Config(**base, kernel="rbf", C=C, gamma=g,
                                               multiclass="ovo"))
-                    out.append(Config(**base, classifier="logreg", C=10.0))
+                    for C in FAST_OVR_CS:
+                        out.append(Config(**base, kernel="rbf", C=C, gamma="scale",
+                                          multiclass="ovr"))
+                    for C in FAST_LOGREG_CS:
+                        out.append(Config(**base, classifier="logreg", C=C))
         return out
-    # thorough
+    # thorough: every fast candidate, plus more layers, flip variants, normalizations and
+    # classifiers. run() first ranks the feature sets with a few probe fits, then grids
+    # the classifiers on the best ones.
+    out = candidates("fast", store)
     if "flip" in store.views:
         flips = [(True, True), (False, True), (False, False)]
     for resize in store.resize_modes:
@@ -187,8 +218,8 @@ def candidates(mode: str, store: feats.FeatureStore) -> list[Config]:
                 for norm in ("l2", "power_l2", "standard"):
                     base = dict(resize=resize, blocks=blocks, flip_train=f_train,
                                 flip_test=f_test, norm=norm)
-                    for C in (1.0, 3.0, 10.0, 30.0, 100.0):
-                        for g in ("0.5*scale", "scale", "2*scale", "4*scale"):
+                    for g in ("scale", "2*scale", "0.5*scale", "4*scale"):
+                        for C in (1.0, 10.0, 3.0, 30.0, 100.0):
                             out.append(Config(**base, kernel="rbf", C=C, gamma=g,
                                               multiclass="ovo"))
                     for C in (3.0, 10.0):
@@ -200,9 +231,15 @@ def candidates(mode: str, store: feats.FeatureStore) -> list[Config]:
                     out.append(Config(**base, kernel="sigmoid", C=10.0, gamma="scale"))
                     for g in ("1e-3", "1e-4"):
                         out.append(Config(**base, kernel="rbf", C=10.0, gamma=g))
-                    for C in (1.0, 10.0, 100.0):
+                    for C in (3.0, 30.0, 300.0):
                         out.append(Config(**base, classifier="logreg", C=C))
-    return out
+    return list(dict.fromkeys(out))
+
+
+def _is_probe(c: Config) -> bool:
+    """The fits that rank feature sets in ``thorough`` (cheap RBF SVMs)."""
+    return (c.classifier == "svm" and c.kernel == "rbf" and c.multiclass == "ovo"
+            and c.gamma in ("scale", "2*scale") and c.C in (1.0, 10.0))
 
 
 # --- Data of one feature set -----------------------------------------------------------
@@ -217,6 +254,8 @@ class FeatureSet:
     normalizer: Normalizer
     _dot: np.ndarray | None = None
     _sq: np.ndarray | None = None
+    _kernels: dict = dataclasses.field(default_factory=dict)
+    _lock: Any = dataclasses.field(default_factory=threading.RLock)
 
     def dot(self) -> np.ndarray:
         if self._dot is None:
@@ -226,15 +265,29 @@ class FeatureSet:
 
     def kernel(self, kernel: str, gamma: float, coef0: float = 0.0, degree: int = 3
                ) -> np.ndarray:
-        dot = self.dot()
-        if kernel == "linear":
-            return dot
-        if kernel == "rbf":
-            d2 = self._sq[:, None] + self._sq[None, :] - 2.0 * dot
-            return np.exp(-gamma * np.maximum(d2, 0.0))
-        if kernel == "poly":
-            return (gamma * dot + coef0) ** degree
-        return np.tanh(gamma * dot + coef0)
+        """The kernel matrix of every row (computed once per kernel and gamma, shared by
+        every C, strategy and fold; the last :data:`KERNEL_CACHE` are kept)."""
+        with self._lock:
+            dot = self.dot()
+            if kernel == "linear":
+                return dot
+            k = (kernel, float(gamma), coef0, degree)
+            if k in self._kernels:
+                self._kernels[k] = self._kernels.pop(k)  # most recently used last
+                return self._kernels[k]
+            if kernel == "rbf":
+                m = self._sq[:, None] + self._sq[None, :] - 2.0 * dot
+                np.maximum(m, 0.0, out=m)
+                m *= -gamma
+                np.exp(m, out=m)
+            elif kernel == "poly":
+                m = (gamma * dot + coef0) ** degree
+            else:
+                m = np.tanh(gamma * dot + coef0)
+            while len(self._kernels) >= KERNEL_CACHE:
+                self._kernels.pop(next(iter(self._kernels)))
+            self._kernels[k] = m
+            return m
 
 
 def feature_set(store: feats.FeatureStore, splits: Sequence[str], cfg: Config) -> FeatureSet:
@@ -349,7 +402,9 @@ def run(store: feats.FeatureStore, mode: str = "fast", *, splits: Sequence[str] 
 
     def evaluate(configs_: Sequence[Config], fold_ids: Sequence[int]) -> None:
         by_key: dict[tuple, list[Config]] = {}
-        for c in configs_:
+        # grouped by feature set, then by kernel and gamma so that consecutive fits
+        # share a cached kernel matrix
+        for c in sorted(configs_, key=lambda c: (c.classifier, c.kernel, str(c.gamma))):
             by_key.setdefault(c.feature_key(), []).append(c)
         for key_configs in by_key.values():
             fs = fs_of(key_configs[0])
@@ -376,19 +431,37 @@ def run(store: feats.FeatureStore, mode: str = "fast", *, splits: Sequence[str] 
                 log(f"search: {sum(len(r.fold_top1) for r in results.values())} fits, "
                     f"{time.perf_counter() - start:.0f}s elapsed")
 
-    keep = {"paper": 1.0, "fast": 1 / 3, "thorough": 1 / 2}[mode] if configs is None else 1.0
-    if keep >= 1.0 or len(cands) <= 3:
+    def halve(stage: Sequence[Config], keep: float) -> None:
+        """Successive halving: ``stage`` on the first fold, the best ``keep`` on all."""
+        evaluate(stage, [0])
+        ranked = sorted(stage, key=lambda c: (-results[c].fold_top1[0],
+                                              -(results[c].fold_top5[0] or 0.0),
+                                              cands.index(c)))
+        evaluate(ranked[:max(2, math.ceil(len(stage) * keep))], range(folds))
+
+    if configs is not None or mode == "paper" or len(cands) <= 3:
         evaluate(cands, range(folds))
+    elif mode == "fast":
+        halve(cands, 1 / 3)
     else:
-        evaluate(cands, [0])
-        ranked = sorted(cands, key=lambda c: _rank_key(results[c], cands))
-        survivors = ranked[:max(2, math.ceil(len(cands) * keep))]
-        evaluate(survivors, range(folds))
+        # thorough = fast's search (so its best is never below fast's), then: rank the
+        # feature sets by their best probe on the first fold, keep the best
+        # THOROUGH_FEATURE_SETS, and grid every classifier on those only
+        fast = set(candidates("fast", store))
+        halve([c for c in cands if c in fast], 1 / 3)
+        evaluate([c for c in cands if _is_probe(c)], [0])
+        best: dict[tuple, float] = {}
+        for r in results.values():
+            if r.fold_top1:
+                k = r.config.feature_key()
+                best[k] = max(best.get(k, -1.0), r.fold_top1[0])
+        kept = set(sorted(best, key=lambda k: -best[k])[:THOROUGH_FEATURE_SETS])
+        halve([c for c in cands if c.feature_key() in kept], 1 / 2)
     done = [r for r in results.values() if len(r.fold_top1) == folds]
     for r in done:
         r.oof = oof[r.config]
     ordered = sorted(done, key=lambda r: _rank_key(r, cands))
-    rest = sorted((r for r in results.values() if len(r.fold_top1) < folds),
+    rest = sorted((r for r in results.values() if 0 < len(r.fold_top1) < folds),
                   key=lambda r: _rank_key(r, cands))
     return ordered + rest
 

@@ -76,6 +76,17 @@ def test_thorough_is_wider_and_gamma_rules():
     assert search.resolve_gamma("1e-4", x) == 1e-4
 
 
+def test_thorough_extends_fast_and_probes_feature_sets():
+    store = _store(n_per_class=6, classes=3)
+    fast = search.run(store, "fast", n_jobs=1)
+    thorough = search.run(store, "thorough", n_jobs=1)
+    assert {r.config for r in fast} <= {r.config for r in thorough}
+    assert thorough[0].top1 >= fast[0].top1 and len(thorough[0].fold_top1) == 3
+    keys = {r.config.feature_key() for r in thorough if not search._is_probe(r.config)}
+    fast_keys = {c.feature_key() for c in search.candidates("fast", store)}
+    assert len(keys - fast_keys) <= search.THOROUGH_FEATURE_SETS
+
+
 def test_numpy_head_matches_search_scores_and_calibrates():
     from illustration_tl import calibration, head
 
