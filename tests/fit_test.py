@@ -102,6 +102,23 @@ def test_numpy_head_matches_search_scores_and_calibrates():
     assert calibration.fit_temperature(s, y) < 1.0  # confident and right: sharpen
 
 
+@pytest.mark.parametrize("classifier,multiclass,norm", [("svm", "ovo", "l2"),
+                                                        ("svm", "ovr", "standard"),
+                                                        ("logreg", "ovo", "power_l2")])
+def test_tf_head_matches_numpy_head(classifier, multiclass, norm):
+    """The exported graph's head equals the numpy head for every classifier fast picks."""
+    from illustration_tl import head
+
+    store = _store()
+    cfg = search.Config("squash", ("a:avg", "b:max"), True, True, norm, classifier, "rbf",
+                        3.0, "2*scale", multiclass)
+    h = head.fit(store, cfg, ["train", "validation"], None)
+    orig = head.store_blocks(store, ["test"], "squash", "orig", cfg.blocks)
+    flip = head.store_blocks(store, ["test"], "squash", "flip", cfg.blocks)
+    got = h.tf_probabilities(orig, flip, h.tf_variables()).numpy()
+    np.testing.assert_allclose(got, h.probabilities(orig, flip), atol=1e-6)
+
+
 @pytest.mark.parametrize("backbone,size", [("vgg16", 32), ("mobilenetv2", 32)])
 def test_feature_blocks_of_two_families(backbone, size):
     model, blocks, source = features.extractor(backbone, None, size)
