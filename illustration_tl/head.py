@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from illustration_tl import calibration, features, svm_graph
-from illustration_tl.search import Config, Normalizer, make_classifier, resolve_gamma
+from illustration_tl.search import Config, Normalizer, fit_quietly, make_classifier, resolve_gamma
 
 NPZ = "head.npz"
 JSON = "head.json"
@@ -154,7 +154,7 @@ def fit(store: features.FeatureStore, cfg: Config, splits: Sequence[str],
     fs = feature_set(store, splits, cfg)
     gamma = resolve_gamma(cfg.gamma, fs.x[:fs.n])
     rows = np.arange(len(fs.x)) if cfg.flip_train else np.arange(fs.n)
-    model = make_classifier(cfg, gamma).fit(fs.x[rows], y[rows % fs.n])
+    model = fit_quietly(make_classifier(cfg, gamma), fs.x[rows], y[rows % fs.n])
     num_classes = len(store.class_names)
     temperature = 1.0
     if oof_scores is not None:
