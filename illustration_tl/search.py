@@ -28,16 +28,17 @@ Modes (``--search``):
   l2-normalized, the concatenation l2-normalized), trained on the images and
   their mirrors with flip test-time averaging; RBF SVMs (one-vs-one) with γ in
   {1/2, 1, 2} x sklearn's ``scale`` and C in {1, 10}, true one-vs-rest RBF SVMs
-  (γ = ``scale``, C in {3, 10}), and a logistic-regression probe. Successive
-  halving: every point on one fold, the best third on all folds.
-  Kernel matrices are computed once per feature set and γ and shared by every C
-  and fold.
-* ``thorough``: every ``fast`` point plus more layer sets, flip variants,
-  normalizations (l2, power_l2, standard) and classifiers (RBF over 4 γ x 5 C,
-  true one-vs-rest, linear, poly, sigmoid, the paper's absolute γ, logistic
-  regression over 3 C). Feature sets are ranked first by a few RBF probes on one
-  fold; the best :data:`THOROUGH_FEATURE_SETS` get the whole classifier grid on
-  one fold, and the best half of those all folds.
+  (γ = ``scale``, C in {3, 10}), and a logistic-regression probe. Order: two
+  cheap RBF probes per feature set on the first fold rank the feature sets; the
+  best :data:`FAST_FEATURE_SETS` get the whole list on that fold (successive
+  halving), and the best third of those all folds. Kernel matrices are computed
+  once per feature set and γ and shared by every C and fold.
+* ``thorough``: ``fast`` first (so its CV best is never below fast's), then more
+  layer sets, flip variants, normalizations (l2, power_l2, standard) and
+  classifiers (RBF over 4 γ x 5 C, true one-vs-rest, linear, poly, sigmoid, the
+  paper's absolute γ, logistic regression over 3 C): feature sets ranked by RBF
+  probes on one fold, the best :data:`THOROUGH_FEATURE_SETS` get the whole grid
+  on that fold, the best half of those all folds.
 """
 
 from __future__ import annotations
@@ -61,8 +62,10 @@ FAST_GAMMAS = ("scale", "2*scale", "0.5*scale")
 FAST_CS = (1.0, 10.0)
 FAST_OVR_CS = (3.0, 10.0)   # true one-vs-rest RBF SVMs, gamma = scale
 FAST_LOGREG_CS = (30.0,)
+FAST_FEATURE_SETS = 2       # feature sets (resize x blocks) that get fast's whole list
 THOROUGH_FEATURE_SETS = 6   # feature sets that get the full classifier grid
-LOGREG_MAX_ITER = 300
+LOGREG_MAX_ITER = 100
+FEATURE_SET_CACHE = 2  # feature sets kept in memory (each: Gram + kernels)
 KERNEL_CACHE = 2     # kernel matrices kept per feature set (one per gamma)
 
 
@@ -191,7 +194,7 @@ def candidates(mode: str, store: feats.FeatureStore) -> list[Config]:
         # pooled, each block power-l2-normalized (FeatureStore.assemble), the
         # concatenation l2-normalized; mirrors in training + flip test-time averaging.
         # Classifiers: RBF SVMs with gamma relative to the feature scale, and a
-        # logistic-regression probe. Successive halving keeps the best third.
+        # logistic-regression probe. run() decides the order (see the module doc).
         for resize in store.resize_modes:
             for blocks in _block_sets(store.blocks, layers, wide=False):
                 for f_train, f_test in flips:
@@ -235,6 +238,12 @@ def candidates(mode: str, store: feats.FeatureStore) -> list[Config]:
                     for C in (3.0, 30.0, 300.0):
                         out.append(Config(**base, classifier="logreg", C=C))
     return list(dict.fromkeys(out))
+
+
+def _is_fast_probe(c: Config) -> bool:
+    """The fits that rank feature sets in ``fast``."""
+    return (c.classifier == "svm" and c.kernel == "rbf" and c.multiclass == "ovo"
+            and c.gamma in ("scale", "2*scale") and c.C == 10.0)
 
 
 def _is_probe(c: Config) -> bool:
@@ -417,8 +426,10 @@ def run(store: feats.FeatureStore, mode: str = "fast", *, splits: Sequence[str] 
     def fs_of(c: Config) -> FeatureSet:
         k = c.feature_key()
         if k not in cache:
-            cache.clear()  # one feature set in memory at a time (Gram matrices are big)
+            while len(cache) >= FEATURE_SET_CACHE:  # Gram and kernel matrices are big
+                cache.pop(next(iter(cache)))
             cache[k] = feature_set(store, splits, c)
+        cache[k] = cache.pop(k)  # most recently used last
         return cache[k]
 
     def evaluate(configs_: Sequence[Config], fold_ids: Sequence[int]) -> None:
@@ -460,24 +471,30 @@ def run(store: feats.FeatureStore, mode: str = "fast", *, splits: Sequence[str] 
                                               cands.index(c)))
         evaluate(ranked[:max(2, math.ceil(len(stage) * keep))], range(folds))
 
+    def probe_then_halve(pool: Sequence[Config], is_probe: Callable[[Config], bool],
+                         feature_sets: int, keep: float) -> None:
+        """Ranks the feature sets of ``pool`` by their best probe fit on the first fold,
+        then halves every candidate of the best ``feature_sets`` of them."""
+        evaluate([c for c in pool if is_probe(c)], [0])
+        best: dict[tuple, float] = {}
+        for c in pool:
+            if results[c].fold_top1:
+                k = c.feature_key()
+                best[k] = max(best.get(k, -1.0), results[c].fold_top1[0])
+        kept = set(sorted(best, key=lambda k: -best[k])[:feature_sets])
+        halve([c for c in pool if c.feature_key() in kept], keep)
+
     if configs is not None or mode == "paper" or len(cands) <= 3:
         evaluate(cands, range(folds))
     elif mode == "fast":
-        halve(cands, 1 / 3)
+        probe_then_halve(cands, _is_fast_probe, FAST_FEATURE_SETS, 1 / 3)
     else:
-        # thorough = fast's search (so its best is never below fast's), then: rank the
-        # feature sets by their best probe on the first fold, keep the best
-        # THOROUGH_FEATURE_SETS, and grid every classifier on those only
+        # thorough = fast's search (so its best is never below fast's), then the wider
+        # grid on the best THOROUGH_FEATURE_SETS feature sets of the wider list
         fast = set(candidates("fast", store))
-        halve([c for c in cands if c in fast], 1 / 3)
-        evaluate([c for c in cands if _is_probe(c)], [0])
-        best: dict[tuple, float] = {}
-        for r in results.values():
-            if r.fold_top1:
-                k = r.config.feature_key()
-                best[k] = max(best.get(k, -1.0), r.fold_top1[0])
-        kept = set(sorted(best, key=lambda k: -best[k])[:THOROUGH_FEATURE_SETS])
-        halve([c for c in cands if c.feature_key() in kept], 1 / 2)
+        probe_then_halve([c for c in cands if c in fast], _is_fast_probe,
+                         FAST_FEATURE_SETS, 1 / 3)
+        probe_then_halve(cands, _is_probe, THOROUGH_FEATURE_SETS, 1 / 2)
     done = [r for r in results.values() if len(r.fold_top1) == folds]
     for r in done:
         r.oof = oof[r.config]

@@ -58,7 +58,13 @@ def test_fast_search_halves_and_ranks_with_out_of_fold_scores():
     store = _store()
     results = search.run(store, "fast", n_jobs=1)
     full = [r for r in results if len(r.fold_top1) == 3]
-    assert len(results) == len(search.candidates("fast", store))
+    cands = search.candidates("fast", store)
+    # probes rank the 4 feature sets (2 resize modes x 2 layer sets); the best 2 get
+    # the whole list on fold 0, the best third of those all folds
+    assert len({c.feature_key() for c in cands}) == 4
+    assert len({r.config.feature_key() for r in results if not search._is_fast_probe(
+        r.config)}) == search.FAST_FEATURE_SETS
+    assert len(results) < len(cands)
     assert 2 <= len(full) < len(results)           # successive halving dropped some
     assert results[0] is full[0] and results[0].oof.shape == (40, 4)
     assert [r.top1 for r in full] == sorted((r.top1 for r in full), reverse=True)
