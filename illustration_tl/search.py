@@ -176,6 +176,22 @@ def _block_sets(store_blocks: Sequence[str], layers: Sequence[str], wide: bool
     return [s for s in dict.fromkeys(sets) if all(b in store_blocks for b in s)]
 
 
+def distinct_resize_modes(store: feats.FeatureStore) -> list[str]:
+    """The store's resize modes less those whose features equal an earlier mode's (pad is
+    squash when every image is square, e.g. an icon set): searching both would only
+    double the work."""
+    out: list[str] = []
+    block = next((b for b in store.blocks if b != feats.PAPER_BLOCK), store.blocks[0])
+    for mode in store.resize_modes:
+        mine = [store.arrays[s].get(feats.key(mode, "orig", block)) for s in store.arrays]
+        if not any(all(a is not None and b is not None and np.array_equal(a, b)
+                       for a, b in zip(mine, [store.arrays[s].get(feats.key(o, "orig", block))
+                                              for s in store.arrays]))
+                   for o in out):
+            out.append(mode)
+    return out
+
+
 def candidates(mode: str, store: feats.FeatureStore) -> list[Config]:
     """The ordered candidate list of a search mode on this feature store."""
     if mode not in MODES:
@@ -195,7 +211,7 @@ def candidates(mode: str, store: feats.FeatureStore) -> list[Config]:
         # concatenation l2-normalized; mirrors in training + flip test-time averaging.
         # Classifiers: RBF SVMs with gamma relative to the feature scale, and a
         # logistic-regression probe. run() decides the order (see the module doc).
-        for resize in store.resize_modes:
+        for resize in distinct_resize_modes(store):
             for blocks in _block_sets(store.blocks, layers, wide=False):
                 for f_train, f_test in flips:
                     base = dict(resize=resize, blocks=blocks, flip_train=f_train,
@@ -216,7 +232,7 @@ def candidates(mode: str, store: feats.FeatureStore) -> list[Config]:
     out = candidates("fast", store)
     if "flip" in store.views:
         flips = [(True, True), (False, True), (False, False)]
-    for resize in store.resize_modes:
+    for resize in distinct_resize_modes(store):
         for blocks in _block_sets(store.blocks, layers, wide=True):
             for f_train, f_test in flips:
                 for norm in ("l2", "power_l2", "standard"):

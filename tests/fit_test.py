@@ -73,6 +73,17 @@ def test_fast_search_halves_and_ranks_with_out_of_fold_scores():
     assert sum("**chosen**" in line for line in md.splitlines() if line.startswith("| ")) == 1
 
 
+def test_identical_resize_modes_are_searched_once():
+    store = _store()
+    assert search.distinct_resize_modes(store) == ["squash", "pad"]
+    for arrays in store.arrays.values():   # square images: pad == squash
+        for k in list(arrays):
+            if k.startswith("pad/"):
+                arrays[k] = arrays["squash/" + k[len("pad/"):]]
+    assert search.distinct_resize_modes(store) == ["squash"]
+    assert {c.resize for c in search.candidates("fast", store)} == {"squash"}
+
+
 def test_thorough_is_wider_and_gamma_rules():
     store = _store()
     assert len(search.candidates("thorough", store)) > 5 * len(search.candidates("fast", store))
