@@ -29,6 +29,10 @@ class Backbone:
     image_size: int             # native input side in pixels
     top_embedding_layer: str | None  # embedding layer when the classifier top is kept
     has_fc_top: bool            # VGG-style fc1/fc2/predictions head
+    # Conv layers whose pooled activations transfer best to illustrations (``fit``):
+    # the last two or three stages, shallow to deep; each is global-average- and
+    # global-max-pooled (:mod:`illustration_tl.features`).
+    transfer_layers: tuple[str, ...] = ()
 
     def application(self) -> Callable[..., Any]:
         """The ``keras.applications`` constructor."""
@@ -45,15 +49,26 @@ class Backbone:
 _BACKBONES = {
     b.name: b
     for b in [
-        Backbone("vgg19", "VGG19", "vgg19", 224, "fc2", True),
-        Backbone("vgg16", "VGG16", "vgg16", 224, "fc2", True),
-        Backbone("resnet50", "ResNet50", "resnet50", 224, "avg_pool", False),
-        Backbone("resnet50v2", "ResNet50V2", "resnet_v2", 224, "avg_pool", False),
-        Backbone("mobilenetv2", "MobileNetV2", "mobilenet_v2", 224, None, False),
-        Backbone("efficientnetb0", "EfficientNetB0", "efficientnet", 224, "avg_pool", False),
-        Backbone("inceptionv3", "InceptionV3", "inception_v3", 299, "avg_pool", False),
-        Backbone("densenet121", "DenseNet121", "densenet", 224, "avg_pool", False),
-        Backbone("convnexttiny", "ConvNeXtTiny", "convnext", 224, None, False),
+        Backbone("vgg19", "VGG19", "vgg19", 224, "fc2", True,
+                 ("block3_pool", "block4_pool", "block5_pool")),
+        Backbone("vgg16", "VGG16", "vgg16", 224, "fc2", True,
+                 ("block3_pool", "block4_pool", "block5_pool")),
+        Backbone("resnet50", "ResNet50", "resnet50", 224, "avg_pool", False,
+                 ("conv3_block4_out", "conv4_block6_out", "conv5_block3_out")),
+        Backbone("resnet50v2", "ResNet50V2", "resnet_v2", 224, "avg_pool", False,
+                 ("conv3_block4_out", "conv4_block6_out", "post_relu")),
+        Backbone("mobilenetv2", "MobileNetV2", "mobilenet_v2", 224, None, False,
+                 ("block_6_expand_relu", "block_13_expand_relu", "out_relu")),
+        Backbone("efficientnetb0", "EfficientNetB0", "efficientnet", 224, "avg_pool", False,
+                 ("block4c_add", "block5c_add", "top_activation")),
+        Backbone("inceptionv3", "InceptionV3", "inception_v3", 299, "avg_pool", False,
+                 ("mixed5", "mixed7", "mixed10")),
+        Backbone("densenet121", "DenseNet121", "densenet", 224, "avg_pool", False,
+                 ("pool3_pool", "pool4_pool", "relu")),
+        Backbone("convnexttiny", "ConvNeXtTiny", "convnext", 224, None, False,
+                 ("convnext_tiny_stage_1_block_2_identity",
+                  "convnext_tiny_stage_2_block_8_identity",
+                  "convnext_tiny_stage_3_block_2_identity")),
     ]
 }
 

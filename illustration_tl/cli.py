@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                   "command."),
     "export": ("export", "Write CNN (+ SVM) as one SavedModel: image bytes in, "
                "top-k classes out."),
+    "fit": ("fit", "The best classifier for a folder of images: dataset, features, "
+            "search, test score, one SavedModel."),
     "predict": ("predict", "Classify image files with an exported model."),
     "evaluate": ("evaluate", "Score an exported model on a folder or manifest of images: "
                  "top-1/top-5 per class and per group (style, source; photographs, Fig. 7)."),

@@ -1,0 +1,323 @@
+"""``fit``: the best classifier for a folder of illustrations, in resumable stages.
+
+Stages (each in ``OUT/<stage>/`` with a ``stage.json``; see :mod:`illustration_tl.stages`;
+a rerun skips what is up to date and redoes what a changed input affects):
+
+1. ``dataset``: the `illustrations` TFDS dataset from the folder (``<class>/*``, or
+   the authors' ``train/`` + ``val/`` layout, ``val`` being the test split), in
+   ``OUT/tfds``;
+2. ``features``: every transfer layer's pooled blocks, per resize mode and view
+   (:mod:`illustration_tl.features`), for every split;
+3. ``search``: cross-validation on train + validation only
+   (:mod:`illustration_tl.search`); ``leaderboard.json`` / ``leaderboard.md``;
+4. ``final``: the chosen configuration refitted on all training images, with its
+   temperature calibrated on the CV folds (:mod:`illustration_tl.head`);
+5. ``evaluate``: the test split, scored once (``eval.json``, ``scores.npz``);
+6. ``model``: one SavedModel, image bytes in, calibrated probabilities out;
+7. ``report``: ``OUT/report.md`` (test top-1/top-5, the chosen configuration and
+   the leaderboard).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from illustration_tl import stages
+from illustration_tl.errors import UserError
+
+MARKER = "fit.json"
+TRAIN_SPLITS = ("train", "validation")
+TEST_SPLIT = "test"
+DATASET = "illustrations/curated"
+
+
+@dataclasses.dataclass
+class FitConfig:
+    images: str
+    output: str
+    backbone: str = "vgg16"
+    weights: str | None = "imagenet"
+    image_size: int | None = None
+    layers: tuple[str, ...] = ()
+    resize_modes: tuple[str, ...] = ("squash", "pad")
+    flip: bool = True
+    search: str = "fast"
+    folds: int = 3
+    seed: int = 0
+    batch_size: int = 32
+    num_workers: int | None = None   # dataset decoding processes (1: in this process)
+    n_jobs: int = 2
+    top_k: int = 5
+    force: bool = False
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def check_output(path: str) -> None:
+    """``OUT`` must be new, empty, or an earlier ``fit`` output (never clobber others)."""
+    if not path:
+        raise UserError("--output is required: the folder for the run")
+    if os.path.islink(path) or (os.path.exists(path) and not os.path.isdir(path)):
+        raise UserError(f"--output={path} is not a folder")
+    if os.path.isdir(path) and os.listdir(path) and not os.path.isfile(
+            os.path.join(path, MARKER)):
+        raise UserError(f"--output={path} is not empty and is not an earlier `fit` output "
+                        f"(no {MARKER}); choose a new or empty folder")
+    real, cwd = os.path.realpath(path), os.path.realpath(os.getcwd())
+    if real == cwd or cwd.startswith(real.rstrip(os.sep) + os.sep):
+        raise UserError(f"--output={path} is the current folder or one of its parents")
+
+
+def _weights_description(weights: str | None) -> str | None:
+    if weights in (None, "", "none", "imagenet"):
+        return weights or None
+    from illustration_tl import embeddings
+
+    return f"{os.path.abspath(weights)} {embeddings.file_sha256(weights)}"
+
+
+def run(cfg: FitConfig, log: Callable[[str], None] = _log) -> dict[str, Any]:
+    """Runs (or resumes) every stage; returns the summary (also ``OUT/fit.json``)."""
+    from illustration_tl import search as search_lib
+
+    if cfg.search not in search_lib.MODES:
+        raise UserError(f"--search={cfg.search!r}: choose from {', '.join(search_lib.MODES)}")
+    if not os.path.isdir(cfg.images):
+        raise UserError(f"--images={cfg.images!r} is not a folder of images")
+    check_output(cfg.output)
+    os.makedirs(cfg.output, exist_ok=True)
+    marker = os.path.join(cfg.output, MARKER)
+    if not os.path.exists(marker):
+        with open(marker, "w") as f:
+            json.dump({"status": "running"}, f)
+    lock = stages.lock_output(cfg.output)
+    try:
+        return _run(cfg, log)
+    finally:
+        lock.release()
+
+
+def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
+    from illustration_tl import features, search
+
+    root = cfg.output
+    data_dir = os.path.join(root, "tfds")
+    st = stages.Stages(root, force=cfg.force, log=log)
+    st.run("dataset", {"images": stages.tree_fingerprint(cfg.images), "data_dir": "tfds"},
+           lambda out: _build(cfg, data_dir, out))
+    splits = list(TRAIN_SPLITS) + [TEST_SPLIT]
+    feat_params = {"backbone": cfg.backbone, "weights": _weights_description(cfg.weights),
+                   "image_size": cfg.image_size, "layers": list(cfg.layers),
+                   "resize_modes": list(cfg.resize_modes), "flip": cfg.flip,
+                   "seed": cfg.seed, "batch_size": cfg.batch_size}
+
+    def do_features(out: str) -> None:
+        store = features.extract(DATASET, data_dir, splits, backbone=cfg.backbone,
+                                 weights=cfg.weights, image_size=cfg.image_size,
+                                 layers=cfg.layers or None, resize_modes=cfg.resize_modes,
+                                 flip=cfg.flip, batch_size=cfg.batch_size, seed=cfg.seed,
+                                 log=log)
+        store.meta["recipe"] = {"backbone": cfg.backbone, "weights": (
+            cfg.weights if cfg.weights in (None, "imagenet", "none") else
+            os.path.abspath(cfg.weights)), "image_size": cfg.image_size,
+            "layers": list(cfg.layers), "seed": cfg.seed}
+        store.save(os.path.join(out, features.FILE))
+
+    feat_dir = st.run("features", feat_params, do_features, ["dataset"])
+    store_cache: dict[str, Any] = {}
+
+    def store() -> features.FeatureStore:
+        if "s" not in store_cache:
+            store_cache["s"] = features.FeatureStore.load(os.path.join(feat_dir, features.FILE))
+        return store_cache["s"]
+
+    def do_search(out: str) -> None:
+        import time
+
+        t0 = time.perf_counter()
+        results = search.run(store(), cfg.search, splits=TRAIN_SPLITS, folds=cfg.folds,
+                             seed=cfg.seed, n_jobs=cfg.n_jobs, log=log)
+        seconds = time.perf_counter() - t0
+        best = results[0]
+        doc = {"mode": cfg.search, "seconds": round(seconds, 2), "folds": cfg.folds,
+               "chosen": best.as_dict(), "results": [r.as_dict() for r in results]}
+        with open(os.path.join(out, "leaderboard.json"), "w") as f:
+            json.dump(doc, f, indent=2)
+        with open(os.path.join(out, "leaderboard.md"), "w") as f:
+            f.write(search.leaderboard_markdown(results, best.config, cfg.search, seconds))
+        np.save(os.path.join(out, "oof_scores.npy"), best.oof)
+        log(f"search ({cfg.search}): {len(results)} configurations in {seconds:.1f}s; chosen "
+            f"{best.config.label()} (CV top-1 {100 * best.top1:.2f}%)")
+
+    search_dir = st.run("search", {"mode": cfg.search, "folds": cfg.folds, "seed": cfg.seed},
+                        do_search, ["features"])
+
+    def do_final(out: str) -> None:
+        from illustration_tl import head
+
+        with open(os.path.join(search_dir, "leaderboard.json")) as f:
+            chosen = search.Config.from_dict(json.load(f)["chosen"]["config"])
+        oof = np.load(os.path.join(search_dir, "oof_scores.npy"), allow_pickle=False)
+        head.fit(store(), chosen, TRAIN_SPLITS, oof).save(out)
+
+    final_dir = st.run("final", {}, do_final, ["search"])
+
+    def do_evaluate(out: str) -> None:
+        ev = _evaluate(store(), final_dir, cfg)
+        ev.save(out)
+
+    eval_dir = st.run("evaluate", {}, do_evaluate, ["final"])
+    model_dir = os.path.join(root, "model")
+    st.run("model", {"top_k": cfg.top_k}, lambda out: export(
+        final_dir, feat_dir, out, top_k=cfg.top_k), ["final"])
+    from illustration_tl.evaluation import EvalResult
+
+    ev = EvalResult.load(eval_dir)
+    with open(os.path.join(search_dir, "leaderboard.json")) as f:
+        board = json.load(f)
+    summary = {"status": "done", "search": cfg.search, "chosen": board["chosen"],
+               "search_seconds": board["seconds"], "test_top1": ev.top_k(1),
+               "test_top5": ev.top_k_or_none(5), "num_test": ev.num_examples,
+               "num_classes": len(ev.class_names), "model": model_dir,
+               "timings": {k: round(v, 1) for k, v in st.timings.items()}}
+    _write_report(root, summary, search_dir)
+    with open(os.path.join(root, MARKER), "w") as f:
+        json.dump(summary, f, indent=2)
+    return summary
+
+
+def _build(cfg: FitConfig, data_dir: str, out: str) -> None:
+    from illustration_tl.datasets.illustrations import illustrations_dataset_builder as b
+
+    try:
+        builder = b.build("curated", cfg.images, data_dir, overwrite=True, flag="--images",
+                          num_workers=cfg.num_workers)
+    except ValueError as e:
+        raise UserError(f"--images={cfg.images!r}: {str(e).splitlines()[0]}") from None
+    info = builder.info
+    doc = {"classes": info.features["label"].names,
+           "examples": {s: info.splits[s].num_examples for s in info.splits}}
+    with open(os.path.join(out, "dataset.json"), "w") as f:
+        json.dump(doc, f, indent=2)
+
+
+def _evaluate(store: Any, final_dir: str, cfg: FitConfig) -> Any:
+    from illustration_tl import head as head_lib
+    from illustration_tl.evaluation import EvalResult
+
+    h = head_lib.Head.load(final_dir)
+    c = h.config
+    orig = head_lib.store_blocks(store, [TEST_SPLIT], c.resize, "orig", c.blocks)
+    flip = (head_lib.store_blocks(store, [TEST_SPLIT], c.resize, "flip", c.blocks)
+            if c.flip_test else None)
+    probs = h.probabilities(orig, flip)
+    return EvalResult(f"{store.meta.get('backbone')} fit ({cfg.search})", h.class_names,
+                      store.labels[TEST_SPLIT], probs, store.file_names[TEST_SPLIT],
+                      {"stage": "fit", "config": c.as_dict(), "label": c.label(),
+                       "temperature": h.temperature})
+
+
+def _write_report(root: str, summary: dict[str, Any], search_dir: str) -> None:
+    t5 = summary["test_top5"]
+    lines = ["# fit report", "",
+             f"- test split ({summary['num_test']} images, {summary['num_classes']} classes, "
+             "scored once): top-1 "
+             f"{100 * summary['test_top1']:.2f}%" + (f", top-5 {100 * t5:.2f}%" if t5 is not None
+                                                     else " (top-5 n/a: 5 classes or fewer)"),
+             f"- chosen: {summary['chosen']['label']} (CV top-1 "
+             f"{100 * summary['chosen']['cv_top1']:.2f}%)",
+             f"- search `{summary['search']}`: {summary['search_seconds']} s",
+             f"- model: {summary['model']}", "",
+             "| stage | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in summary["timings"].items()]
+    with open(os.path.join(search_dir, "leaderboard.md")) as f:
+        lines += ["", f.read()]
+    with open(os.path.join(root, "report.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+# --- Export ------------------------------------------------------------------------------
+
+EXPORT_FORMAT = "illustration-tl fit classifier v1"
+
+
+def export(final_dir: str, feat_dir: str, out: str, top_k: int = 5) -> dict[str, Any]:
+    """Writes the SavedModel: image bytes (or pixels) in, calibrated probabilities out."""
+    import keras
+    import tensorflow as tf
+
+    from illustration_tl import backbones, features, input_pipeline
+    from illustration_tl import export as export_lib
+    from illustration_tl import head as head_lib
+
+    h = head_lib.Head.load(final_dir)
+    with np.load(os.path.join(feat_dir, features.FILE), allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+    recipe = meta["recipe"]
+    model, blocks, source = features.extractor(
+        recipe["backbone"], recipe["weights"], recipe["image_size"],
+        recipe["layers"] or None, recipe["seed"])
+    bb = backbones.get(source.backbone)
+    size, mode = source.image_size, h.config.resize
+    wanted = [blocks.index(b) for b in h.config.blocks]
+    module = h.tf_variables()
+    names = tf.constant(h.class_names)
+    k = max(1, min(top_k, h.num_classes))
+    info = {"format": EXPORT_FORMAT, "backbone": source.backbone, "image_size": size,
+            "resize_mode": mode, "class_names": h.class_names, "config": h.config.as_dict(),
+            "label": h.config.label(), "temperature": h.temperature, "top_k": k,
+            "outputs": "probabilities"}
+
+    def block_outputs(x: Any) -> dict[str, Any]:
+        outs = model(x, training=False)
+        return {blocks[i]: outs[i] for i in wanted}
+
+    def classify(images: Any) -> dict:
+        x = bb.preprocess_input(tf.identity(images))
+        orig = block_outputs(x)
+        flip = block_outputs(tf.image.flip_left_right(x)) if h.config.flip_test else None
+        probs = h.tf_probabilities(orig, flip, module)
+        top = tf.math.top_k(probs, k=k)
+        return {"class_names": tf.gather(names, top.indices), "class_indices": top.indices,
+                "scores": tf.cast(top.values, tf.float32),
+                "probabilities": tf.cast(probs, tf.float32)}
+
+    def serve_bytes(image_bytes: Any) -> dict:
+        def one(data):
+            image = export_lib.decode_image_bytes(data)
+            return input_pipeline.resize(image[None], size, mode)[0]
+        images = tf.map_fn(one, image_bytes, fn_output_signature=tf.TensorSpec(
+            [size, size, 3], tf.float32))
+        return classify(images)
+
+    meta_json = json.dumps(info, sort_keys=True)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.track(module)
+    archive.add_endpoint("serving_default", serve_bytes, input_signature=[
+        tf.TensorSpec([None], tf.string, name="image_bytes")])
+    archive.add_endpoint("classify_images", classify, input_signature=[
+        tf.TensorSpec([None, size, size, 3], tf.float32, name="images")])
+    archive.add_endpoint("metadata", lambda: {"metadata": tf.constant(meta_json)},
+                         input_signature=[])
+    archive.write_out(out, verbose=False)
+    with open(os.path.join(out, export_lib.METADATA_FILE), "w") as f:
+        f.write(meta_json)
+    return info
+
+
+def summary_lines(summary: dict[str, Any]) -> Sequence[str]:
+    t5 = summary["test_top5"]
+    return [f"chosen: {summary['chosen']['label']} (CV top-1 "
+            f"{100 * summary['chosen']['cv_top1']:.2f}%)",
+            f"test ({summary['num_test']} images): top-1 {100 * summary['test_top1']:.2f}%"
+            + (f", top-5 {100 * t5:.2f}%" if t5 is not None else ""),
+            f"model: {summary['model']}"]

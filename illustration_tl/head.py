@@ -1,0 +1,177 @@
+"""The classifier ``fit`` chooses, on top of the frozen features: numpy and TensorFlow.
+
+A :class:`Head` holds the chosen :class:`illustration_tl.search.Config`, the fitted
+normalization, the classifier (an SVM as :class:`illustration_tl.svm_graph.SvmTensors`
+or a logistic regression's weights) and the calibration temperature. It turns the
+raw feature blocks of an image (and of its mirror, with flip test-time averaging)
+into class probabilities, with the same steps in numpy (:meth:`Head.probabilities`,
+used for the test split) and in TensorFlow (:meth:`Head.tf_probabilities`, inside the
+exported SavedModel). Stored as ``head.npz`` (plain arrays, no pickle) + ``head.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from illustration_tl import calibration, features, svm_graph
+from illustration_tl.search import Config, Normalizer, fit_quietly, make_classifier, resolve_gamma
+
+NPZ = "head.npz"
+JSON = "head.json"
+
+
+@dataclasses.dataclass
+class Head:
+    config: Config
+    class_names: list[str]
+    normalizer: Normalizer
+    temperature: float = 1.0
+    svm: svm_graph.SvmTensors | None = None
+    weights: np.ndarray | None = None      # logistic regression (d, C)
+    bias: np.ndarray | None = None         # (C,)
+    gamma: float | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    # --- numpy ------------------------------------------------------------------
+    def row_features(self, blocks: dict[str, np.ndarray]) -> np.ndarray:
+        parts = [np.asarray(blocks[b], np.float64) if b == features.PAPER_BLOCK
+                 else features.power_l2(blocks[b]) for b in self.config.blocks]
+        return self.normalizer(np.concatenate(parts, axis=1))
+
+    def raw_scores(self, x: np.ndarray) -> np.ndarray:
+        if self.svm is not None:
+            return self.svm.scores(x)
+        return x @ self.weights + self.bias
+
+    def scores(self, orig: dict[str, np.ndarray], flip: dict[str, np.ndarray] | None = None
+               ) -> np.ndarray:
+        """Uncalibrated scores, averaged with the mirrors' when the config says so."""
+        s = self.raw_scores(self.row_features(orig))
+        if self.config.flip_test:
+            s = (s + self.raw_scores(self.row_features(flip))) / 2.0
+        return s
+
+    def probabilities(self, orig: dict[str, np.ndarray],
+                      flip: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        return calibration.softmax(self.scores(orig, flip), self.temperature)
+
+    # --- TensorFlow ---------------------------------------------------------------
+    def tf_variables(self) -> Any:
+        import tensorflow as tf
+
+        module = tf.Module(name="fit_head")
+        if self.svm is not None:
+            module.svm = svm_graph.variables(self.svm)
+        else:
+            module.weights = tf.Variable(self.weights, trainable=False)
+            module.bias = tf.Variable(self.bias, trainable=False)
+        if self.normalizer.mean is not None:
+            module.mean = tf.Variable(self.normalizer.mean, trainable=False)
+            module.std = tf.Variable(self.normalizer.std, trainable=False)
+        return module
+
+    def _tf_scores(self, blocks: dict[str, Any], module: Any) -> Any:
+        import tensorflow as tf
+
+        parts = [tf.cast(blocks[b], tf.float64) if b == features.PAPER_BLOCK
+                 else features.tf_power_l2(blocks[b]) for b in self.config.blocks]
+        x = tf.concat(parts, axis=1)
+        norm = self.normalizer.norm
+        if norm == "standard":
+            x = (x - module.mean) / module.std
+        elif norm == "l2":
+            n = tf.norm(x, axis=1, keepdims=True)
+            x = x / tf.where(n > 0, n, tf.ones_like(n))
+        elif norm == "power_l2":
+            x = features.tf_power_l2(x)
+        if self.svm is not None:
+            return svm_graph.decision_function(x, self.svm, module.svm, tf.float64)
+        return tf.matmul(x, module.weights) + module.bias
+
+    def tf_probabilities(self, orig: dict[str, Any], flip: dict[str, Any] | None,
+                         module: Any) -> Any:
+        import tensorflow as tf
+
+        s = self._tf_scores(orig, module)
+        if self.config.flip_test:
+            s = (s + self._tf_scores(flip, module)) / 2.0
+        return tf.nn.softmax(s / self.temperature, axis=1)
+
+    # --- storage -------------------------------------------------------------------
+    def save(self, directory: str) -> None:
+        arrays: dict[str, np.ndarray] = {}
+        if self.svm is not None:
+            arrays.update({f"svm_{k}": v for k, v in self.svm.to_arrays().items()})
+        else:
+            arrays["weights"], arrays["bias"] = self.weights, self.bias
+        if self.normalizer.mean is not None:
+            arrays["norm_mean"], arrays["norm_std"] = self.normalizer.mean, self.normalizer.std
+        np.savez(os.path.join(directory, NPZ), **arrays)
+        doc = {"config": self.config.as_dict(), "label": self.config.label(),
+               "class_names": self.class_names, "temperature": self.temperature,
+               "gamma": self.gamma, "svm": self.svm.params() if self.svm else None}
+        with open(os.path.join(directory, JSON), "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=2)
+
+    @classmethod
+    def load(cls, directory: str) -> Head:
+        with open(os.path.join(directory, JSON), encoding="utf-8") as f:
+            doc = json.load(f)
+        with np.load(os.path.join(directory, NPZ), allow_pickle=False) as z:
+            a = {k: z[k] for k in z.files}
+        cfg = Config.from_dict(doc["config"])
+        svm = None
+        if any(k.startswith("svm_") for k in a):
+            svm = svm_graph.SvmTensors.from_arrays(
+                {k[4:]: v for k, v in a.items() if k.startswith("svm_")})
+        return cls(cfg, list(doc["class_names"]),
+                   Normalizer(cfg.norm, a.get("norm_mean"), a.get("norm_std")),
+                   float(doc["temperature"]), svm, a.get("weights"), a.get("bias"),
+                   doc.get("gamma"))
+
+
+def store_blocks(store: features.FeatureStore, splits: Sequence[str], mode: str, view: str,
+                 blocks: Sequence[str]) -> dict[str, np.ndarray]:
+    return {b: np.concatenate([store.block(s, mode, view, b) for s in splits]) for b in blocks}
+
+
+def fit(store: features.FeatureStore, cfg: Config, splits: Sequence[str],
+        oof_scores: np.ndarray | None) -> Head:
+    """Fits ``cfg`` on every training image (and mirror) with the real kernel, and the
+    temperature on the CV out-of-fold scores."""
+    from illustration_tl.search import feature_set
+
+    splits = [s for s in splits if s in store.labels]
+    y = np.concatenate([store.labels[s] for s in splits])
+    fs = feature_set(store, splits, cfg)
+    gamma = resolve_gamma(cfg.gamma, fs.x[:fs.n])
+    rows = np.arange(len(fs.x)) if cfg.flip_train else np.arange(fs.n)
+    model = fit_quietly(make_classifier(cfg, gamma), fs.x[rows], y[rows % fs.n])
+    num_classes = len(store.class_names)
+    temperature = 1.0
+    if oof_scores is not None:
+        temperature = calibration.fit_temperature(oof_scores, y)
+    if cfg.classifier == "logreg":
+        w = model.coef_.T.astype(np.float64)
+        b = model.intercept_.astype(np.float64)
+        if w.shape[1] == 1:  # binary: decision d -> scores [-d, d]
+            w, b = np.concatenate([-w, w], axis=1), np.concatenate([-b, b])
+        full_w = np.zeros((w.shape[0], num_classes))
+        full_b = np.full(num_classes, svm_graph.MISSING_CLASS_SCORE / 2)
+        cls_ = np.asarray(model.classes_, np.int64)
+        full_w[:, cls_], full_b[cls_] = w, b
+        return Head(cfg, list(store.class_names), fs.normalizer, temperature,
+                    weights=full_w, bias=full_b, gamma=None)
+    from illustration_tl import svm as svm_lib
+
+    arrays = svm_lib.arrays_from_pipeline(model, fs.x[rows], num_classes)
+    return Head(cfg, list(store.class_names), fs.normalizer, temperature, svm=arrays,
+                gamma=gamma)
