@@ -288,7 +288,9 @@ def export(final_dir: str, feat_dir: str, out: str, top_k: int = 5) -> dict[str,
         top = tf.math.top_k(probs, k=k)
         return {"class_names": tf.gather(names, top.indices), "class_indices": top.indices,
                 "scores": tf.cast(top.values, tf.float32),
-                "probabilities": tf.cast(probs, tf.float32)}
+                "probabilities": tf.cast(probs, tf.float32),
+                # The name `export`'s models use for every class's score (`evaluate`).
+                "all_scores": tf.cast(probs, tf.float32)}
 
     def serve_bytes(image_bytes: Any) -> dict:
         def one(data):

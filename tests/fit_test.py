@@ -220,3 +220,24 @@ def test_import_stays_light():
                         "print('tensorflow' in sys.modules, callable(illustration_tl.fit))"],
                        env=ENV, capture_output=True, text=True, timeout=120)
     assert r.stdout.split()[0] == "False", r.stdout + r.stderr
+
+
+def test_predict_and_evaluate_commands_read_the_fit_export(four_classes):
+    """The SavedModel `fit` writes serves `predict` and `evaluate` like `export`'s do."""
+    import json as json_lib
+
+    root, out, _ = four_classes
+    images = root / "images"
+    r = subprocess.run([sys.executable, "-m", "illustration_tl.cli", "predict",
+                        f"--model={out / 'model'}", f"--images={images}", "--format=json",
+                        "--top_k=2"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [json_lib.loads(line) for line in r.stdout.splitlines()]
+    assert rows and all(len(row["classes"]) == 2 for row in rows)
+    r = subprocess.run([sys.executable, "-m", "illustration_tl.cli", "evaluate",
+                        f"--model={out / 'model'}", f"--images={images}",
+                        f"--output={root / 'eval'}"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json_lib.loads((root / "eval" / "evaluation.json").read_text())
+    assert doc["scored"] == doc["overall"]["n"] == len(rows) and doc["overall"]["top5"] is None
