@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from illustration_tl import backbones, outputs, svm_graph
 
@@ -73,10 +73,8 @@ def export_classifier(path: str, *, model: Any, backbone: str, image_size: int,
     ``path`` must be new or empty, or with ``overwrite`` an earlier export,
     which is replaced only once the new export has been written completely.
     """
-    import keras
     import tensorflow as tf
 
-    from illustration_tl import input_pipeline
     from illustration_tl.errors import UserError
 
     outputs.prepare_output(path, overwrite=overwrite, marker=OUTPUT_MARKER)
@@ -119,32 +117,49 @@ def export_classifier(path: str, *, model: Any, backbone: str, image_size: int,
                 "scores": tf.cast(top.values, tf.float32),
                 "all_scores": tf.cast(scores, tf.float32)}
 
+    tracked = [model] if svm_vars is None else [model, svm_vars]
+    with outputs.writing(path, overwrite=overwrite, marker=OUTPUT_MARKER) as tmp:
+        write_archive(tmp, tracked=tracked, classify=classify, image_size=image_size,
+                      resize_mode=resize_mode, metadata=meta)
+    return meta
+
+
+def write_archive(path: str, *, tracked: Sequence[Any], classify: Callable[[Any], dict],
+                  image_size: int, resize_mode: str, metadata: dict) -> None:
+    """Writes the SavedModel every served model of this project has.
+
+    Endpoints: ``classify_images`` (``classify`` on float RGB pixels at
+    ``image_size``), ``serving_default`` (encoded image bytes: decoded, composited
+    on white, resized with ``resize_mode`` as in training, then ``classify``) and
+    ``metadata`` (``metadata`` as JSON, also written beside as :data:`METADATA_FILE`).
+    ``tracked``: the Keras models / ``tf.Module``s whose variables ``classify`` uses.
+    """
+    import keras
+    import tensorflow as tf
+
+    from illustration_tl import input_pipeline
+
     def serve_bytes(image_bytes: Any) -> dict:
-        def one(data):
+        def one(data: Any) -> Any:
             image = decode_image_bytes(data)
             return input_pipeline.resize(image[None], image_size, resize_mode)[0]
         images = tf.map_fn(one, image_bytes, fn_output_signature=tf.TensorSpec(
             [image_size, image_size, 3], tf.float32))
         return classify(images)
 
-    meta_json = json.dumps(meta, sort_keys=True)
-
+    meta_json = json.dumps(metadata, sort_keys=True)
     archive = keras.export.ExportArchive()
-    archive.track(model)
-    if svm_vars is not None:
-        archive.track(svm_vars)
+    for item in tracked:
+        archive.track(item)
     archive.add_endpoint("serving_default", serve_bytes, input_signature=[
         tf.TensorSpec([None], tf.string, name="image_bytes")])
     archive.add_endpoint("classify_images", classify, input_signature=[
         tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="images")])
     archive.add_endpoint("metadata", lambda: {"metadata": tf.constant(meta_json)},
                          input_signature=[])
-
-    with outputs.writing(path, overwrite=overwrite, marker=OUTPUT_MARKER) as tmp:
-        archive.write_out(tmp, verbose=False)
-        with open(os.path.join(tmp, METADATA_FILE), "w") as f:
-            f.write(meta_json)
-    return meta
+    archive.write_out(path, verbose=False)
+    with open(os.path.join(path, METADATA_FILE), "w") as f:
+        f.write(meta_json)
 
 
 def read_metadata(path: str) -> dict:

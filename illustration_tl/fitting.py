@@ -251,10 +251,9 @@ EXPORT_FORMAT = "illustration-tl fit classifier v1"
 
 def export(final_dir: str, feat_dir: str, out: str, top_k: int = 5) -> dict[str, Any]:
     """Writes the SavedModel: image bytes (or pixels) in, calibrated probabilities out."""
-    import keras
     import tensorflow as tf
 
-    from illustration_tl import backbones, features, input_pipeline
+    from illustration_tl import backbones, features
     from illustration_tl import export as export_lib
     from illustration_tl import head as head_lib
 
@@ -292,27 +291,8 @@ def export(final_dir: str, feat_dir: str, out: str, top_k: int = 5) -> dict[str,
                 # The name `export`'s models use for every class's score (`evaluate`).
                 "all_scores": tf.cast(probs, tf.float32)}
 
-    def serve_bytes(image_bytes: Any) -> dict:
-        def one(data):
-            image = export_lib.decode_image_bytes(data)
-            return input_pipeline.resize(image[None], size, mode)[0]
-        images = tf.map_fn(one, image_bytes, fn_output_signature=tf.TensorSpec(
-            [size, size, 3], tf.float32))
-        return classify(images)
-
-    meta_json = json.dumps(info, sort_keys=True)
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.track(module)
-    archive.add_endpoint("serving_default", serve_bytes, input_signature=[
-        tf.TensorSpec([None], tf.string, name="image_bytes")])
-    archive.add_endpoint("classify_images", classify, input_signature=[
-        tf.TensorSpec([None, size, size, 3], tf.float32, name="images")])
-    archive.add_endpoint("metadata", lambda: {"metadata": tf.constant(meta_json)},
-                         input_signature=[])
-    archive.write_out(out, verbose=False)
-    with open(os.path.join(out, export_lib.METADATA_FILE), "w") as f:
-        f.write(meta_json)
+    export_lib.write_archive(out, tracked=[model, module], classify=classify, image_size=size,
+                             resize_mode=mode, metadata=info)
     return info
 
 
