@@ -34,12 +34,13 @@ class Classifier:
             raise UserError(f"{run_dir!r} holds no finished `fit` run (no model/saved_model.pb)")
         with open(marker, encoding="utf-8") as f:
             self.summary = json.load(f)
-        import tensorflow as tf
+        from illustration_tl import predict
 
-        self._loaded = tf.saved_model.load(self.model_dir)
-        self.metadata = json.loads(self._loaded.metadata()["metadata"].numpy().decode())
-        self.class_names: list[str] = list(self.metadata["class_names"])
-        self.image_size = int(self.metadata["image_size"])
+        # The same loader, decoding and resizing as `illustration-tl predict`.
+        self._predictor = predict.Predictor(self.model_dir)
+        self.metadata = self._predictor.metadata
+        self.class_names: list[str] = self._predictor.class_names
+        self.image_size = self._predictor.image_size
         self.resize_mode = self.metadata["resize_mode"]
 
     def __repr__(self) -> str:
@@ -50,13 +51,8 @@ class Classifier:
         """Images decoded as the dataset builder decodes them, resized as in training."""
         import tensorflow as tf
 
-        from illustration_tl import ingestion, input_pipeline
-        from illustration_tl.datasets.illustrations import illustrations_dataset_builder as b
-
-        side = max_side or b.PRESETS["curated"].max_side
-        return tf.stack([input_pipeline.resize(ingestion.load_image(p, max_side=side)[None],
-                                               self.image_size, self.resize_mode)[0]
-                         for p in paths])
+        side = max_side or self._predictor.max_side
+        return tf.stack([self._predictor.prepare(p, side) for p in paths])
 
     def predict_proba(self, paths: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """Calibrated probabilities (n, num_classes), columns in ``class_names`` order."""
@@ -64,9 +60,8 @@ class Classifier:
             paths = [paths]
         out = []
         for i in range(0, len(paths), batch_size):
-            res = self._loaded.signatures["classify_images"](
-                images=self.pixels(paths[i:i + batch_size]))
-            out.append(res["probabilities"].numpy().astype(np.float64))
+            res = self._predictor.classify_pixels(self.pixels(paths[i:i + batch_size]))
+            out.append(res["probabilities"].astype(np.float64))
         return np.concatenate(out) if out else np.zeros((0, len(self.class_names)))
 
     def predict(self, paths: Sequence[str]) -> tuple[list[str], np.ndarray]:

@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from illustration_tl import stages
+from illustration_tl import files, stages
 from illustration_tl.errors import UserError
 
 MARKER = "fit.json"
@@ -96,8 +96,7 @@ def run(cfg: FitConfig, log: Callable[[str], None] = _log) -> dict[str, Any]:
     os.makedirs(cfg.output, exist_ok=True)
     marker = os.path.join(cfg.output, MARKER)
     if not os.path.exists(marker):
-        with open(marker, "w") as f:
-            json.dump({"status": "running"}, f)
+        files.atomic_write_json(marker, {"status": "running"})
     lock = stages.lock_output(cfg.output)
     try:
         return _run(cfg, log)
@@ -149,10 +148,9 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
         best = results[0]
         doc = {"mode": cfg.search, "seconds": round(seconds, 2), "folds": cfg.folds,
                "chosen": best.as_dict(), "results": [r.as_dict() for r in results]}
-        with open(os.path.join(out, "leaderboard.json"), "w") as f:
-            json.dump(doc, f, indent=2)
-        with open(os.path.join(out, "leaderboard.md"), "w") as f:
-            f.write(search.leaderboard_markdown(results, best.config, cfg.search, seconds))
+        files.atomic_write_json(os.path.join(out, "leaderboard.json"), doc)
+        files.atomic_write(os.path.join(out, "leaderboard.md"), search.leaderboard_markdown(
+            results, best.config, cfg.search, seconds))
         np.save(os.path.join(out, "oof_scores.npy"), best.oof)
         log(f"search ({cfg.search}): {len(results)} configurations in {seconds:.1f}s; chosen "
             f"{best.config.label()} (CV top-1 {100 * best.top1:.2f}%)")
@@ -189,8 +187,7 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
                "num_classes": len(ev.class_names), "model": model_dir,
                "timings": {k: round(v, 1) for k, v in st.timings.items()}}
     _write_report(root, summary, search_dir)
-    with open(os.path.join(root, MARKER), "w") as f:
-        json.dump(summary, f, indent=2)
+    files.atomic_write_json(os.path.join(root, MARKER), summary)
     return summary
 
 
@@ -205,8 +202,7 @@ def _build(cfg: FitConfig, data_dir: str, out: str) -> None:
     info = builder.info
     doc = {"classes": info.features["label"].names,
            "examples": {s: info.splits[s].num_examples for s in info.splits}}
-    with open(os.path.join(out, "dataset.json"), "w") as f:
-        json.dump(doc, f, indent=2)
+    files.atomic_write_json(os.path.join(out, "dataset.json"), doc)
 
 
 def _evaluate(store: Any, final_dir: str, cfg: FitConfig) -> Any:
@@ -240,8 +236,7 @@ def _write_report(root: str, summary: dict[str, Any], search_dir: str) -> None:
     lines += [f"| {k} | {v} |" for k, v in summary["timings"].items()]
     with open(os.path.join(search_dir, "leaderboard.md")) as f:
         lines += ["", f.read()]
-    with open(os.path.join(root, "report.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    files.atomic_write(os.path.join(root, "report.md"), "\n".join(lines) + "\n")
 
 
 # --- Export ------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from illustration_tl import calibration, features, svm_graph
+from illustration_tl import calibration, features, files, svm_graph
 from illustration_tl.search import Config, Normalizer, fit_quietly, make_classifier, resolve_gamma
 
 NPZ = "head.npz"
@@ -114,12 +114,11 @@ class Head:
             arrays["weights"], arrays["bias"] = self.weights, self.bias
         if self.normalizer.mean is not None:
             arrays["norm_mean"], arrays["norm_std"] = self.normalizer.mean, self.normalizer.std
-        np.savez(os.path.join(directory, NPZ), **arrays)
+        files.atomic_savez(os.path.join(directory, NPZ), arrays)
         doc = {"config": self.config.as_dict(), "label": self.config.label(),
                "class_names": self.class_names, "temperature": self.temperature,
                "gamma": self.gamma, "svm": self.svm.params() if self.svm else None}
-        with open(os.path.join(directory, JSON), "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2)
+        files.atomic_write_json(os.path.join(directory, JSON), doc)
 
     @classmethod
     def load(cls, directory: str) -> Head:
