@@ -52,7 +52,8 @@ class ReproduceConfig:
     curated_dir: str = setting("", "Curated images: <class>/* or the authors' train/<class>/* "
                                "+ val/<class>/* layout.")
     noisy_dir: str = setting("", "Illustrations named by content (and Iconify JSON "
-                             "collections) for the noisy set.")
+                             "collections) for the noisy set. Without it, reproduce runs "
+                             "`fit` on --curated_dir (no noisy set, no §7 optimization).")
     tfds_dir: str = setting("", "TFDS data folder (default: <output_dir>/tfds).")
     curated_options: dict = dataclasses.field(default_factory=dict)
     noisy_options: dict = dataclasses.field(default_factory=dict)
@@ -490,6 +491,8 @@ def _export(cfg: ReproduceConfig, w: Weights, root: str, out: str) -> None:
 def reproduce(cfg: ReproduceConfig, log: Callable[[str], None] | None = None) -> str:
     """Runs (or resumes) every stage; returns the text of ``summary.md``."""
     log = log or (lambda m: print(m, flush=True))
+    if not cfg.noisy_dir:
+        return fit_without_noisy_set(cfg, log)
     for flag, path in [("--curated_dir", cfg.curated_dir), ("--noisy_dir", cfg.noisy_dir)]:
         if not os.path.isdir(path):
             raise UserError(f"{flag}={path!r} is not a folder of images")
@@ -501,6 +504,32 @@ def reproduce(cfg: ReproduceConfig, log: Callable[[str], None] | None = None) ->
         return _reproduce(cfg, root, log, _strategy(cfg))
     finally:
         lock.release()
+
+
+def fit_without_noisy_set(cfg: ReproduceConfig, log: Callable[[str], None]) -> str:
+    """No noisy folder, no §7 optimization: the best classifier for the curated folder,
+    which is what ``fit`` makes (frozen ImageNet features and a cross-validated search;
+    :mod:`fitting`). The settings that mean the same there carry over; the SVM and
+    training settings have nothing to act on and are said to be unused."""
+    from illustration_tl import fitting
+
+    if not os.path.isdir(cfg.curated_dir):
+        raise UserError(f"--curated_dir={cfg.curated_dir!r} is not a folder of images")
+    if not cfg.output_dir:
+        raise UserError("--output_dir is required: the folder for every stage's outputs")
+    weights = resolve_weights(cfg.backbone, cfg.weights, log)
+    log("no --noisy_dir: the paper's optimization (§7) needs a noisy set, so this runs "
+        "`illustration-tl fit` on --curated_dir (frozen features, cross-validated search); "
+        "the --svm_* and training flags are not used")
+    fit_cfg = fitting.FitConfig(
+        images=cfg.curated_dir, output=cfg.output_dir, backbone=cfg.backbone,
+        weights=weights.source, image_size=cfg.image_size, resize_modes=(cfg.resize_mode,),
+        seed=cfg.seed, batch_size=cfg.batch_size, top_k=cfg.top_k, force=cfg.force,
+        n_jobs=cfg.svm_jobs if cfg.svm_jobs > 0 else (os.cpu_count() or 1))
+    summary = fitting.run(fit_cfg, log)
+    text = "\n".join(fitting.summary_lines(summary))
+    log(text)
+    return text
 
 
 # Settings that change how a run goes, not what it makes: the folder, rerunning, and the

@@ -116,6 +116,29 @@ def test_missing_folder_is_one_clear_line(tmp_path):
     assert "--curated_dir" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_without_a_noisy_folder_reproduce_runs_fit(tiny_sets, tmp_path):
+    """Issue 13: no noisy set, no §7 optimization: reproduce makes fit's classifier."""
+    curated, _ = tiny_sets
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "illustration_tl.commands.reproduce",
+                        f"--curated_dir={curated}", f"--output_dir={out}", "--backbone=vgg16",
+                        "--weights=none", "--image_size=32", "--svm_jobs=1"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=900,
+                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    log = r.stdout + r.stderr
+    assert "no --noisy_dir" in log and "test (" in log
+    with open(out / "fit.json") as f:
+        summary = json.load(f)
+    assert summary["num_test"] > 0 and 0 <= summary["test_top1"] <= 1
+    assert os.path.isfile(out / "model" / "saved_model.pb")
+    assert not os.path.exists(out / "optimize")        # no training stage ran
+    # what reproduce was told carries over to fit's features
+    with open(out / "features" / "stage.json") as f:
+        stage = f.read()
+    assert '"squash"' in stage and '"pad"' not in stage
+
+
 @pytest.mark.slow
 def test_pad_reaches_every_stage_training_included(tiny_sets, tmp_path):
     """--resize_mode=pad is how the baseline, the training data, the embeddings and the

@@ -42,9 +42,9 @@ def config() -> ReproduceConfig:
     own = config_flags.values(OWN_FLAGS, ReproduceConfig)
     if not own["output_dir"]:
         raise UserError("--output_dir is required: the folder for every stage's outputs")
-    if not own["curated_dir"] or not own["noisy_dir"]:
-        raise UserError("--curated_dir and --noisy_dir are required "
-                        "(see `illustration-tl presets --show=demo`)")
+    if not own["curated_dir"]:
+        raise UserError("--curated_dir is required (with --noisy_dir for the paper's "
+                        "optimization; see `illustration-tl presets --show=demo`)")
     mapping = mapping_flags.options()
     noisy = {"max_side": _MAX_SIDE.value, "min_images_per_class": _MIN_IMAGES.value,
              "min_token_length": mapping.min_token_length,
