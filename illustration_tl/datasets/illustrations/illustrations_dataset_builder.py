@@ -28,6 +28,7 @@ config with another name, e.g. ``--config='{"name": "noisy5", "source":
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import json
 import os
@@ -164,6 +165,26 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+DEFAULT_SHUFFLE_MEMORY_MB = 64
+"""How much of a split's serialized examples TFDS's writer may hold in memory before it
+spills them to its 1,000 sorted bucket files (TFDS's own bound is 1 GB per split, which
+made a build's peak memory grow with the set up to that size). The examples and their
+order are the same either way."""
+
+
+@contextlib.contextmanager
+def bounded_shuffle_memory(megabytes: int) -> Iterator[None]:
+    """Lowers ``tensorflow_datasets.core.shuffle.MAX_MEM_BUFFER_SIZE`` for one build."""
+    from tensorflow_datasets.core import shuffle
+
+    previous = shuffle.MAX_MEM_BUFFER_SIZE
+    shuffle.MAX_MEM_BUFFER_SIZE = int(megabytes) << 20
+    try:
+        yield
+    finally:
+        shuffle.MAX_MEM_BUFFER_SIZE = previous
+
+
 class Builder(tfds.core.GeneratorBasedBuilder):
     """Clip-art illustrations from a folder (and Iconify collections), paper §4."""
 
@@ -171,6 +192,13 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     RELEASE_NOTES = {"1.0.0": "Initial release: curated and noisy configs."}
     BUILDER_CONFIGS = [CURATED, NOISY]
     ingest_workers: int | None = None  # overrides the config's num_workers when set
+    shuffle_memory_mb: int = DEFAULT_SHUFFLE_MEMORY_MB
+
+    def download_and_prepare(self, *args: Any, **kwargs: Any) -> None:
+        """TFDS's ``download_and_prepare`` with the writer's memory bounded
+        (:data:`DEFAULT_SHUFFLE_MEMORY_MB`; also under ``tfds build``)."""
+        with bounded_shuffle_memory(self.shuffle_memory_mb):
+            super().download_and_prepare(*args, **kwargs)
     MANUAL_DOWNLOAD_INSTRUCTIONS = """\
     Point --manual_dir at your images.
     curated: MANUAL_DIR/train/<class>/* and MANUAL_DIR/val/<class>/* (the authors'
@@ -323,6 +351,7 @@ PRESETS = {c.name: c for c in (CURATED, NOISY)}
 def build(config: str, manual_dir: str, data_dir: str | None = None, *,
           name: str | None = None, overwrite: bool = False, num_workers: int | None = None,
           flag: str = "--manual_dir", beam_options: Sequence[str] | None = None,
+          shuffle_memory_mb: int = DEFAULT_SHUFFLE_MEMORY_MB,
           **options: Any) -> tfds.core.DatasetBuilder:
     """``tfds build`` for people who don't know TFDS: builds (or reuses) one config.
 
@@ -339,6 +368,9 @@ def build(config: str, manual_dir: str, data_dir: str | None = None, *,
       beam_options: Apache Beam pipeline flags (``["--runner=DirectRunner"]``,
         Dataflow/Spark/Flink options): write the examples with TFDS's Beam mode
         (needs the ``tfds-cli`` extra). None: the plain in-process build.
+      shuffle_memory_mb: serialized examples per split held in memory while
+        writing; beyond it TFDS spills them to sorted bucket files on disk
+        (same examples, same order), so peak memory stays flat as the set grows.
       **options: :class:`IllustrationsConfig` fields that differ from the preset
         (values equal to the preset's are ignored).
 
@@ -365,13 +397,22 @@ def build(config: str, manual_dir: str, data_dir: str | None = None, *,
         description = f"{preset.description} Custom options: {changed}."
         chosen = dataclasses.replace(preset, name=name, description=description, **changed)
     _check_not_empty(manual_dir, flag)
-    builder = Builder(config=chosen, data_dir=data_dir)
-    builder.ingest_workers = num_workers
+    if shuffle_memory_mb < 1:
+        raise UserError(f"--shuffle_memory_mb={shuffle_memory_mb}: give at least 1 (MB)")
+    builder = _builder(chosen, data_dir, num_workers, shuffle_memory_mb)
     if overwrite and os.path.isdir(builder.data_dir):
         return _rebuild_then_swap(builder, chosen, manual_dir, num_workers, beam_options)
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
         manual_dir=manual_dir, beam_options=_pipeline_options(beam_options),
         download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
+    return builder
+
+
+def _builder(config: Any, data_dir: str | None, num_workers: int | None,
+             shuffle_memory_mb: int) -> Builder:
+    builder = Builder(config=config, data_dir=data_dir)
+    builder.ingest_workers = num_workers
+    builder.shuffle_memory_mb = shuffle_memory_mb
     return builder
 
 
@@ -407,16 +448,13 @@ def _rebuild_then_swap(old: Builder, config: Any, manual_dir: str,
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.normpath(final_dir))))
     staging = tempfile.mkdtemp(dir=root, prefix=".illustrations-rebuild-")
     try:
-        fresh = Builder(config=config, data_dir=staging)
-        fresh.ingest_workers = num_workers
+        fresh = _builder(config, staging, num_workers, old.shuffle_memory_mb)
         fresh.download_and_prepare(download_config=tfds.download.DownloadConfig(
             manual_dir=manual_dir, beam_options=_pipeline_options(beam_options)))
         files.replace_dir(os.fspath(fresh.data_dir), final_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    builder = Builder(config=config, data_dir=root)
-    builder.ingest_workers = num_workers
-    return builder
+    return _builder(config, root, num_workers, old.shuffle_memory_mb)
 
 
 # ---------------------------------------------------------------------------

@@ -216,3 +216,30 @@ def test_tfds_build_command_line_then_tfds_load(tmp_path):
 
 if __name__ == "__main__":
     tfds.testing.test_main()
+
+
+def test_bounded_writer_memory_spills_to_disk_and_keeps_examples_and_order(tmp_path,
+                                                                          monkeypatch):
+    """With the writer's memory bound at 0 every example goes through TFDS's on-disk
+    buckets (counted), and the dataset is the in-memory build's, in the same order."""
+    from tensorflow_datasets.core import shuffle
+
+    def ordered(builder):
+        return {s: [(ex["file_name"], int(ex["label"]), ex["image"].tobytes())
+                    for ex in tfds.as_numpy(builder.as_dataset(split=s))]
+                for s in builder.info.splits}
+
+    noisy = os.path.join(DUMMY, "noisy")
+    in_memory = _build("noisy", noisy, tmp_path / "memory")
+    spilled_adds = []
+    original = shuffle.Shuffler._add_to_bucket
+    monkeypatch.setattr(shuffle.Shuffler, "_add_to_bucket",
+                        lambda self, *a: (spilled_adds.append(1), original(self, *a)))
+    bounded = builder_lib.Builder(config="noisy", data_dir=str(tmp_path / "bounded"))
+    bounded.shuffle_memory_mb = 0
+    bounded.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=noisy))
+    assert len(spilled_adds) == sum(bounded.info.splits[s].num_examples
+                                    for s in bounded.info.splits) == 23
+    assert shuffle.MAX_MEM_BUFFER_SIZE == 1000 << 20      # restored after the build
+    assert ordered(bounded) == ordered(in_memory)
