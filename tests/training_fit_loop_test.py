@@ -61,3 +61,14 @@ def test_fit_path_keeps_no_checkpoint_once_the_model_is_saved(tmp_path):
     fit(tiny_config(tmp_path, epochs=1, keep_checkpoints=0), data, model_fn=tiny_model())
     assert sorted(os.listdir(tmp_path)) == ["history.json", "logs", "model.keras",
                                             "model_config.json"]
+
+
+def test_fit_path_stops_at_max_steps_mid_epoch(tmp_path):
+    data = train_helpers.synthetic_data(32, 16)                 # 2 steps per epoch
+    result = fit(tiny_config(tmp_path, epochs=3, max_steps=3, summaries=False), data,
+                 model_fn=tiny_model())
+    assert result.steps == 3 and [x["step"] for x in result.log] == [2, 3]
+    assert [h["epoch"] for h in result.history] == [1]          # the partial epoch: no record
+    with open(tmp_path / "checkpoints_fit" / "state.json") as f:
+        assert json.load(f)["epoch"] == 1
+    assert (tmp_path / "model.keras").exists()

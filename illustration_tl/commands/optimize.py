@@ -18,7 +18,7 @@ re-initialized and its learning rate, then stops.
 
 On Keras's JAX backend (KERAS_BACKEND=jax) the same model, optimizer and
 layer specs train through ``model.fit`` with keras.distribution data
-parallelism (epoch-level checkpoints).
+parallelism (epoch-level checkpoints; TensorBoard logs under ``logs/`` too).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The data of a training run (paper §7: the noisy set, scored on validation and curated).
+"""The data of a training run (paper §7: trained on the noisy set, scored on the curated one).
 
 :class:`TrainData` is what both training loops consume: per epoch a batched,
 shuffled ``tf.data`` dataset of ``(images, labels)``, plus evaluation

@@ -161,19 +161,12 @@ def evaluate(model: Any, make: Callable[[], Any], batch_size: int) -> dict[str, 
 
 
 def _train(config: TrainConfig, data: TrainData, prepared: Prepared, out: Any) -> Result:
-    import keras
-
+    """Fits the remaining epochs, one ``model.fit`` call each, then saves the model."""
     spe = data.steps_per_epoch
     os.makedirs(config.output_dir, exist_ok=True)
     checkpoint = FitCheckpoint(config.output_dir)
     os.makedirs(checkpoint.directory, exist_ok=True)
-    state: dict[str, Any] = {"epoch": 0, "step": 0, "plateau_best": None, "plateau_wait": 0}
-    if checkpoint.exists():
-        prepared.model, state = checkpoint.load()
-        print(f"resuming from {checkpoint.model_path} (epoch {state['epoch']})", file=out,
-              flush=True)
-    else:
-        compile_model(prepared.model, prepared.optimizer, config, len(data.class_names))
+    state = _restore_or_compile(checkpoint, prepared, config, len(data.class_names), out)
     model = prepared.model
     history_path = history.history_path(config.output_dir)
     records = history.read(history_path, state["epoch"])
@@ -189,20 +182,12 @@ def _train(config: TrainConfig, data: TrainData, prepared: Prepared, out: Any) -
         if step >= max_steps:
             break
         steps = int(min(spe, max_steps - step))
-        start = time.time()
-        fitted = model.fit(data.train(epoch, None).repeat(), initial_epoch=epoch,
-                           epochs=epoch + 1, steps_per_epoch=steps, shuffle=False, verbose=2,
-                           callbacks=fit_callbacks)
-        seconds = time.time() - start
+        record = _fit_epoch(model, data, config, epoch, steps, fit_callbacks)
         step += steps
-        ips = steps * config.batch_size / max(seconds, 1e-9)
-        record: dict[str, Any] = {
-            "epoch": epoch + 1, "step": step, "train_loss": float(fitted.history["loss"][-1]),
-            "train_accuracy": float(fitted.history["accuracy"][-1]),
-            "learning_rate": float(keras.ops.convert_to_numpy(inner.learning_rate)),
-            "seconds": round(seconds, 3), "images_per_second": ips}
-        log.append({"step": step, "loss": record["train_loss"], "images_per_second": ips})
-        if steps < spe:
+        record["step"] = step
+        log.append({"step": step, "loss": record["train_loss"],
+                    "images_per_second": record["images_per_second"]})
+        if steps < spe:  # stopped by max_steps mid-epoch: no record, no checkpoint
             break
         record.update(history.evaluations(
             data, lambda make: evaluate(model, make, config.batch_size)))
@@ -229,3 +214,36 @@ def _train(config: TrainConfig, data: TrainData, prepared: Prepared, out: Any) -
             checkpoint.remove()
     writer.close()
     return Result(records, step, model_dir, log, prepared)
+
+
+def _restore_or_compile(checkpoint: FitCheckpoint, prepared: Prepared, config: TrainConfig,
+                        num_classes: int, out: Any) -> dict[str, Any]:
+    """Loads the last finished epoch's model into ``prepared`` and returns its state, or
+    compiles the new model and returns the state of a fresh run."""
+    if checkpoint.exists():
+        prepared.model, state = checkpoint.load()
+        print(f"resuming from {checkpoint.model_path} (epoch {state['epoch']})", file=out,
+              flush=True)
+        return state
+    compile_model(prepared.model, prepared.optimizer, config, num_classes)
+    return {"epoch": 0, "step": 0, "plateau_best": None, "plateau_wait": 0}
+
+
+def _fit_epoch(model: Any, data: TrainData, config: TrainConfig, epoch: int, steps: int,
+               fit_callbacks: list[Any]) -> dict[str, Any]:
+    """One ``model.fit`` call over ``steps`` batches of ``epoch``; the start of its record
+    (``step`` is filled in by the caller)."""
+    import keras
+
+    start = time.time()
+    fitted = model.fit(data.train(epoch, None).repeat(), initial_epoch=epoch,
+                       epochs=epoch + 1, steps_per_epoch=steps, shuffle=False, verbose=2,
+                       callbacks=fit_callbacks)
+    seconds = time.time() - start
+    inner = lr_multipliers.inner_optimizer(model.optimizer)
+    return {"epoch": epoch + 1, "step": None,
+            "train_loss": float(fitted.history["loss"][-1]),
+            "train_accuracy": float(fitted.history["accuracy"][-1]),
+            "learning_rate": float(keras.ops.convert_to_numpy(inner.learning_rate)),
+            "seconds": round(seconds, 3),
+            "images_per_second": steps * config.batch_size / max(seconds, 1e-9)}
