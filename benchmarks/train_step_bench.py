@@ -3,7 +3,7 @@
 Both train the same rebuilt model on the same synthetic batches, in one
 process, alternating measured rounds so machine load hits both alike:
 
-* ``custom``: :mod:`illustration_tl.train`'s ``tf.distribute`` step with the
+* ``custom``: :mod:`illustration_tl.training.steps`' ``tf.distribute`` step with the
   paper's recipe (per-variable LR multipliers, L2 added to the gradient,
   SGD momentum 0.9);
 * ``fit``: Keras ``model.fit`` with one learning rate (SGD momentum 0.9);
@@ -68,16 +68,19 @@ def custom_runner(args: argparse.Namespace, dataset):
     """A function running ``n`` steps of the custom step; returns seconds."""
     import tensorflow as tf
 
-    from illustration_tl import distribute, train
+    from illustration_tl import distribute
+    from illustration_tl.training.config import TrainConfig
+    from illustration_tl.training.model import prepare
+    from illustration_tl.training.steps import TrainSteps
 
-    config = train.TrainConfig(
+    config = TrainConfig(
         output_dir="", backbone=args.backbone, weights=None, image_size=args.image_size,
         reinit_layers=args.reinit_layers, lr_multipliers=args.lr_multipliers,
         batch_size=args.batch_size, strategy="default", jit_compile=args.jit_compile,
         steps_per_execution=args.steps_per_execution, mixed_precision=args.mixed_precision)
     strategy = distribute.make_strategy("default")
-    prepared = train.prepare(config, args.num_classes, strategy)
-    steps = train._Steps(prepared, config, args.num_classes)
+    prepared = prepare(config, args.num_classes, strategy)
+    steps = TrainSteps(prepared, config, args.num_classes)
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
     k = args.steps_per_execution
 

@@ -1,7 +1,7 @@
 """Absl flags generated from a stage's typed config: one definition per setting.
 
-A stage's settings live in one dataclass (``train.TrainConfig``,
-``train.TrainDataConfig``, ...). Each field is declared with :func:`setting`,
+A stage's settings live in one dataclass (``training.config.TrainConfig``,
+``training.config.TrainDataConfig``, ...). Each field is declared with :func:`setting`,
 which carries its default, its help text and, for enumerations, its choices.
 A command turns the fields it exposes into absl flags with :func:`define` and
 reads them back into the dataclass with :func:`values`, so a setting has one

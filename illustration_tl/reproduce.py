@@ -45,7 +45,7 @@ PAPER_TABLE2 = {"noisy": None, "curated": (26.50, 47.40)}
 class ReproduceConfig:
     """Everything ``reproduce`` needs. Fields with a help text are its flags
     (:mod:`config_flags`); the training recipe is ``train_overrides`` (the
-    :class:`train.TrainConfig` flags ``optimize`` has too)."""
+    :class:`training.config.TrainConfig` flags ``optimize`` has too)."""
 
     output_dir: str = setting("", "Folder for every stage's outputs; rerun with the same "
                               "folder to resume.")
@@ -294,24 +294,26 @@ def _baseline_svm(cfg: ReproduceConfig, w: Weights, ds: dict, out: str) -> None:
 
 
 def _optimize(cfg: ReproduceConfig, w: Weights, ds: dict, out: str, strategy: Any) -> None:
-    from illustration_tl import train
+    from illustration_tl.training.config import TrainConfig
+    from illustration_tl.training.data import tfds_data
+    from illustration_tl.training.loop import optimize
 
-    fields = {f.name for f in dataclasses.fields(train.TrainConfig)}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(cfg.train_overrides) - fields)
     if unknown:
         raise UserError(f"unknown training setting(s): {', '.join(unknown)}")
-    config = train.TrainConfig(
+    config = TrainConfig(
         output_dir=out, backbone=cfg.backbone, weights=w.source, image_size=cfg.image_size,
         batch_size=cfg.batch_size, seed=cfg.seed, dataset=ds["noisy"]["dataset"],
         resize_mode=cfg.resize_mode, **cfg.train_overrides)
     config.validate()
-    data = train.tfds_data(ds["noisy"]["dataset"], ds["noisy"]["data_dir"],
-                           backbone=cfg.backbone, image_size=cfg.image_size,
-                           batch_size=cfg.batch_size, seed=cfg.seed, augment=cfg.augment,
-                           eval_dataset=ds["curated"]["dataset"],
-                           eval_data_dir=ds["curated"]["data_dir"],
-                           deterministic=config.deterministic, resize_mode=cfg.resize_mode)
-    train.optimize(config, data, strategy=strategy)
+    data = tfds_data(ds["noisy"]["dataset"], ds["noisy"]["data_dir"],
+                     backbone=cfg.backbone, image_size=cfg.image_size,
+                     batch_size=cfg.batch_size, seed=cfg.seed, augment=cfg.augment,
+                     eval_dataset=ds["curated"]["dataset"],
+                     eval_data_dir=ds["curated"]["data_dir"],
+                     deterministic=config.deterministic, resize_mode=cfg.resize_mode)
+    optimize(config, data, strategy=strategy)
 
 
 def _optimized_cnn(cfg: ReproduceConfig, ds: dict, model_dir: str, out: str) -> None:

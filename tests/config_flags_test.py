@@ -47,9 +47,10 @@ def test_enum_choices_and_command_defaults():
 
 
 def test_train_config_defaults_are_the_flag_defaults():
-    from illustration_tl import train
+    from illustration_tl.training.config import TrainConfig, TrainDataConfig
+    from illustration_tl.training.data import tfds_data
 
-    for cls in (train.TrainConfig, train.TrainDataConfig):
+    for cls in (TrainConfig, TrainDataConfig):
         fv = flags.FlagValues()
         holders = config_flags.define(cls, flag_values=fv)
         fv(["prog"])
@@ -59,8 +60,8 @@ def test_train_config_defaults_are_the_flag_defaults():
     # One shuffle-buffer default, in the config, the flag and tfds_data.
     import inspect
 
-    default = inspect.signature(train.tfds_data).parameters["shuffle_buffer"].default
-    assert default == train.TrainDataConfig().shuffle_buffer
+    default = inspect.signature(tfds_data).parameters["shuffle_buffer"].default
+    assert default == TrainDataConfig().shuffle_buffer
 
 
 def _helpfull(command: str) -> str:

@@ -68,17 +68,51 @@ def synthetic_arrays(num_examples: int, seed: int = 0, size: int = IMAGE_SIZE):
 def synthetic_data(num_train: int, batch_size: int, seed: int = 0):
     import tensorflow as tf
 
-    from illustration_tl import train
+    from illustration_tl.training.data import TrainData, batched_input, steps_per_epoch
 
     images, labels = synthetic_arrays(num_train, seed)
     examples = tf.data.Dataset.from_tensor_slices((images, labels))
     val_images, val_labels = synthetic_arrays(40, seed + 1)
     val = tf.data.Dataset.from_tensor_slices((val_images, val_labels))
-    return train.TrainData(
+    return TrainData(
         class_names=["a", "b", "c"],
-        train=train.batched_input(examples, batch_size, seed=seed, shuffle_buffer=num_train),
-        steps_per_epoch=train.steps_per_epoch(num_train, batch_size),
+        train=batched_input(examples, batch_size, seed=seed, shuffle_buffer=num_train),
+        steps_per_epoch=steps_per_epoch(num_train, batch_size),
         validation=lambda: val.batch(16))
+
+
+def tiny_config(out, **overrides):
+    """A :class:`TrainConfig` for :func:`tiny_vgg` on 32-px synthetic data, 2 epochs."""
+    from illustration_tl.training.config import TrainConfig
+
+    settings = dict(output_dir=str(out), backbone="vgg16", weights=None, image_size=IMAGE_SIZE,
+                    reinit_layers=TINY_REINIT, lr_multipliers=TINY_MULTIPLIERS,
+                    learning_rate=0.01, batch_size=16, epochs=2, strategy="default",
+                    checkpoint_every=0, log_every=2, dataset="synthetic")
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def tiny_model(dropout: float = 0.5):
+    """A ``model_fn`` building :func:`tiny_vgg`."""
+    return lambda n, seed: tiny_vgg(n, seed, dropout)
+
+
+def event_scalars(folder) -> dict[str, list[tuple[int, float]]]:
+    """The scalars of the TensorBoard event files directly in ``folder``: tag -> [(step,
+    value), ...] in the order written."""
+    import tensorflow as tf
+
+    found: dict[str, list[tuple[int, float]]] = {}
+    for name in sorted(os.listdir(folder)):
+        if not name.startswith("events.out.tfevents"):
+            continue
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, name)):
+            for value in event.summary.value:
+                number = (float(tf.make_ndarray(value.tensor)) if value.HasField("tensor")
+                          else value.simple_value)
+                found.setdefault(value.tag, []).append((int(event.step), number))
+    return found
 
 
 def logical_cpus(n: int) -> None:
@@ -112,9 +146,11 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def _train_once(args: argparse.Namespace, out: str, strategy) -> None:
-    from illustration_tl import distribute, train
+    from illustration_tl import distribute
+    from illustration_tl.training.config import TrainConfig
+    from illustration_tl.training.loop import optimize
 
-    config = train.TrainConfig(
+    config = TrainConfig(
         output_dir=out, backbone="vgg16", weights=None, image_size=IMAGE_SIZE,
         dropout=args.dropout, reinit_layers=TINY_REINIT, lr_multipliers=TINY_MULTIPLIERS,
         learning_rate=args.lr, batch_size=args.batch_size, epochs=args.epochs,
@@ -124,8 +160,8 @@ def _train_once(args: argparse.Namespace, out: str, strategy) -> None:
         jit_compile=args.jit_compile, seed=args.seed, dataset="synthetic",
         save_model=bool(args.save_model))
     data = synthetic_data(args.num_train, args.batch_size, seed=args.seed)
-    result = train.optimize(config, data, strategy=strategy,
-                            model_fn=lambda n, s: tiny_vgg(n, s, args.dropout))
+    result = optimize(config, data, strategy=strategy,
+                      model_fn=lambda n, s: tiny_vgg(n, s, args.dropout))
     model = result.prepared.model
     task_type, task_id = distribute.task(strategy)
     suffix = f"-{task_type}{task_id}" if task_type else ""
@@ -211,17 +247,18 @@ def cmd_jax_check(args: argparse.Namespace) -> None:
     # The optimize recipe through model.fit (JAX's stateless optimizer path).
     import tempfile
 
-    from illustration_tl import train
+    from illustration_tl.training.config import TrainConfig
+    from illustration_tl.training.fit_loop import fit
 
     with tempfile.TemporaryDirectory() as out:
-        config = train.TrainConfig(
+        config = TrainConfig(
             output_dir=out, backbone="vgg16", weights=None, image_size=IMAGE_SIZE,
             reinit_layers=TINY_REINIT, lr_multipliers=TINY_MULTIPLIERS, learning_rate=0.01,
             batch_size=16, epochs=2, dataset="synthetic")
         start = {v.path: v.numpy().copy()
                  for v in tiny_vgg(NUM_CLASSES, 0, 0.5).model.trainable_variables}
-        result = train.fit(config, synthetic_data(48, 16),
-                           model_fn=lambda n, seed: tiny_vgg(n, seed, 0.5))
+        result = fit(config, synthetic_data(48, 16),
+                     model_fn=lambda n, seed: tiny_vgg(n, seed, 0.5))
         model = result.prepared.model
         optimizer = model.optimizer
         assert type(optimizer).__name__ == "LRMultipliedSGD", type(optimizer)
@@ -233,6 +270,9 @@ def cmd_jax_check(args: argparse.Namespace) -> None:
             assert not np.array_equal(v.numpy(), start[v.path]), v.path
         loaded, config_json = layer_surgery.load_trained(out)
         assert config_json["num_classes"] == NUM_CLASSES
+        # Keras's TensorBoard callback logged the epochs on JAX too.
+        events = os.listdir(os.path.join(out, "logs", "train"))
+        assert any(name.startswith("events.out.tfevents") for name in events), events
     print("jax ok", flush=True)
 
 

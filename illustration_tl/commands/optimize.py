@@ -18,7 +18,7 @@ re-initialized and its learning rate, then stops.
 
 On Keras's JAX backend (KERAS_BACKEND=jax) the same model, optimizer and
 layer specs train through ``model.fit`` with keras.distribution data
-parallelism (epoch-level checkpoints).
+parallelism (epoch-level checkpoints; TensorBoard logs under ``logs/`` too).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from absl import flags
 from illustration_tl import config_flags
 from illustration_tl.commands import app
 from illustration_tl.errors import UserError
-from illustration_tl.train import TrainConfig, TrainDataConfig
+from illustration_tl.training.config import TrainConfig, TrainDataConfig
 
 # One flag per field of the stage's configs: names, defaults and help live there.
 DATA_FLAGS = config_flags.define(TrainDataConfig)
@@ -42,12 +42,12 @@ _NUM_CLASSES = flags.DEFINE_integer("num_classes", 0, "With --dry_run: the numbe
 
 
 def data_config() -> TrainDataConfig:
-    """The :class:`train.TrainDataConfig` the flags describe."""
+    """The :class:`training.config.TrainDataConfig` the flags describe."""
     return TrainDataConfig(**config_flags.values(DATA_FLAGS, TrainDataConfig))
 
 
 def train_config() -> TrainConfig:
-    """The :class:`train.TrainConfig` the flags describe."""
+    """The :class:`training.config.TrainConfig` the flags describe."""
     return TrainConfig(**config_flags.values(TRAIN_FLAGS, TrainConfig),
                        dataset=DATA_FLAGS["dataset"].value)
 
@@ -55,7 +55,9 @@ def train_config() -> TrainConfig:
 def main(argv) -> int:
     import keras
 
-    from illustration_tl import distribute, train
+    from illustration_tl import distribute
+    from illustration_tl.training import fit_loop, loop
+    from illustration_tl.training.data import TrainData
 
     config = train_config()
     config.validate(require_output_dir=not _DRY_RUN.value)
@@ -64,26 +66,26 @@ def main(argv) -> int:
     strategy = (distribute.make_strategy(config.strategy, tpu=config.tpu)
                 if tensorflow else None)
     if _DRY_RUN.value and _NUM_CLASSES.value:
-        data = train.TrainData(class_names=[f"class_{i}" for i in range(_NUM_CLASSES.value)],
-                               train=lambda epoch, context: None, steps_per_epoch=1)
+        data = TrainData(class_names=[f"class_{i}" for i in range(_NUM_CLASSES.value)],
+                         train=lambda epoch, context: None, steps_per_epoch=1)
     else:
         data = _data(config)
     if tensorflow:
-        train.optimize(config, data, strategy=strategy, dry_run=_DRY_RUN.value)
+        loop.optimize(config, data, strategy=strategy, dry_run=_DRY_RUN.value)
     else:
         if config.strategy not in ("auto", "default"):
             raise UserError(f"--strategy={config.strategy} needs KERAS_BACKEND=tensorflow; on "
                             f"{keras.backend.backend()} use --strategy=auto")
-        train.fit(config, data, dry_run=_DRY_RUN.value)
+        fit_loop.fit(config, data, dry_run=_DRY_RUN.value)
     return 0
 
 
 def _data(config: TrainConfig):
     """The training, validation and extra evaluation data the flags name."""
-    from illustration_tl import train
+    from illustration_tl.training.data import tfds_data
 
     data = dataclasses.asdict(data_config())
-    return train.tfds_data(
+    return tfds_data(
         data.pop("dataset"), data.pop("data_dir"), backbone=config.backbone,
         image_size=config.image_size, batch_size=config.batch_size, seed=config.seed,
         deterministic=config.deterministic, resize_mode=config.resize_mode, **data)

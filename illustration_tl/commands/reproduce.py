@@ -8,7 +8,7 @@ paper's numbers. Every stage is skipped when its outputs exist and match its
 inputs, so an interrupted run resumes; ``--force`` reruns everything.
 
 Its flags are generated from :class:`reproduce.ReproduceConfig` and from the
-training fields of :class:`train.TrainConfig` (the recipe flags ``optimize``
+training fields of :class:`training.config.TrainConfig` (the recipe flags ``optimize``
 has, so ``--preset=paper_vgg19`` serves both); every flag has an effect.
 ``--weights=auto`` uses ImageNet weights when a file, the Keras cache or a
 download provides them and random initialization otherwise.
@@ -21,7 +21,7 @@ from absl import flags
 from illustration_tl import config_flags
 from illustration_tl.commands import app, mapping_flags
 from illustration_tl.reproduce import ReproduceConfig
-from illustration_tl.train import TrainConfig
+from illustration_tl.training.config import TrainConfig
 
 flags.adopt_module_key_flags(mapping_flags)
 
