@@ -50,9 +50,13 @@ setup(
         # The raw `tfds build` command line imports these at start-up (tfds 4.9.10);
         # `illustration-tl build` does not need them.
         "tfds-cli": ["apache-beam>=2.77,<3", "mlcroissant>=1.0", "dill"],
-        # jax: the JAX-backend checks of layer surgery and the LR multipliers.
+        # KerasHub vision towers for `fit --backbone=keras_hub:<preset>` (CLIP, SigLIP,
+        # DINOv2). keras-hub 0.32 needs keras >= 3.15 and tensorflow-text (TF >= 2.20).
+        "hub": ["keras-hub>=0.32"],
+        # jax: the JAX-backend checks of layer surgery and the LR multipliers;
+        # keras-hub: the KerasHub backbone tests (tiny random towers, offline).
         "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.5", "jax>=0.4.30",
-                 "apache-beam>=2.77,<3", "mlcroissant>=1.0", "dill"],
+                 "apache-beam>=2.77,<3", "mlcroissant>=1.0", "dill", "keras-hub>=0.32"],
         "and-cuda": ["tensorflow[and-cuda]>=2.16,<2.22"],
     },
     entry_points={"console_scripts": ["illustration-tl=illustration_tl.cli:main"]},

@@ -382,7 +382,7 @@ def preprocessing_description(backbone: str, resize_mode: str) -> str:
     from illustration_tl import backbones
 
     b = backbones.get(backbone)
-    return f"{resize_mode} resize; keras.applications.{b.module}.preprocess_input"
+    return f"{resize_mode} resize; {b.preprocessing}"
 
 
 

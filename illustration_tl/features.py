@@ -15,8 +15,13 @@ The paper's own embedding (``embed``'s default: fc2 with a VGG top, else the
 global average pool of the last conv block) is stored too, as block
 ``paper``, for ``--search=paper``.
 
-Block keys: ``<layer>:avg``, ``<layer>:max`` and ``paper``; arrays are keyed
-``<resize mode>/<view>/<block>`` with view ``orig`` or ``flip``.
+KerasHub vision towers (``keras_hub:<preset>``, the ``hub`` extra) go through the same
+stages: their transfer layers are transformer blocks ``block_<k>``, whose tokens give
+``block_<k>:cls`` (the class token, CLIP and DINOv2), ``block_<k>:avg`` and
+``block_<k>:max`` (over the patch tokens); see :mod:`illustration_tl.hub_backbones`.
+
+Block keys: ``<layer>:avg``, ``<layer>:max`` (``<layer>:cls``) and ``paper``; arrays are
+keyed ``<resize mode>/<view>/<block>`` with view ``orig`` or ``flip``.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import numpy as np
 from illustration_tl.errors import UserError
 
 POOLS = ("avg", "max")
+TOKEN_POOLS = ("cls",) + POOLS   # a transformer block's pools (class token, when it has one)
 VIEWS = ("orig", "flip")
 PAPER_BLOCK = "paper"
 FILE = "features.npz"
@@ -38,6 +44,11 @@ FILE = "features.npz"
 
 def block_name(layer: str, pool: str) -> str:
     return f"{layer}:{pool}"
+
+
+def layers_of(blocks: Sequence[str]) -> list[str]:
+    """The layers of ``blocks`` in order (``paper`` left out)."""
+    return list(dict.fromkeys(b.rpartition(":")[0] for b in blocks if b != PAPER_BLOCK))
 
 
 def key(mode: str, view: str, block: str) -> str:
@@ -73,16 +84,32 @@ def transfer_layers(backbone: str, layers: Sequence[str] | None = None) -> tuple
 
 
 def extractor(backbone: str, weights: str | None = "imagenet", image_size: int | None = None,
-              layers: Sequence[str] | None = None, seed: int = 0) -> tuple[Any, list[str], Any]:
+              layers: Sequence[str] | None = None, seed: int = 0,
+              hub_config: dict[str, Any] | None = None) -> tuple[Any, list[str], Any]:
     """A Keras model from preprocessed images to ``[paper, <layer>:avg, <layer>:max, ...]``.
 
     Returns ``(model, block names in output order, the embeddings.EmbeddingSource)``.
     The network is the one ``embed`` builds (same weights logic), so the
-    ``paper`` block equals ``embed``'s default embedding.
+    ``paper`` block equals ``embed``'s default embedding. A ``keras_hub:`` backbone
+    (``hub_config``: its random tower's constructor arguments) is built by
+    :func:`illustration_tl.hub_backbones.feature_outputs`.
     """
     import keras
 
-    from illustration_tl import embeddings
+    from illustration_tl import backbones, embeddings
+
+    if backbones.is_hub(backbone):
+        from illustration_tl import hub_backbones
+
+        image, paper, pooled, source = hub_backbones.feature_outputs(
+            backbone, weights, image_size, layers, seed, hub_config)
+        blocks = [PAPER_BLOCK] + [block_name(layer, pool) for layer, pool, _ in pooled]
+        model = keras.Model(image, [paper] + [t for _, _, t in pooled],
+                            name=f"{backbones.get(backbone).hub.name}_fit_features")
+        return model, blocks, source
+    if hub_config:
+        raise UserError(f"--hub_config applies to KerasHub backbones "
+                        f"({backbones.HUB_PREFIX}<family>), not --backbone={backbone}")
 
     source = embeddings.embedding_source(backbone=backbone, weights=weights,
                                          image_size=image_size, seed=seed)
@@ -176,14 +203,14 @@ def extract(dataset: str, data_dir: str | None, splits: Sequence[str], *, backbo
             weights: str | None, image_size: int | None = None,
             layers: Sequence[str] | None = None, resize_modes: Sequence[str] = ("squash",),
             flip: bool = True, batch_size: int = 32, seed: int = 0,
-            log: Any = None) -> FeatureStore:
+            log: Any = None, hub_config: dict[str, Any] | None = None) -> FeatureStore:
     """Runs the backbone once per image, resize mode and view over ``splits`` of a built
     dataset (decoded exactly as ``embed`` decodes it) and keeps every raw block."""
     import tensorflow as tf
 
     from illustration_tl import embeddings, input_pipeline
 
-    model, blocks, source = extractor(backbone, weights, image_size, layers, seed)
+    model, blocks, source = extractor(backbone, weights, image_size, layers, seed, hub_config)
     views = list(VIEWS if flip else VIEWS[:1])
     arrays: dict[str, dict[str, list[np.ndarray]]] = {}
     labels: dict[str, np.ndarray] = {}
@@ -219,7 +246,7 @@ def extract(dataset: str, data_dir: str | None, splits: Sequence[str], *, backbo
             labels[split] = np.concatenate(ys) if ys else np.zeros(0, np.int64)
             file_names[split] = names
     stacked = {s: {k: np.concatenate(v) for k, v in a.items()} for s, a in arrays.items()}
-    meta = dict(source.metadata(), layers=list(transfer_layers(source.backbone, layers)),
+    meta = dict(source.metadata(), layers=layers_of(blocks),
                 paper_layer=source.layer, batch_size=batch_size)
     return FeatureStore(stacked, labels, file_names, class_names, blocks,
                         list(resize_modes), views, meta)

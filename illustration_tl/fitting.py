@@ -55,6 +55,9 @@ class FitConfig:
     n_jobs: int = 2
     top_k: int = 5
     force: bool = False
+    # KerasHub backbones only (keras_hub:<family>, --weights=none): the random tower's
+    # constructor arguments, a dict, JSON text or a .json file (hub_backbones).
+    hub_config: dict[str, Any] | str | None = None
 
 
 def _log(message: str) -> None:
@@ -92,6 +95,7 @@ def run(cfg: FitConfig, log: Callable[[str], None] = _log) -> dict[str, Any]:
         raise UserError(f"--search={cfg.search!r}: choose from {', '.join(search_lib.MODES)}")
     if not os.path.isdir(cfg.images):
         raise UserError(f"--images={cfg.images!r} is not a folder of images")
+    _check_backbone(cfg)
     check_output(cfg.output)
     os.makedirs(cfg.output, exist_ok=True)
     marker = os.path.join(cfg.output, MARKER)
@@ -102,6 +106,22 @@ def run(cfg: FitConfig, log: Callable[[str], None] = _log) -> dict[str, Any]:
         return _run(cfg, log)
     finally:
         lock.release()
+
+
+def _check_backbone(cfg: FitConfig) -> None:
+    """Refuses an unknown backbone (or a missing ``hub`` extra) before any work."""
+    from illustration_tl import backbones
+
+    spec = backbones.get(cfg.backbone)
+    if spec.hub is not None:
+        from illustration_tl import hub_backbones
+
+        cfg.backbone = spec.name  # canonical: a preset folder's absolute path
+        cfg.hub_config = hub_backbones.parse_config(cfg.hub_config)
+        hub_backbones.check_choice(spec, cfg.weights, cfg.hub_config)
+    elif cfg.hub_config:
+        raise UserError(f"--hub_config applies to KerasHub backbones "
+                        f"({backbones.HUB_PREFIX}<family>), not --backbone={cfg.backbone}")
 
 
 def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
@@ -117,17 +137,21 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
                    "image_size": cfg.image_size, "layers": list(cfg.layers),
                    "resize_modes": list(cfg.resize_modes), "flip": cfg.flip,
                    "seed": cfg.seed, "batch_size": cfg.batch_size}
+    if cfg.hub_config:
+        feat_params["hub_config"] = cfg.hub_config
 
     def do_features(out: str) -> None:
         store = features.extract(DATASET, data_dir, splits, backbone=cfg.backbone,
                                  weights=cfg.weights, image_size=cfg.image_size,
                                  layers=cfg.layers or None, resize_modes=cfg.resize_modes,
                                  flip=cfg.flip, batch_size=cfg.batch_size, seed=cfg.seed,
-                                 log=log)
+                                 log=log, hub_config=cfg.hub_config or None)
         store.meta["recipe"] = {"backbone": cfg.backbone, "weights": (
             cfg.weights if cfg.weights in (None, "imagenet", "none") else
             os.path.abspath(cfg.weights)), "image_size": cfg.image_size,
             "layers": list(cfg.layers), "seed": cfg.seed}
+        if cfg.hub_config:
+            store.meta["recipe"]["hub_config"] = cfg.hub_config
         store.save(os.path.join(out, features.FILE))
 
     feat_dir = st.run("features", feat_params, do_features, ["dataset"])
@@ -258,7 +282,7 @@ def export(final_dir: str, feat_dir: str, out: str, top_k: int = 5) -> dict[str,
     recipe = meta["recipe"]
     model, blocks, source = features.extractor(
         recipe["backbone"], recipe["weights"], recipe["image_size"],
-        recipe["layers"] or None, recipe["seed"])
+        recipe["layers"] or None, recipe["seed"], recipe.get("hub_config"))
     bb = backbones.get(source.backbone)
     size, mode = source.image_size, h.config.resize
     wanted = [blocks.index(b) for b in h.config.blocks]

@@ -24,9 +24,10 @@ Modes (``--search``):
   embedding (``embed``'s default: fc2, or the pooled last conv block), raw,
   squashed, no mirrors: the same folds and fits as ``illustration-tl svm``.
 * ``fast`` (default): per resize mode, the last two transfer blocks and all of
-  them (global average + max pooled, each block signed-square-rooted and
-  l2-normalized, the concatenation l2-normalized), trained on the images and
-  their mirrors with flip test-time averaging; RBF SVMs (one-vs-one) with γ in
+  them (global average + max pooled, a transformer's blocks also their class
+  token; each block signed-square-rooted and l2-normalized, the concatenation
+  l2-normalized), trained on the images and their mirrors with flip test-time
+  averaging; RBF SVMs (one-vs-one) with γ in
   {1/2, 1, 2} x sklearn's ``scale`` and C in {1, 10}, true one-vs-rest RBF SVMs
   (γ = ``scale``, C in {3, 10}), and a logistic-regression probe. Order: two
   cheap RBF probes per feature set on the first fold rank the feature sets; the
@@ -164,8 +165,12 @@ class Normalizer:
 
 def _block_sets(store_blocks: Sequence[str], layers: Sequence[str], wide: bool
                 ) -> list[tuple[str, ...]]:
+    # a transformer's blocks also have a class-token pool (hub_backbones)
+    cls = any(b.endswith(":cls") for b in store_blocks)
+    pools = feats.TOKEN_POOLS if cls else feats.POOLS
+
     def both(ls):
-        return tuple(feats.block_name(layer, p) for layer in ls for p in feats.POOLS)
+        return tuple(feats.block_name(layer, p) for layer in ls for p in pools)
 
     # the issue's recipe first (the last two blocks), then every transfer layer
     sets = [both(layers[-2:])] if len(layers) > 2 else []
@@ -173,6 +178,8 @@ def _block_sets(store_blocks: Sequence[str], layers: Sequence[str], wide: bool
     if wide:
         sets.append(both(layers[-1:]))
         sets.append(tuple(feats.block_name(layer, "avg") for layer in layers))
+        if cls:  # the class tokens of every transfer block (DINOv2's linear probes)
+            sets.append(tuple(feats.block_name(layer, "cls") for layer in layers))
     return [s for s in dict.fromkeys(sets) if all(b in store_blocks for b in s)]
 
 

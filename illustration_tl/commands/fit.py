@@ -24,7 +24,9 @@ _IMAGES = flags.DEFINE_string("images", None, "Folder of images, one sub-folder 
 _OUTPUT = flags.DEFINE_string("output", None, "Folder for the run (new, empty, or an earlier "
                               "`fit` output, which is resumed).")
 _BACKBONE = flags.DEFINE_string("backbone", "vgg16", "keras.applications backbone (vgg16, "
-                                "vgg19, resnet50, efficientnetb0, ...).")
+                                "vgg19, resnet50, efficientnetb0, ...), or a KerasHub vision "
+                                "tower: keras_hub:<preset> (keras_hub:dinov2_small, "
+                                "keras_hub:clip_vit_base_patch16, ...; the hub extra).")
 _WEIGHTS = flags.DEFINE_string("weights", "imagenet", "'imagenet' (downloaded by Keras), a "
                                "local .h5/.weights.h5 file, or 'none' (random, for tests).")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", None, "Input side in pixels (default: the "
@@ -45,6 +47,9 @@ _WORKERS = flags.DEFINE_integer("num_workers", None, "Decoding processes (0: one
                                 "1: in this process).")
 _JOBS = flags.DEFINE_integer("n_jobs", 2, "Search threads.")
 _FORCE = flags.DEFINE_bool("force", False, "Rerun every stage.")
+_HUB_CONFIG = flags.DEFINE_string("hub_config", None, "keras_hub:<family> with --weights=none "
+                                  "only: the random tower's constructor arguments, as a JSON "
+                                  "object or a .json file.")
 
 
 def main(argv) -> int:
@@ -58,7 +63,8 @@ def main(argv) -> int:
         weights=_WEIGHTS.value, image_size=_IMAGE_SIZE.value, layers=tuple(_LAYERS.value),
         resize_modes=tuple(_RESIZE.value), flip=_FLIP.value, search=_SEARCH.value,
         folds=_FOLDS.value, seed=_SEED.value, batch_size=_BATCH.value,
-        num_workers=_WORKERS.value, n_jobs=_JOBS.value, force=_FORCE.value)
+        num_workers=_WORKERS.value, n_jobs=_JOBS.value, force=_FORCE.value,
+        hub_config=_HUB_CONFIG.value)
     summary = fitting.run(cfg)
     for line in fitting.summary_lines(summary):
         print(line)
