@@ -233,3 +233,47 @@ def test_every_reproduce_flag_changes_a_stage_key(tiny_sets, tmp_path):
     assert len(doc["accepted"]) > 40 and "reinit_layers" in doc["accepted"]
     absl_own = {"flagfile", "undefok", "preset"}
     assert set(doc["dead"]) - absl_own == set(reproduce.EXECUTION_ONLY)
+
+
+def test_pad_training_batches_are_padded(tiny_sets, tmp_path, monkeypatch):
+    """Issue 11: inspect a batch that reproduce --resize_mode=pad hands to training: it is
+    the padded pipeline's batch, not the squashed one's."""
+    import numpy as np
+
+    from illustration_tl import reproduce
+    from illustration_tl.training import data as training_data
+    from illustration_tl.training import loop
+
+    class Stop(Exception):
+        pass
+
+    seen = {}
+
+    def first_batch_then_stop(config, data, **kwargs):
+        seen["batch"] = next(iter(data.train(0, None)))[0].numpy()
+        seen["config"] = config
+        raise Stop
+
+    monkeypatch.setattr(loop, "optimize", first_batch_then_stop)
+    curated, noisy = tiny_sets
+    out = tmp_path / "run"
+    cfg = reproduce.ReproduceConfig(
+        output_dir=str(out), curated_dir=curated, noisy_dir=noisy, backbone="vgg16",
+        weights="none", image_size=32, resize_mode="pad", batch_size=8,
+        curated_options={"max_side": 64},
+        noisy_options={"max_side": 64, "min_images_per_class": 2},
+        svm_baseline="rbf,1,1e-4,ovr", svm_jobs=1,
+        train_overrides={"deterministic": True, "summaries": False})
+    with pytest.raises(Stop):
+        reproduce.reproduce(cfg, log=lambda m: None)
+    assert seen["config"].resize_mode == "pad"
+    with open(out / "datasets" / "datasets.json") as f:
+        noisy_ds = json.load(f)["noisy"]
+    same = {}
+    for mode in ("pad", "squash"):
+        data = training_data.tfds_data(noisy_ds["dataset"], noisy_ds["data_dir"],
+                                       backbone="vgg16", image_size=32, batch_size=8,
+                                       deterministic=True, resize_mode=mode)
+        reference = next(iter(data.train(0, None)))[0].numpy()
+        same[mode] = bool(np.allclose(seen["batch"], reference, atol=1e-4))
+    assert same == {"pad": True, "squash": False}
