@@ -14,6 +14,14 @@ name, one default and one help text wherever it appears::
     FLAGS = config_flags.define(EmbedConfig)            # in commands/embed.py
     cfg = EmbedConfig(**config_flags.values(FLAGS))     # in its main()
 
+Settings shared by several stages (``data_dir``, ``backbone``, ``batch_size``, ...)
+are declared once in :mod:`common_settings`.
+
+An optional setting (``str | None``) is None when its flag says ``none`` or is empty
+(``--weights=none``), unless it is declared ``literal`` (:func:`optional` is): then
+every text is passed on as given and None means only that the flag was not given,
+e.g. ``export --backbone`` (unset: read from the SVM's record).
+
 Presets stay flagfiles (``--preset=NAME``).
 """
 
@@ -27,18 +35,29 @@ from typing import Any, Iterable, Sequence
 
 from absl import flags
 
-__all__ = ["setting", "define", "values", "fields"]
+__all__ = ["setting", "optional", "define", "values", "fields"]
 
 NONE_WORDS = ("", "none")
 """Flag values that mean None for an optional setting (``--weights=none``)."""
 
 
-def setting(default: Any, help: str, *, choices: Sequence[str] | None = None) -> Any:
-    """A dataclass field with its flag's help text (and choices, for an enum flag)."""
-    metadata = {"help": help, "choices": tuple(choices) if choices else None}
+def setting(default: Any, help: str, *, choices: Sequence[str] | None = None,
+            literal: bool = False) -> Any:
+    """A dataclass field with its flag's help text (and choices, for an enum flag).
+
+    ``literal``: for an optional setting, ``none`` and the empty text are values like
+    any other (passed on as given); None means only that the flag was not given.
+    """
+    metadata = {"help": help, "choices": tuple(choices) if choices else None,
+                "literal": literal}
     if isinstance(default, (list, dict, set)):
         raise TypeError("use a tuple for a sequence setting")
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def optional(help: str, *, choices: Sequence[str] | None = None) -> Any:
+    """A setting that is None unless its flag is given (then taken as given)."""
+    return setting(None, help, choices=choices, literal=True)
 
 
 def fields(cls: type) -> dict[str, dataclasses.Field]:
@@ -51,12 +70,13 @@ def _kind(cls: type, name: str) -> tuple[type, bool]:
     hint = typing.get_type_hints(cls, vars(sys.modules[cls.__module__]))[name]
     args = typing.get_args(hint)
     origin = typing.get_origin(hint)
+    optional = False
     if origin in (typing.Union, types.UnionType):
         base = [a for a in args if a is not type(None)]
-        return base[0], len(base) < len(args)
-    if origin is tuple:
-        return tuple, False
-    return hint, False
+        hint, optional = base[0], len(base) < len(args)
+    if typing.get_origin(hint) is tuple or hint is tuple:
+        return tuple, optional
+    return hint, optional
 
 
 def define(cls: type, *, only: Iterable[str] | None = None, exclude: Iterable[str] = (),
@@ -103,24 +123,28 @@ def define(cls: type, *, only: Iterable[str] | None = None, exclude: Iterable[st
         elif kind is float:
             holder = flags.DEFINE_float(name, default, text, **kw)
         elif kind is tuple:
-            holder = flags.DEFINE_list(name, list(default), text, **kw)
+            holder = flags.DEFINE_list(name, None if default is None else list(default),
+                                       text, **kw)
+        elif optional and default is None and not field.metadata.get("literal"):
+            holder = flags.DEFINE_string(name, "none", text, **kw)  # --NAME=none is the default
         else:
-            holder = flags.DEFINE_string(name, "none" if optional and default is None
-                                         else default, text, **kw)
+            holder = flags.DEFINE_string(name, default, text, **kw)
         holders[name] = holder
     return holders
 
 
 def values(holders: dict[str, flags.FlagHolder], cls: type | None = None) -> dict[str, Any]:
     """The settings the flags hold, typed as the dataclass fields are (lists -> tuples;
-    ``none`` or empty -> None for an optional setting when ``cls`` is given)."""
+    ``none`` or empty -> None for an optional setting that is not literal, when ``cls``
+    is given)."""
+    literal = {n for n, f in fields(cls).items() if f.metadata.get("literal")} if cls else ()
     out = {}
     for name, holder in holders.items():
         value = holder.value
         if isinstance(value, list):
             value = tuple(value)
         if cls is not None and isinstance(value, str) and value.lower() in NONE_WORDS:
-            if _kind(cls, name)[1]:
+            if _kind(cls, name)[1] and name not in literal:
                 value = None
         out[name] = value
     return out

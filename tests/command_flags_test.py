@@ -78,6 +78,96 @@ def test_every_command_has_flags_and_helps(command_flags):
             assert flag["help"] and flag["help"].strip() == flag["help"], f"{module} --{name}"
 
 
+ALL = "*"
+# Flags whose help text differs in some commands, and why: flag name -> (the commands
+# with their own text, or ALL, reason). In every other command a flag name has one help
+# text (the shared settings of common_settings).
+OWN_TEXT = {
+    # The same name for different things.
+    "output": (ALL, "each command writes something else (embeddings, an SVM, a CSV, ...)"),
+    "overwrite": (ALL, "what may be replaced, and how, differs per command"),
+    "seed": (ALL, "each stage seeds something else (weights, CV folds, t-SNE, training)"),
+    "top_k": (("predict",), "classes an export returns vs classes predict prints"),
+    "images": (ALL, "predict: files, folders or globs; fit: class folders; evaluate: "
+                    "class or group folders, or a manifest's root"),
+    "embeddings": (("report",), "report: split folders to map with t-SNE"),
+    "name": (("build",), "build: a TFDS config name; elsewhere a model name in reports"),
+    "num_classes": (ALL, "select_classes: classes to select; optimize: for --dry_run"),
+    "n_jobs": (ALL, "svm: grid-search processes (-1: all cores); fit: search threads"),
+    "output_dir": (ALL, "optimize: one training run; reproduce: every stage's outputs"),
+    "max_side": (ALL, "build, reproduce: the stored image side; predict (default: the "
+                      "export's record) and evaluate: match it"),
+    "min_images_per_class": (ALL, "build: unset keeps the preset's value; reproduce: a "
+                                  "number"),
+    "split": (("report",), "report: unset = the split the results were scored on"),
+    "dataset": (("optimize", "report"), "optimize: the training set; report: unset = the "
+                                         "dataset the results were scored on"),
+    # Training (train.TrainConfig, train.TrainDataConfig, reproduce.ReproduceConfig).
+    "batch_size": (("optimize", "reproduce"), "training's global batch, not a forward pass"),
+    "weights": (("optimize", "reproduce"), "optimize takes files with or without the top; "
+                                           "reproduce adds 'auto'"),
+    "image_size": (("optimize", "reproduce"), "a fixed size (224), not the backbone's"),
+    "resize_mode": (("reproduce",), "reproduce: one mode for every stage, training included"),
+    "augment": (ALL, "optimize states the crop size; reproduce passes it on to optimize"),
+}
+# Commands whose flag still has its own text because the command's flags are not yet
+# generated from a typed config with the shared settings (issue 11): name -> commands.
+PENDING = {
+    "backbone": ("baseline", "fit", "select_classes"),
+    "cv_folds": ("fit",),
+    "data_dir": ("report",),
+    "dataset": ("baseline", "select_classes", "stats"),
+    "force": ("fit",),
+    "image_size": ("baseline", "select_classes"),
+    "include_top": ("select_classes",),
+    "layer": ("select_classes",),
+    "model": ("evaluate",),
+    "name": ("baseline",),
+    "num_workers": ("build",),
+    "splits": ("select_classes",),
+    "top_k": ("reproduce",),
+    "weights": ("baseline", "fit", "select_classes"),
+}
+
+
+def help_text_problems(command_flags: dict[str, dict]) -> list[str]:
+    """Flag names with several help texts that OWN_TEXT does not explain, and entries of
+    OWN_TEXT that no longer apply."""
+    helps: dict[str, dict[str, str]] = {}  # flag name -> module -> help
+    for module, flags in command_flags.items():
+        for name, flag in flags.items():
+            helps.setdefault(name, {})[module] = flag["help"]
+    problems = [f"--{name} is not a flag" for name in {**OWN_TEXT, **PENDING}
+                if name not in helps]
+    for name, by_module in sorted(helps.items()):
+        own, reason = OWN_TEXT.get(name, ((), ""))
+        if name in PENDING:
+            own = ALL if own == ALL else tuple(own) + PENDING[name]
+            reason = reason or "not yet generated from a typed config"
+        shared = {m: h for m, h in by_module.items() if own != ALL and m not in own}
+        if len(set(shared.values())) > 1:
+            problems.append(f"--{name} has several help texts: {shared}")
+        if name not in OWN_TEXT and name not in PENDING:
+            continue
+        if len(set(by_module.values())) == 1:
+            problems.append(f"--{name} no longer differs ({reason})")
+        for m in () if own == ALL else own:
+            if m not in by_module or by_module[m] in shared.values():
+                problems.append(f"{m} --{name} has no own text ({reason})")
+    return problems
+
+
+def test_one_help_text_per_flag_name_across_commands(command_flags):
+    assert help_text_problems(command_flags) == []
+
+
+def test_help_text_check_finds_a_second_text():
+    flags = {"a": {"x": {"help": "One."}}, "b": {"x": {"help": "Two."}}}
+    assert help_text_problems(flags) == [
+        f"--{n} is not a flag" for n in {**OWN_TEXT, **PENDING}] + ["--x has several help texts: "
+                                                     "{'a': 'One.', 'b': 'Two.'}"]
+
+
 if __name__ == "__main__":
     if sys.argv[1:] != ["--write"]:
         sys.exit("usage: python tests/command_flags_test.py --write")
