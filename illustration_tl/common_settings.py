@@ -88,7 +88,8 @@ def model_name() -> Any:
 
 
 def cv_folds(default: int = 3) -> Any:
-    return setting(default, "Cross-validation folds of the search.")
+    """``--cv_folds``, whatever the field's name (``FitConfig.folds``)."""
+    return setting(default, "Cross-validation folds of the search.", flag="cv_folds")
 
 
 def num_workers() -> Any:

@@ -35,29 +35,44 @@ from typing import Any, Iterable, Sequence
 
 from absl import flags
 
-__all__ = ["setting", "optional", "define", "values", "fields"]
+__all__ = ["setting", "optional", "required", "define", "values", "fields", "flag_name"]
 
 NONE_WORDS = ("", "none")
 """Flag values that mean None for an optional setting (``--weights=none``)."""
 
 
 def setting(default: Any, help: str, *, choices: Sequence[str] | None = None,
-            literal: bool = False) -> Any:
+            literal: bool = False, flag: str | None = None) -> Any:
     """A dataclass field with its flag's help text (and choices, for an enum flag).
 
     ``literal``: for an optional setting, ``none`` and the empty text are values like
     any other (passed on as given); None means only that the flag was not given.
+    ``flag``: the flag's name when it is not the field's (``FitConfig.folds`` is
+    ``--cv_folds``).
     """
     metadata = {"help": help, "choices": tuple(choices) if choices else None,
-                "literal": literal}
+                "literal": literal, "flag": flag}
     if isinstance(default, (list, dict, set)):
         raise TypeError("use a tuple for a sequence setting")
+    if default is dataclasses.MISSING:
+        return dataclasses.field(metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
 
 
 def optional(help: str, *, choices: Sequence[str] | None = None) -> Any:
     """A setting that is None unless its flag is given (then taken as given)."""
     return setting(None, help, choices=choices, literal=True)
+
+
+def required(help: str) -> Any:
+    """A dataclass field without a default (the library needs it); its flag's default is
+    None, so a command reads None when it is not given and says the flag is required."""
+    return setting(dataclasses.MISSING, help, literal=True)
+
+
+def flag_name(field: dataclasses.Field) -> str:
+    """The flag of a field declared with :func:`setting`."""
+    return field.metadata.get("flag") or field.name
 
 
 def fields(cls: type) -> dict[str, dataclasses.Field]:
@@ -93,8 +108,9 @@ def define(cls: type, *, only: Iterable[str] | None = None, exclude: Iterable[st
       flag_values: the registry (tests pass their own).
 
     Returns:
-      field name -> flag holder, for :func:`values`. The flags are registered
-      as key flags of the calling module, so ``--helpshort`` lists them.
+      field name (not the flag's, where they differ) -> flag holder, for
+      :func:`values`. The flags are registered as key flags of the calling module,
+      so ``--helpshort`` lists them.
     """
     module = sys._getframe(1).f_globals.get("__name__", __name__)
     chosen = fields(cls)
@@ -111,24 +127,27 @@ def define(cls: type, *, only: Iterable[str] | None = None, exclude: Iterable[st
             continue
         kind, optional = _kind(cls, name)
         default = defaults.get(name, field.default)
+        if default is dataclasses.MISSING:
+            default = None
         text = field.metadata["help"]
+        flag = flag_name(field)
         kw = {"flag_values": flag_values, "module_name": module}
         choices = field.metadata.get("choices")
         if choices:
-            holder = flags.DEFINE_enum(name, default, list(choices), text, **kw)
+            holder = flags.DEFINE_enum(flag, default, list(choices), text, **kw)
         elif kind is bool:
-            holder = flags.DEFINE_bool(name, default, text, **kw)
+            holder = flags.DEFINE_bool(flag, default, text, **kw)
         elif kind is int:
-            holder = flags.DEFINE_integer(name, default, text, **kw)
+            holder = flags.DEFINE_integer(flag, default, text, **kw)
         elif kind is float:
-            holder = flags.DEFINE_float(name, default, text, **kw)
+            holder = flags.DEFINE_float(flag, default, text, **kw)
         elif kind is tuple:
-            holder = flags.DEFINE_list(name, None if default is None else list(default),
+            holder = flags.DEFINE_list(flag, None if default is None else list(default),
                                        text, **kw)
         elif optional and default is None and not field.metadata.get("literal"):
-            holder = flags.DEFINE_string(name, "none", text, **kw)  # --NAME=none is the default
+            holder = flags.DEFINE_string(flag, "none", text, **kw)  # --NAME=none is the default
         else:
-            holder = flags.DEFINE_string(name, default, text, **kw)
+            holder = flags.DEFINE_string(flag, default, text, **kw)
         holders[name] = holder
     return holders
 

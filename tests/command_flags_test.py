@@ -92,6 +92,7 @@ OWN_TEXT = {
                     "class or group folders, or a manifest's root"),
     "embeddings": (("report",), "report: split folders to map with t-SNE"),
     "name": (("build",), "build: a TFDS config name; elsewhere a model name in reports"),
+    "backbone": (("fit",), "fit also takes KerasHub vision towers (keras_hub:<preset>)"),
     "num_classes": (ALL, "select_classes: classes to select; optimize: for --dry_run"),
     "n_jobs": (ALL, "svm: grid-search processes (-1: all cores); fit: search threads"),
     "output_dir": (ALL, "optimize: one training run; reproduce: every stage's outputs"),
@@ -113,20 +114,8 @@ OWN_TEXT = {
 # Commands whose flag still has its own text because the command's flags are not yet
 # generated from a typed config with the shared settings (issue 11): name -> commands.
 PENDING = {
-    "backbone": ("baseline", "fit", "select_classes"),
-    "cv_folds": ("fit",),
-    "data_dir": ("report",),
-    "dataset": ("baseline", "select_classes", "stats"),
-    "force": ("fit",),
-    "image_size": ("baseline", "select_classes"),
-    "include_top": ("select_classes",),
-    "layer": ("select_classes",),
-    "model": ("evaluate",),
-    "name": ("baseline",),
     "num_workers": ("build",),
-    "splits": ("select_classes",),
-    "top_k": ("reproduce",),
-    "weights": ("baseline", "fit", "select_classes"),
+    "top_k": ("reproduce",),  # reproduce.py: the shared common_settings.top_k text
 }
 
 

@@ -109,9 +109,25 @@ def test_literal_settings_keep_none_words_and_default_to_unset():
 
 
 def _stage_configs():
-    from illustration_tl import embeddings, export, predict, svm
+    from illustration_tl import (
+        class_selection,
+        embeddings,
+        evaluation,
+        export,
+        fitting,
+        grouped_evaluation,
+        predict,
+        report,
+        svm,
+    )
 
-    return [embeddings.EmbedConfig, svm.SvmConfig, export.ExportConfig, predict.PredictConfig]
+    return [embeddings.EmbedConfig, svm.SvmConfig, export.ExportConfig, predict.PredictConfig,
+            evaluation.BaselineConfig, grouped_evaluation.EvaluateConfig, fitting.FitConfig,
+            report.ReportConfig, class_selection.SelectClassesConfig]
+
+
+# Config fields that are not flags (a library setting the command does not expose).
+NOT_FLAGS = {"FitConfig": {"top_k"}}
 
 
 @pytest.mark.parametrize("cls", _stage_configs(), ids=lambda c: c.__name__)
@@ -119,17 +135,37 @@ def test_stage_config_defaults_are_the_flag_defaults(cls):
     fv = flags.FlagValues()
     holders = config_flags.define(cls, flag_values=fv)
     fv(["prog"])
-    assert set(holders) == {f.name for f in dataclasses.fields(cls)}  # every field is a flag
-    assert cls(**config_flags.values(holders, cls)) == cls()
+    names = {f.name for f in dataclasses.fields(cls)}
+    assert set(holders) == names - NOT_FLAGS.get(cls.__name__, set())
+    # A field without a default (FitConfig.images) reads None until its flag is given.
+    expected = {f.name: None if f.default is dataclasses.MISSING else f.default
+                for f in dataclasses.fields(cls) if f.name in holders}
+    assert config_flags.values(holders, cls) == expected
+
+
+def test_a_setting_can_name_its_flag_and_be_required():
+    from illustration_tl.fitting import FitConfig
+
+    fv = flags.FlagValues()
+    holders = config_flags.define(FitConfig, flag_values=fv)
+    assert "cv_folds" in fv and "folds" not in fv and fv["images"].default is None
+    fv(["prog", "--images=pics", "--output=out", "--cv_folds=5", "--weights=none",
+        "--resize_modes=pad"])
+    cfg = FitConfig(**config_flags.values(holders, FitConfig))
+    assert (cfg.images, cfg.output, cfg.folds, cfg.weights) == ("pics", "out", 5, "none")
+    assert cfg.resize_modes == ("pad",) and cfg.top_k == 5
 
 
 def test_shared_settings_read_the_same_in_every_stage_config():
     """A setting from common_settings has one help text, whichever config declares it."""
     helps: dict[str, set[str]] = {}
     for cls in _stage_configs():
-        for name, field in config_flags.fields(cls).items():
-            helps.setdefault(name, set()).add(field.metadata["help"])
-    for name in ("backbone", "weights", "image_size", "layer", "model_dir", "batch_size"):
+        for field in config_flags.fields(cls).values():
+            if (cls.__name__, field.name) == ("FitConfig", "backbone"):
+                continue  # fit also takes KerasHub towers: its own text
+            helps.setdefault(config_flags.flag_name(field), set()).add(field.metadata["help"])
+    for name in ("backbone", "weights", "image_size", "layer", "model_dir", "batch_size",
+                 "data_dir", "splits", "include_top", "resize_mode", "model", "cv_folds"):
         assert len(helps[name]) == 1, (name, helps[name])
 
 
