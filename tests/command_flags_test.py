@@ -114,7 +114,6 @@ OWN_TEXT = {
 # Commands whose flag still has its own text because the command's flags are not yet
 # generated from a typed config with the shared settings (issue 11): name -> commands.
 PENDING = {
-    "num_workers": ("build",),
     "top_k": ("reproduce",),  # reproduce.py: the shared common_settings.top_k text
 }
 
