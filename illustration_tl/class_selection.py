@@ -54,7 +54,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from illustration_tl import imagenet, name_mapping, outputs
+from illustration_tl import common_settings, imagenet, name_mapping, outputs
+from illustration_tl.config_flags import optional, setting
 from illustration_tl.errors import UserError
 
 OUTPUT_MARKER = "select-classes"
@@ -492,6 +493,37 @@ def _mapper_for(info: Any) -> name_mapping.NameMapper:
             phrase_mode=bool(opts.get("phrase_mode", False))))
     except ValueError:
         return name_mapping.NameMapper()
+
+
+@dataclasses.dataclass
+class SelectClassesConfig:
+    """The ``select-classes`` stage's settings, one ``illustration-tl select-classes``
+    flag each (:mod:`config_flags`); the arguments of :func:`select_classes`."""
+
+    dataset: str = common_settings.dataset("illustrations/noisy")
+    data_dir: str | None = common_settings.data_dir()
+    splits: tuple[str, ...] = common_settings.splits()
+    output: str | None = optional("New folder for the ranking, contact sheets and curated "
+                                  "layout.")
+    overwrite: bool = setting(False, "Replace an earlier select-classes output (only if it "
+                              "holds nothing else).")
+    backbone: str = common_settings.backbone("vgg16")
+    weights: str = common_settings.weights()
+    include_top: str = common_settings.include_top()
+    image_size: int | None = common_settings.image_size()
+    layer: str | None = common_settings.layer()
+    probe: str = setting("logistic", "Probe on the embeddings (the rule that needs only a "
+                         "conv base).", choices=PROBES + ("none",))
+    folds: int = setting(5, "Cross-validation folds of the probe.")
+    rank_by: str = setting("auto", "Ranking score. auto: imagenet_top1 with a top, else "
+                           "probe_precision.", choices=RANK_KEYS)
+    num_classes: int = setting(23, "Classes to select (paper: 23).")
+    max_shared: float = setting(0.25, "Leave out classes with more than this share of images "
+                                "also copied into other classes.")
+    min_images: int = setting(10, "Leave out classes with fewer images.")
+    sheet_max: int = setting(100, "Thumbnails per contact sheet.")
+    batch_size: int = common_settings.batch_size()
+    seed: int = setting(0, "Seed (random weights, probe).")
 
 
 def select_classes(*, dataset: str, output: str, data_dir: str | None = None,

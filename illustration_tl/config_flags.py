@@ -14,6 +14,14 @@ name, one default and one help text wherever it appears::
     FLAGS = config_flags.define(EmbedConfig)            # in commands/embed.py
     cfg = EmbedConfig(**config_flags.values(FLAGS))     # in its main()
 
+Settings shared by several stages (``data_dir``, ``backbone``, ``batch_size``, ...)
+are declared once in :mod:`common_settings`.
+
+An optional setting (``str | None``) is None when its flag says ``none`` or is empty
+(``--weights=none``), unless it is declared ``literal`` (:func:`optional` is): then
+every text is passed on as given and None means only that the flag was not given,
+e.g. ``export --backbone`` (unset: read from the SVM's record).
+
 Presets stay flagfiles (``--preset=NAME``).
 """
 
@@ -27,18 +35,44 @@ from typing import Any, Iterable, Sequence
 
 from absl import flags
 
-__all__ = ["setting", "define", "values", "fields"]
+__all__ = ["setting", "optional", "required", "define", "values", "fields", "flag_name"]
 
 NONE_WORDS = ("", "none")
 """Flag values that mean None for an optional setting (``--weights=none``)."""
 
 
-def setting(default: Any, help: str, *, choices: Sequence[str] | None = None) -> Any:
-    """A dataclass field with its flag's help text (and choices, for an enum flag)."""
-    metadata = {"help": help, "choices": tuple(choices) if choices else None}
+def setting(default: Any, help: str, *, choices: Sequence[str] | None = None,
+            literal: bool = False, flag: str | None = None) -> Any:
+    """A dataclass field with its flag's help text (and choices, for an enum flag).
+
+    ``literal``: for an optional setting, ``none`` and the empty text are values like
+    any other (passed on as given); None means only that the flag was not given.
+    ``flag``: the flag's name when it is not the field's (``FitConfig.folds`` is
+    ``--cv_folds``).
+    """
+    metadata = {"help": help, "choices": tuple(choices) if choices else None,
+                "literal": literal, "flag": flag}
     if isinstance(default, (list, dict, set)):
         raise TypeError("use a tuple for a sequence setting")
+    if default is dataclasses.MISSING:
+        return dataclasses.field(metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def optional(help: str, *, choices: Sequence[str] | None = None) -> Any:
+    """A setting that is None unless its flag is given (then taken as given)."""
+    return setting(None, help, choices=choices, literal=True)
+
+
+def required(help: str) -> Any:
+    """A dataclass field without a default (the library needs it); its flag's default is
+    None, so a command reads None when it is not given and says the flag is required."""
+    return setting(dataclasses.MISSING, help, literal=True)
+
+
+def flag_name(field: dataclasses.Field) -> str:
+    """The flag of a field declared with :func:`setting`."""
+    return field.metadata.get("flag") or field.name
 
 
 def fields(cls: type) -> dict[str, dataclasses.Field]:
@@ -51,12 +85,13 @@ def _kind(cls: type, name: str) -> tuple[type, bool]:
     hint = typing.get_type_hints(cls, vars(sys.modules[cls.__module__]))[name]
     args = typing.get_args(hint)
     origin = typing.get_origin(hint)
+    optional = False
     if origin in (typing.Union, types.UnionType):
         base = [a for a in args if a is not type(None)]
-        return base[0], len(base) < len(args)
-    if origin is tuple:
-        return tuple, False
-    return hint, False
+        hint, optional = base[0], len(base) < len(args)
+    if typing.get_origin(hint) is tuple or hint is tuple:
+        return tuple, optional
+    return hint, optional
 
 
 def define(cls: type, *, only: Iterable[str] | None = None, exclude: Iterable[str] = (),
@@ -73,8 +108,9 @@ def define(cls: type, *, only: Iterable[str] | None = None, exclude: Iterable[st
       flag_values: the registry (tests pass their own).
 
     Returns:
-      field name -> flag holder, for :func:`values`. The flags are registered
-      as key flags of the calling module, so ``--helpshort`` lists them.
+      field name (not the flag's, where they differ) -> flag holder, for
+      :func:`values`. The flags are registered as key flags of the calling module,
+      so ``--helpshort`` lists them.
     """
     module = sys._getframe(1).f_globals.get("__name__", __name__)
     chosen = fields(cls)
@@ -91,36 +127,43 @@ def define(cls: type, *, only: Iterable[str] | None = None, exclude: Iterable[st
             continue
         kind, optional = _kind(cls, name)
         default = defaults.get(name, field.default)
+        if default is dataclasses.MISSING:
+            default = None
         text = field.metadata["help"]
+        flag = flag_name(field)
         kw = {"flag_values": flag_values, "module_name": module}
         choices = field.metadata.get("choices")
         if choices:
-            holder = flags.DEFINE_enum(name, default, list(choices), text, **kw)
+            holder = flags.DEFINE_enum(flag, default, list(choices), text, **kw)
         elif kind is bool:
-            holder = flags.DEFINE_bool(name, default, text, **kw)
+            holder = flags.DEFINE_bool(flag, default, text, **kw)
         elif kind is int:
-            holder = flags.DEFINE_integer(name, default, text, **kw)
+            holder = flags.DEFINE_integer(flag, default, text, **kw)
         elif kind is float:
-            holder = flags.DEFINE_float(name, default, text, **kw)
+            holder = flags.DEFINE_float(flag, default, text, **kw)
         elif kind is tuple:
-            holder = flags.DEFINE_list(name, list(default), text, **kw)
+            holder = flags.DEFINE_list(flag, None if default is None else list(default),
+                                       text, **kw)
+        elif optional and default is None and not field.metadata.get("literal"):
+            holder = flags.DEFINE_string(flag, "none", text, **kw)  # --NAME=none is the default
         else:
-            holder = flags.DEFINE_string(name, "none" if optional and default is None
-                                         else default, text, **kw)
+            holder = flags.DEFINE_string(flag, default, text, **kw)
         holders[name] = holder
     return holders
 
 
 def values(holders: dict[str, flags.FlagHolder], cls: type | None = None) -> dict[str, Any]:
     """The settings the flags hold, typed as the dataclass fields are (lists -> tuples;
-    ``none`` or empty -> None for an optional setting when ``cls`` is given)."""
+    ``none`` or empty -> None for an optional setting that is not literal, when ``cls``
+    is given)."""
+    literal = {n for n, f in fields(cls).items() if f.metadata.get("literal")} if cls else ()
     out = {}
     for name, holder in holders.items():
         value = holder.value
         if isinstance(value, list):
             value = tuple(value)
         if cls is not None and isinstance(value, str) and value.lower() in NONE_WORDS:
-            if _kind(cls, name)[1]:
+            if _kind(cls, name)[1] and name not in literal:
                 value = None
         out[name] = value
     return out

@@ -31,7 +31,8 @@ from typing import Any, Iterable, Iterator, Sequence, TextIO
 
 import numpy as np
 
-from illustration_tl import files
+from illustration_tl import common_settings, files
+from illustration_tl.config_flags import optional, setting
 from illustration_tl.errors import UserError
 from illustration_tl.files import atomic_write_json
 
@@ -455,6 +456,31 @@ def keeps_top(backbone: str, source: str | None, size: int, include_top: str = "
     if source is None:
         return False
     return layer_surgery.weights_file_top(source) is not None
+
+
+@dataclasses.dataclass
+class EmbedConfig:
+    """The ``embed`` stage's settings, one ``illustration-tl embed`` flag each
+    (:mod:`config_flags`). With ``model_dir`` the trained model's backbone, image size
+    and resize mode are used, and ``backbone``, ``weights``, ``include_top``,
+    ``image_size`` and ``resize_mode`` do not apply."""
+
+    dataset: str = common_settings.dataset("illustrations/curated")
+    data_dir: str | None = common_settings.data_dir()
+    splits: tuple[str, ...] = common_settings.splits()
+    output: str | None = optional("Folder for the embeddings (one subfolder per split).")
+    model_dir: str | None = common_settings.model_dir()
+    backbone: str = common_settings.backbone("vgg19")
+    weights: str = common_settings.weights()
+    include_top: str = common_settings.include_top()
+    image_size: int | None = common_settings.image_size()
+    layer: str | None = common_settings.layer()
+    resize_mode: str = common_settings.resize_mode()
+    batch_size: int = common_settings.batch_size()
+    shard_size: int = setting(4096, "Embeddings per shard file (bounds the memory used while "
+                              "writing).")
+    overwrite: bool = setting(False, "Replace splits that already exist.")
+    seed: int = setting(0, "Seed for randomly initialized weights.")
 
 
 def embedding_source(*, model_dir: str | None = None, backbone: str = "vgg19",

@@ -25,6 +25,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from illustration_tl import common_settings
+from illustration_tl.config_flags import optional, setting
 from illustration_tl.errors import UserError
 from illustration_tl.files import atomic_savez, atomic_write_json
 
@@ -263,6 +265,24 @@ def evaluate_imagenet_classifier(model: Any, batches: Any, class_names: Sequence
         limit=num_examples)
     return imagenet_baseline(model_name, scores, labels, class_names, class_imagenet_indices,
                              files, extra)
+
+
+@dataclasses.dataclass
+class BaselineConfig:
+    """The ``baseline`` stage's settings, one ``illustration-tl baseline`` flag each
+    (:mod:`config_flags`); the arguments of :func:`run_baseline`. The weights must
+    include the classifier top."""
+
+    dataset: str = common_settings.dataset("illustrations/curated")
+    data_dir: str | None = common_settings.data_dir()
+    split: str = setting("test", "Split to score.")
+    backbone: str = common_settings.backbone("vgg19")
+    weights: str = common_settings.weights()
+    image_size: int | None = common_settings.image_size()
+    resize_mode: str = common_settings.resize_mode()
+    batch_size: int = common_settings.batch_size()
+    output: str | None = optional("Folder for the two evaluation results.")
+    name: str | None = common_settings.model_name()
 
 
 def run_baseline(*, backbone: str, weights: str | None, dataset: str, split: str, output: str,

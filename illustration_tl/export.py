@@ -28,11 +28,13 @@ with ``overwrite`` and only if it is an earlier export holding nothing else.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Any, Callable, Sequence
 
-from illustration_tl import backbones, outputs, svm_graph
+from illustration_tl import backbones, common_settings, outputs, svm_graph
+from illustration_tl.config_flags import optional, setting
 
 METADATA_FILE = "illustration_tl.json"
 OUTPUT_MARKER = "export"  # outputs.prepare_output marker of an export folder
@@ -168,6 +170,31 @@ def read_metadata(path: str) -> dict:
 
     loaded = tf.saved_model.load(path)
     return json.loads(loaded.metadata()["metadata"].numpy().decode("utf-8"))
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    """The ``export`` stage's settings, one ``illustration-tl export`` flag each
+    (:mod:`config_flags`); for :func:`export_from_artifacts`. A model setting left
+    None (not given) is read from the SVM's record of its embeddings, or else takes
+    the backbone's default; one given beside ``svm_dir`` must agree with the record."""
+
+    svm_dir: str | None = optional(
+        "Output folder of `illustration-tl svm`; the embedding model (backbone, weights, "
+        "image size, layer, resize mode) is read from its record of the embeddings, and "
+        "--model_dir, --backbone, --weights, --image_size and --layer are only checked "
+        "against it. Without it the CNN's softmax head classifies: --model_dir's, or the "
+        "ImageNet classifier --backbone names.")
+    model_dir: str | None = common_settings.model_dir()
+    backbone: str | None = common_settings.backbone(None)
+    weights: str | None = common_settings.weights(None)
+    image_size: int | None = common_settings.image_size()
+    layer: str | None = common_settings.layer()
+    output: str | None = optional("Folder to write the SavedModel to.")
+    top_k: int = common_settings.top_k()
+    overwrite: bool = setting(False, "Replace --output if it holds an earlier export (and "
+                              "nothing else); the new export is written beside it and "
+                              "swapped in when complete.")
 
 
 def export_from_artifacts(output: str, *, model_dir: str | None = None,

@@ -28,7 +28,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from illustration_tl import files, stages
+from illustration_tl import common_settings, files, stages
+from illustration_tl import search as search_lib
+from illustration_tl.config_flags import optional, required, setting
 from illustration_tl.errors import UserError
 
 MARKER = "fit.json"
@@ -39,25 +41,42 @@ DATASET = "illustrations/curated"
 
 @dataclasses.dataclass
 class FitConfig:
-    images: str
-    output: str
-    backbone: str = "vgg16"
-    weights: str | None = "imagenet"
-    image_size: int | None = None
-    layers: tuple[str, ...] = ()
-    resize_modes: tuple[str, ...] = ("squash", "pad")
-    flip: bool = True
-    search: str = "fast"
-    folds: int = 3
-    seed: int = 0
-    batch_size: int = 32
-    num_workers: int | None = None   # dataset decoding processes (1: in this process)
-    n_jobs: int = 2
+    """What ``fit`` does; the fields with a help text are ``illustration-tl fit``'s flags
+    (:mod:`config_flags`; ``folds`` is ``--cv_folds``)."""
+
+    images: str = required("Folder of images, one sub-folder per class.")
+    output: str = required("Folder for the run (new, empty, or an earlier `fit` output, "
+                           "which is resumed).")
+    backbone: str = setting("vgg16", "keras.applications backbone (vgg16, vgg19, resnet50, "
+                            "efficientnetb0, ...), or a KerasHub vision tower: "
+                            "keras_hub:<preset> (keras_hub:dinov2_small, "
+                            "keras_hub:clip_vit_base_patch16, ...; the hub extra).",
+                            literal=True)
+    weights: str | None = common_settings.weights()
+    image_size: int | None = common_settings.image_size()
+    layers: tuple[str, ...] = setting((), "Transfer layers (default: the backbone's table in "
+                                      "backbones.py).")
+    resize_modes: tuple[str, ...] = setting(common_settings.RESIZE_MODES, "Resize modes to "
+                                            "search: squash (the paper's plain resize), pad "
+                                            "(to a white square).")
+    flip: bool = setting(True, "Also embed mirror images: train on them and average each "
+                         "test image's scores with its mirror's (searched).")
+    search: str = setting("fast", "paper: the paper's 64-point SVM grid on its fc2/pooled "
+                          "embedding; fast: a short ordered list with successive halving; "
+                          "thorough: a wide grid.", choices=search_lib.MODES)
+    folds: int = common_settings.cv_folds(3)
+    seed: int = setting(0, "Seed of the folds (and of random weights).")
+    batch_size: int = common_settings.batch_size()
+    num_workers: int | None = common_settings.num_workers()  # 1: decode in this process
+    n_jobs: int = setting(2, "Search threads.")
     top_k: int = 5
-    force: bool = False
+    force: bool = common_settings.force()
     # KerasHub backbones only (keras_hub:<family>, --weights=none): the random tower's
-    # constructor arguments, a dict, JSON text or a .json file (hub_backbones).
-    hub_config: dict[str, Any] | str | None = None
+    # constructor arguments, a dict, JSON text or a .json file (hub_backbones); the flag
+    # gives JSON text or a file.
+    hub_config: dict[str, Any] | str | None = optional(
+        "keras_hub:<family> with --weights=none only: the random tower's constructor "
+        "arguments, as a JSON object or a .json file.")
 
 
 def _log(message: str) -> None:
@@ -89,8 +108,6 @@ def _weights_description(weights: str | None) -> str | None:
 
 def run(cfg: FitConfig, log: Callable[[str], None] = _log) -> dict[str, Any]:
     """Runs (or resumes) every stage; returns the summary (also ``OUT/fit.json``)."""
-    from illustration_tl import search as search_lib
-
     if cfg.search not in search_lib.MODES:
         raise UserError(f"--search={cfg.search!r}: choose from {', '.join(search_lib.MODES)}")
     if not os.path.isdir(cfg.images):

@@ -37,7 +37,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from illustration_tl import evaluation, files, imagenet, outputs
+from illustration_tl import common_settings, evaluation, files, imagenet, outputs
+from illustration_tl.config_flags import optional, setting
 from illustration_tl.errors import UserError
 
 OUTPUT_MARKER = "evaluate"
@@ -199,6 +200,25 @@ def markdown(doc: dict[str, Any]) -> str:
                   for r in doc["unscored_examples"]]
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+@dataclasses.dataclass
+class EvaluateConfig:
+    """The ``evaluate`` command's settings, one ``illustration-tl evaluate`` flag each
+    (:mod:`config_flags`); the arguments of :func:`evaluate`."""
+
+    model: str | None = common_settings.export_dir()
+    images: str | None = optional("Folder of <class>/* or <group>/<class>/* images (with "
+                                  "--manifest: the folder its `file` paths are relative to).")
+    manifest: str | None = optional("CSV with columns file,label and any group columns.")
+    group_by: str | None = optional("Group results by a folder level (0 = top folder under "
+                                    "--images) or, with --manifest, a column name.")
+    output: str | None = optional("New folder for the results.")
+    overwrite: bool = setting(False, "Replace an earlier evaluate output (only if it holds "
+                              "nothing else).")
+    batch_size: int = common_settings.batch_size()
+    max_side: int = setting(512, "Downscale before resizing, as the dataset builder does "
+                            "(keep equal to the builder's max_side).")
 
 
 def evaluate(*, model: str, output: str, images: str | None = None,

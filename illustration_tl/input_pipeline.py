@@ -18,6 +18,7 @@ a random 224 crop, and mirror left-right at random.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, Sequence
 
@@ -25,10 +26,11 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from illustration_tl import backbones, imagenet
+from illustration_tl import backbones, common_settings, imagenet
+from illustration_tl.config_flags import setting
 from illustration_tl.errors import UserError
 
-RESIZE_MODES = ("squash", "pad")
+RESIZE_MODES = common_settings.RESIZE_MODES
 # Caffe-era VGG training: resize to 256, random-crop 224 (paper §5, Simonyan & Zisserman).
 AUGMENT_SCALE = 256 / 224
 PAD_VALUE = 255.0  # white, as the illustrations' background
@@ -268,6 +270,16 @@ def synthetic_dataset(num_examples: int, num_classes: int, image_size: int = 32,
         "image": image_spec, "label": tf.TensorSpec((), tf.int64),
         "imagenet_index": tf.TensorSpec((), tf.int64),
         "file_name": tf.TensorSpec((), tf.string)})
+
+
+@dataclasses.dataclass
+class StatsConfig:
+    """The ``stats`` command's settings, one ``illustration-tl stats`` flag each
+    (:mod:`config_flags`)."""
+
+    dataset: str = common_settings.dataset("illustrations/curated")
+    data_dir: str | None = common_settings.data_dir()
+    skipped: bool = setting(False, "Also list the files the build skipped.")
 
 
 def label_counts(dataset: str, data_dir: str | None = None

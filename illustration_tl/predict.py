@@ -19,6 +19,8 @@ import json
 import os
 from typing import Any, Iterable, Iterator, Sequence
 
+from illustration_tl import common_settings
+from illustration_tl.config_flags import optional, setting
 from illustration_tl.errors import UserError
 
 
@@ -45,6 +47,23 @@ class Prediction:
 
 DEFAULT_MAX_SIDE = 512
 """The builder's default ``max_side``, for exports that record none."""
+
+
+@dataclasses.dataclass
+class PredictConfig:
+    """The ``predict`` command's settings, one ``illustration-tl predict`` flag each
+    (:mod:`config_flags`)."""
+
+    model: str | None = common_settings.export_dir()
+    images: tuple[str, ...] | None = setting(None, "Image files, folders (recursive) or globs.")
+    top_k: int = setting(5, "How many classes to print per image (at most the model's number "
+                         "of classes and the export's --top_k).")
+    format: str = setting("table", "`table` for people, `json` for one JSON object per line.",
+                          choices=("table", "json"))
+    batch_size: int = common_settings.batch_size()
+    max_side: int | None = optional("Downscale before resizing, as the dataset builder did "
+                                    "(default: the max_side the export records, else "
+                                    f"{DEFAULT_MAX_SIDE}).")
 
 
 class Predictor:

@@ -27,6 +27,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from illustration_tl import common_settings
+from illustration_tl.config_flags import optional, setting
 from illustration_tl.embeddings import replace_dir
 from illustration_tl.errors import UserError
 from illustration_tl.evaluation import EvalResult, atomic_write_json, top_k_indices
@@ -58,6 +60,45 @@ class ReportOptions:
     tsne_max_points: int = 2000
     grid_columns: int = 4
     seed: int = 0
+
+
+@dataclasses.dataclass
+class ReportConfig:
+    """The ``report`` stage's settings, one ``illustration-tl report`` flag each
+    (:mod:`config_flags`); :meth:`options` are :func:`write_report`'s."""
+
+    results: tuple[str, ...] | None = setting(
+        None, "Evaluation result folders (eval.json); a baseline output folder adds both of "
+        "its results.")
+    output: str | None = optional("Report folder (replaced if it holds a report).")
+    embeddings: tuple[str, ...] = setting(
+        (), "Embedding split folders to map with t-SNE, as DIR/SPLIT or DIR:SPLIT (default: "
+        "the SVM results' test embeddings).")
+    images_root: str | None = optional("Folder the results' file names are relative to "
+                                       "(default: read the images from the dataset).")
+    dataset: str | None = optional("TFDS dataset to read images from (default: the one the "
+                                   "results were scored on).")
+    split: str | None = optional("Its split (default: the results' test split).")
+    data_dir: str | None = common_settings.data_dir()
+    compare: tuple[str, ...] = setting((), "Two model names to compare side by side "
+                                       "(default: the first two results).")
+    num_failures: int = setting(ReportOptions.num_failures, "Failures shown per model.")
+    num_compare: int = setting(ReportOptions.num_compare, "Images in the comparison grid.")
+    top_k_shown: int = setting(ReportOptions.top_k_shown, "Predictions listed per model in "
+                               "the comparison grid.")
+    tsne_max_points: int = setting(ReportOptions.tsne_max_points, "Embeddings sampled for "
+                                   "t-SNE.")
+    seed: int = setting(ReportOptions.seed, "Seed of t-SNE and its sampling.")
+
+    def options(self) -> ReportOptions:
+        """The figure options (``compare``: two model names, or None for the first two)."""
+        if self.compare and len(self.compare) != 2:
+            raise UserError(f"--compare takes two model names, got {list(self.compare)}")
+        return ReportOptions(
+            num_failures=self.num_failures, num_compare=self.num_compare,
+            compare=tuple(self.compare) if self.compare else None,
+            top_k_shown=self.top_k_shown, tsne_max_points=self.tsne_max_points,
+            seed=self.seed)
 
 
 def slug(name: str) -> str:

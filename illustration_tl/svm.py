@@ -54,7 +54,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from illustration_tl import outputs, svm_graph
+from illustration_tl import common_settings, outputs, svm_graph
+from illustration_tl.config_flags import optional, setting
 from illustration_tl.errors import UserError
 from illustration_tl.evaluation import (
     EvalResult,
@@ -84,8 +85,59 @@ MISSING_CLASS_SCORE = svm_graph.MISSING_CLASS_SCORE
 # The stored arrays must reproduce sklearn's decision_function this closely.
 PARITY_RTOL = 1e-6
 
-__all__ = ["SvmParams", "SvmFit", "CvResult", "paper_grid", "grid", "make_pipeline", "fit",
-           "cross_validate", "decision_scores", "evaluate", "save", "load", "top_k_accuracy"]
+__all__ = ["SvmConfig", "SvmParams", "SvmFit", "CvResult", "paper_grid", "grid",
+           "make_pipeline", "fit", "cross_validate", "decision_scores", "evaluate", "save",
+           "load", "top_k_accuracy"]
+
+
+@dataclasses.dataclass
+class SvmConfig:
+    """The ``svm`` stage's settings, one ``illustration-tl svm`` flag each
+    (:mod:`config_flags`). Every sequence of SVM parameters is a grid dimension."""
+
+    embeddings: str | None = optional("Output folder of `illustration-tl embed` (one "
+                                      "subfolder per split).")
+    output: str | None = optional("Folder for the fitted SVM and its test scores.")
+    train_splits: tuple[str, ...] = setting(("train", "validation"), "Embedding splits to "
+                                            "train on (concatenated).")
+    test_split: str = setting("test", "Embedding split to evaluate on.")
+    kernel: tuple[str, ...] = setting(PAPER_KERNELS, "SVM kernels to try (paper grid: all "
+                                      "four).")
+    gamma: tuple[str, ...] = setting(("1e-3", "1e-4"), "Kernel coefficients to try.")
+    C: tuple[str, ...] = setting(("1", "10", "100", "1000"), "Penalties to try.")
+    multiclass: tuple[str, ...] = setting(PAPER_MULTICLASS, "Multi-class strategies to try: "
+                                          "ovr (true one-vs-rest) and/or ovo (sklearn SVC).")
+    scaling: tuple[str, ...] = setting(("none",), "Feature scalings to try: none, standard "
+                                       "(zero mean, unit variance), l2 (unit-length rows).")
+    degree: int = setting(3, "Degree of the poly kernel.")
+    coef0: float = setting(0.0, "Independent term of the poly and sigmoid kernels.")
+    approximation: str = setting(
+        "none", "nystroem: approximate the kernel with Nystroem features and train linear "
+        "SVMs (for sets too large for a kernel SVM).", choices=APPROXIMATIONS)
+    nystroem_components: int = setting(1024, "Nystroem features.")
+    max_iter: int = setting(-1, "libsvm iteration cap per SVM (-1: until converged, as "
+                            "sklearn).")
+    cv_folds: int = common_settings.cv_folds(3)
+    n_jobs: int = setting(-1, "Grid-search worker processes (-1: all cores).")
+    precompute_kernels: str = setting(
+        "auto", "Compute each fold's kernel matrix once and share it between C values and "
+        "strategies (auto: up to 12,000 training rows).", choices=("auto", "yes", "no"))
+    seed: int = setting(0, "Seed of the CV folds and Nystroem sampling.")
+    overwrite: bool = setting(False, "Replace --output if it holds an earlier `svm` output "
+                              "(and nothing else), once the new one is complete.")
+    name: str | None = common_settings.model_name()
+
+    def candidates(self) -> list[SvmParams]:
+        """The grid's points (one point: fixed parameters, no search)."""
+        return grid(kernels=self.kernel, gammas=parse_floats(self.gamma, "gamma"),
+                    Cs=parse_floats(self.C, "C"), multiclass=self.multiclass,
+                    scalings=self.scaling, degree=self.degree, coef0=self.coef0,
+                    approximation=self.approximation,
+                    nystroem_components=self.nystroem_components, max_iter=self.max_iter)
+
+    def precompute(self) -> bool | None:
+        """``precompute_kernels`` for :func:`train_and_evaluate` (None: auto)."""
+        return {"auto": None, "yes": True, "no": False}[self.precompute_kernels]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -81,3 +81,118 @@ def test_reproduce_accepts_only_flags_that_have_an_effect():
                  "--lr_multipliers", "--weights"):
         assert f"  {used}:" in text, used
     assert "(default: 'auto')" in text.split("  --weights:")[1].split("  --")[0]
+
+
+@dataclasses.dataclass
+class _Given:
+    label: str | None = config_flags.optional("Taken as given.")
+    words: tuple[str, ...] | None = config_flags.setting(None, "Words, or unset.")
+    mapped: str | None = config_flags.setting(None, "'none' means None.")
+
+
+def test_literal_settings_keep_none_words_and_default_to_unset():
+    fv = flags.FlagValues()
+    holders = config_flags.define(_Given, flag_values=fv)
+    fv(["prog"])
+    # Unset: no flag default to read back but None; a mapped optional shows 'none'.
+    assert fv["label"].default is None and fv["words"].default is None
+    assert fv["mapped"].default == "none" and "list" in fv["words"].flag_type()
+    assert config_flags.values(holders, _Given) == {"label": None, "words": None,
+                                                    "mapped": None}
+    fv.unparse_flags()
+    fv(["prog", "--label=none", "--words=a,b", "--mapped=none"])
+    assert config_flags.values(holders, _Given) == {"label": "none", "words": ("a", "b"),
+                                                    "mapped": None}
+    fv.unparse_flags()
+    fv(["prog", "--label=", "--words=", "--mapped=x"])
+    assert config_flags.values(holders, _Given) == {"label": "", "words": (), "mapped": "x"}
+
+
+def _stage_configs():
+    from illustration_tl import (
+        class_selection,
+        embeddings,
+        evaluation,
+        export,
+        fitting,
+        grouped_evaluation,
+        predict,
+        report,
+        svm,
+    )
+
+    return [embeddings.EmbedConfig, svm.SvmConfig, export.ExportConfig, predict.PredictConfig,
+            evaluation.BaselineConfig, grouped_evaluation.EvaluateConfig, fitting.FitConfig,
+            report.ReportConfig, class_selection.SelectClassesConfig]
+
+
+# Config fields that are not flags (a library setting the command does not expose).
+NOT_FLAGS = {"FitConfig": {"top_k"}}
+
+
+@pytest.mark.parametrize("cls", _stage_configs(), ids=lambda c: c.__name__)
+def test_stage_config_defaults_are_the_flag_defaults(cls):
+    fv = flags.FlagValues()
+    holders = config_flags.define(cls, flag_values=fv)
+    fv(["prog"])
+    names = {f.name for f in dataclasses.fields(cls)}
+    assert set(holders) == names - NOT_FLAGS.get(cls.__name__, set())
+    # A field without a default (FitConfig.images) reads None until its flag is given.
+    expected = {f.name: None if f.default is dataclasses.MISSING else f.default
+                for f in dataclasses.fields(cls) if f.name in holders}
+    assert config_flags.values(holders, cls) == expected
+
+
+def test_a_setting_can_name_its_flag_and_be_required():
+    from illustration_tl.fitting import FitConfig
+
+    fv = flags.FlagValues()
+    holders = config_flags.define(FitConfig, flag_values=fv)
+    assert "cv_folds" in fv and "folds" not in fv and fv["images"].default is None
+    fv(["prog", "--images=pics", "--output=out", "--cv_folds=5", "--weights=none",
+        "--resize_modes=pad"])
+    cfg = FitConfig(**config_flags.values(holders, FitConfig))
+    assert (cfg.images, cfg.output, cfg.folds, cfg.weights) == ("pics", "out", 5, "none")
+    assert cfg.resize_modes == ("pad",) and cfg.top_k == 5
+
+
+def test_shared_settings_read_the_same_in_every_stage_config():
+    """A setting from common_settings has one help text, whichever config declares it."""
+    helps: dict[str, set[str]] = {}
+    for cls in _stage_configs():
+        for field in config_flags.fields(cls).values():
+            if (cls.__name__, field.name) == ("FitConfig", "backbone"):
+                continue  # fit also takes KerasHub towers: its own text
+            helps.setdefault(config_flags.flag_name(field), set()).add(field.metadata["help"])
+    for name in ("backbone", "weights", "image_size", "layer", "model_dir", "batch_size",
+                 "data_dir", "splits", "include_top", "resize_mode", "model", "cv_folds"):
+        assert len(helps[name]) == 1, (name, helps[name])
+
+
+def test_export_passes_model_flags_on_as_given():
+    """export: None = not given (read from the SVM's record); 'none' weights = random."""
+    from illustration_tl.export import ExportConfig
+
+    fv = flags.FlagValues()
+    holders = config_flags.define(ExportConfig, flag_values=fv)
+    fv(["prog", "--weights=none", "--output=out"])
+    cfg = ExportConfig(**config_flags.values(holders, ExportConfig))
+    assert cfg.weights == "none" and cfg.backbone is None and cfg.image_size is None
+    assert cfg.layer is None and cfg.svm_dir is None and cfg.output == "out"
+
+
+def test_svm_config_builds_the_grid_the_flags_name():
+    from illustration_tl.svm import SvmConfig
+
+    fv = flags.FlagValues()
+    holders = config_flags.define(SvmConfig, flag_values=fv)
+    fv(["prog"])
+    cfg = SvmConfig(**config_flags.values(holders, SvmConfig))
+    assert len(cfg.candidates()) == 64 and cfg.precompute() is None  # the paper's grid
+    fv.unparse_flags()
+    fv(["prog", "--kernel=rbf", "--C=1", "--gamma=1e-4", "--multiclass=ovo",
+        "--precompute_kernels=no"])
+    cfg = SvmConfig(**config_flags.values(holders, SvmConfig))
+    (point,) = cfg.candidates()
+    assert (point.kernel, point.C, point.gamma, point.multiclass) == ("rbf", 1.0, 1e-4, "ovo")
+    assert cfg.precompute() is False

@@ -15,66 +15,46 @@ Each split gets ``shard-NNNNN.npz`` files (embeddings, labels, file names) and
 ``metadata.json`` (classes, layer, image size, preprocessing, model
 fingerprint, dataset version). A split is written under a temporary name and
 renamed when complete; an existing split is kept unless ``--overwrite``.
+With ``--model_dir`` the trained model's backbone, image size and resize mode are
+used; --backbone, --weights, --include_top, --image_size and --resize_mode do not apply.
 """
 
 from __future__ import annotations
 
-from absl import flags
-
+from illustration_tl import config_flags
 from illustration_tl.commands import app
+from illustration_tl.embeddings import EmbedConfig
 
-_DATASET = flags.DEFINE_string("dataset", "illustrations/curated", "TFDS dataset to embed.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data folder (default "
-                                "~/tensorflow_datasets or $TFDS_DATA_DIR).")
-_SPLITS = flags.DEFINE_list("splits", ["train", "validation", "test"], "Splits to embed.")
-_OUTPUT = flags.DEFINE_string("output", None, "Folder for the embeddings (one subfolder per "
-                              "split).")
-_MODEL_DIR = flags.DEFINE_string("model_dir", None, "Output folder of `illustration-tl "
-                                 "optimize`; its backbone, image size and resize mode are used.")
-_BACKBONE = flags.DEFINE_string("backbone", "vgg19", "Without --model_dir: keras.applications "
-                                "backbone (vgg19, vgg16, resnet50, ...).")
-_WEIGHTS = flags.DEFINE_string("weights", "imagenet", "Without --model_dir: 'imagenet' "
-                               "(downloaded by Keras), a local .h5/.weights.h5 file, or 'none' "
-                               "(random initialization, seeded by --seed).")
-_INCLUDE_TOP = flags.DEFINE_enum(
-    "include_top", "auto", ["auto", "yes", "no"], "Without --model_dir: build the classifier "
-    "top (fc1, fc2) or only the conv base. auto: the top when the weights have one.")
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", None, "Without --model_dir: input side in "
-                                   "pixels (default: the backbone's, 224 for VGG).")
-_LAYER = flags.DEFINE_string("layer", None, "Layer whose activations are the embedding "
-                             "(default: fc2 with a VGG top, avg_pool for pooled heads, else the "
-                             "global average pool of the last conv block). Conv layers are "
-                             "global-average-pooled.")
-_RESIZE_MODE = flags.DEFINE_enum("resize_mode", "squash", ["squash", "pad"], "Without "
-                                 "--model_dir: squash (plain resize, the paper's) or pad "
-                                 "(white square first). A trained model uses its own.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
-_SHARD_SIZE = flags.DEFINE_integer("shard_size", 4096, "Embeddings per shard file (bounds "
-                                   "the memory used while writing).")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace splits that already exist.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed for randomly initialized weights.")
+# One flag per field of EmbedConfig: names, defaults and help live there.
+FLAGS = config_flags.define(EmbedConfig)
+
+
+def config() -> EmbedConfig:
+    """The :class:`embeddings.EmbedConfig` the flags describe."""
+    return EmbedConfig(**config_flags.values(FLAGS, EmbedConfig))
 
 
 def main(argv) -> int:
     from illustration_tl import embeddings
     from illustration_tl.errors import UserError
 
-    if not _OUTPUT.value:
+    cfg = config()
+    if not cfg.output:
         raise UserError("--output is required: the folder to write the embeddings to")
     source = embeddings.embedding_source(
-        model_dir=_MODEL_DIR.value, backbone=_BACKBONE.value, weights=_WEIGHTS.value,
-        image_size=_IMAGE_SIZE.value, layer=_LAYER.value, include_top=_INCLUDE_TOP.value,
-        seed=_SEED.value, resize_mode=_RESIZE_MODE.value)
+        model_dir=cfg.model_dir, backbone=cfg.backbone, weights=cfg.weights,
+        image_size=cfg.image_size, layer=cfg.layer, include_top=cfg.include_top,
+        seed=cfg.seed, resize_mode=cfg.resize_mode)
     print(f"embedding model: {source.backbone} at {source.image_size}px, layer {source.layer}, "
           f"weights {source.weights_source}")
     written = embeddings.embed_dataset(
-        source, dataset=_DATASET.value, splits=_SPLITS.value, output=_OUTPUT.value,
-        data_dir=_DATA_DIR.value, batch_size=_BATCH_SIZE.value, shard_size=_SHARD_SIZE.value,
-        overwrite=_OVERWRITE.value)
+        source, dataset=cfg.dataset, splits=cfg.splits, output=cfg.output,
+        data_dir=cfg.data_dir, batch_size=cfg.batch_size, shard_size=cfg.shard_size,
+        overwrite=cfg.overwrite)
     for split, meta in written.items():
         print(f"{split}: {meta['num_examples']} x {meta['dim']} embeddings in "
               f"{meta['num_shards']} shard(s), {meta['images_per_second']} images/s")
-    print(f"wrote {_OUTPUT.value}")
+    print(f"wrote {cfg.output}")
     return 0
 
 

@@ -19,39 +19,34 @@ synonym). Top-5 is reported only for models with more than 5 classes.
 
 from __future__ import annotations
 
-from absl import flags
-
+from illustration_tl import config_flags
 from illustration_tl.commands import app
+from illustration_tl.grouped_evaluation import EvaluateConfig
 
-_MODEL = flags.DEFINE_string("model", None, "Export folder written by `illustration-tl export`.")
-_IMAGES = flags.DEFINE_string("images", None, "Folder of <class>/* or <group>/<class>/* images "
-                              "(with --manifest: the folder its `file` paths are relative to).")
-_MANIFEST = flags.DEFINE_string("manifest", None, "CSV with columns file,label and any group "
-                                "columns.")
-_GROUP_BY = flags.DEFINE_string("group_by", None, "Group results by a folder level (0 = top "
-                                "folder under --images) or, with --manifest, a column name.")
-_OUTPUT = flags.DEFINE_string("output", None, "New folder for the results.")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an earlier evaluate output (only if "
-                               "it holds nothing else).")
-_BATCH = flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
-_MAX_SIDE = flags.DEFINE_integer("max_side", 512, "Downscale before resizing, as the dataset "
-                                 "builder does (keep equal to the builder's max_side).")
+# One flag per field of EvaluateConfig: names, defaults and help live there.
+FLAGS = config_flags.define(EvaluateConfig)
+
+
+def config() -> EvaluateConfig:
+    """The :class:`grouped_evaluation.EvaluateConfig` the flags describe."""
+    return EvaluateConfig(**config_flags.values(FLAGS, EvaluateConfig))
 
 
 def main(argv) -> int:
     from illustration_tl import grouped_evaluation
     from illustration_tl.errors import UserError
 
-    if not _MODEL.value:
+    cfg = config()
+    if not cfg.model:
         raise UserError("--model is required: an export folder (illustration-tl export)")
-    if not _OUTPUT.value:
+    if not cfg.output:
         raise UserError("--output is required: a new folder for the results")
     doc = grouped_evaluation.evaluate(
-        model=_MODEL.value, output=_OUTPUT.value, images=_IMAGES.value,
-        manifest=_MANIFEST.value, group_by=_GROUP_BY.value, batch_size=_BATCH.value,
-        max_side=_MAX_SIDE.value, overwrite=_OVERWRITE.value)
+        model=cfg.model, output=cfg.output, images=cfg.images, manifest=cfg.manifest,
+        group_by=cfg.group_by, batch_size=cfg.batch_size, max_side=cfg.max_side,
+        overwrite=cfg.overwrite)
     print(grouped_evaluation.markdown(doc), end="")
-    print(f"wrote {_OUTPUT.value}")
+    print(f"wrote {cfg.output}")
     return 0
 
 

@@ -16,55 +16,26 @@ and only the stages whose inputs changed run again.
 
 from __future__ import annotations
 
-from absl import flags
-
+from illustration_tl import config_flags
 from illustration_tl.commands import app
+from illustration_tl.fitting import FitConfig
 
-_IMAGES = flags.DEFINE_string("images", None, "Folder of images, one sub-folder per class.")
-_OUTPUT = flags.DEFINE_string("output", None, "Folder for the run (new, empty, or an earlier "
-                              "`fit` output, which is resumed).")
-_BACKBONE = flags.DEFINE_string("backbone", "vgg16", "keras.applications backbone (vgg16, "
-                                "vgg19, resnet50, efficientnetb0, ...), or a KerasHub vision "
-                                "tower: keras_hub:<preset> (keras_hub:dinov2_small, "
-                                "keras_hub:clip_vit_base_patch16, ...; the hub extra).")
-_WEIGHTS = flags.DEFINE_string("weights", "imagenet", "'imagenet' (downloaded by Keras), a "
-                               "local .h5/.weights.h5 file, or 'none' (random, for tests).")
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", None, "Input side in pixels (default: the "
-                                   "backbone's, 224 for VGG).")
-_LAYERS = flags.DEFINE_list("layers", [], "Transfer layers (default: the backbone's table in "
-                            "backbones.py).")
-_RESIZE = flags.DEFINE_list("resize_modes", ["squash", "pad"], "Resize modes to search: squash "
-                            "(the paper's plain resize), pad (to a white square).")
-_FLIP = flags.DEFINE_bool("flip", True, "Also embed mirror images: train on them and average "
-                          "each test image's scores with its mirror's (searched).")
-_SEARCH = flags.DEFINE_enum("search", "fast", ["paper", "fast", "thorough"], "paper: the "
-                            "paper's 64-point SVM grid on its fc2/pooled embedding; fast: a short "
-                            "ordered list with successive halving; thorough: a wide grid.")
-_FOLDS = flags.DEFINE_integer("cv_folds", 3, "Cross-validation folds.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the folds (and of random weights).")
-_BATCH = flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
-_WORKERS = flags.DEFINE_integer("num_workers", None, "Decoding processes (0: one per CPU; "
-                                "1: in this process).")
-_JOBS = flags.DEFINE_integer("n_jobs", 2, "Search threads.")
-_FORCE = flags.DEFINE_bool("force", False, "Rerun every stage.")
-_HUB_CONFIG = flags.DEFINE_string("hub_config", None, "keras_hub:<family> with --weights=none "
-                                  "only: the random tower's constructor arguments, as a JSON "
-                                  "object or a .json file.")
+# One flag per FitConfig field with a help text: names, defaults and help live there.
+FLAGS = config_flags.define(FitConfig)
+
+
+def config() -> FitConfig:
+    """The :class:`fitting.FitConfig` the flags describe."""
+    return FitConfig(**config_flags.values(FLAGS, FitConfig))
 
 
 def main(argv) -> int:
     from illustration_tl import fitting
     from illustration_tl.errors import UserError
 
-    if not _IMAGES.value:
+    cfg = config()
+    if not cfg.images:
         raise UserError("--images is required: a folder with one sub-folder per class")
-    cfg = fitting.FitConfig(
-        images=_IMAGES.value, output=_OUTPUT.value, backbone=_BACKBONE.value,
-        weights=_WEIGHTS.value, image_size=_IMAGE_SIZE.value, layers=tuple(_LAYERS.value),
-        resize_modes=tuple(_RESIZE.value), flip=_FLIP.value, search=_SEARCH.value,
-        folds=_FOLDS.value, seed=_SEED.value, batch_size=_BATCH.value,
-        num_workers=_WORKERS.value, n_jobs=_JOBS.value, force=_FORCE.value,
-        hub_config=_HUB_CONFIG.value)
     summary = fitting.run(cfg)
     for line in fitting.summary_lines(summary):
         print(line)

@@ -7,20 +7,22 @@ with each class's ImageNet wnid, and what the build skipped.
 import json
 import os
 
-from absl import flags
-
-from illustration_tl import input_pipeline
+from illustration_tl import config_flags, input_pipeline
 from illustration_tl.commands import app
+from illustration_tl.input_pipeline import StatsConfig
 
-_DATASET = flags.DEFINE_string("dataset", "illustrations/curated",
-                               "TFDS dataset to count, e.g. illustrations/noisy.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data folder (default "
-                                "~/tensorflow_datasets or $TFDS_DATA_DIR).")
-_SKIPPED = flags.DEFINE_bool("skipped", False, "Also list the files the build skipped.")
+# One flag per field of StatsConfig: names, defaults and help live there.
+FLAGS = config_flags.define(StatsConfig)
+
+
+def config() -> StatsConfig:
+    """The :class:`input_pipeline.StatsConfig` the flags describe."""
+    return StatsConfig(**config_flags.values(FLAGS, StatsConfig))
 
 
 def main(argv) -> int:
-    info, counts = input_pipeline.label_counts(_DATASET.value, _DATA_DIR.value)
+    cfg = config()
+    info, counts = input_pipeline.label_counts(cfg.dataset, cfg.data_dir)
     print(f"{info.full_name}  ({info.data_dir})\n")
     print(input_pipeline.format_counts(info, counts))
     report_path = os.path.join(info.data_dir, "build_report.json")
@@ -33,7 +35,7 @@ def main(argv) -> int:
               f"{dups.get('byte_identical_duplicates', 0)} byte-identical + "
               f"{dups.get('pixel_identical_duplicates', 0)} pixel-identical")
     skipped_path = os.path.join(info.data_dir, "skipped.tsv")
-    if _SKIPPED.value and os.path.exists(skipped_path):
+    if cfg.skipped and os.path.exists(skipped_path):
         with open(skipped_path, encoding="utf-8") as f:
             print("\nskipped:\n" + "".join("  " + line for line in f.readlines()[1:]), end="")
     return 0

@@ -43,7 +43,16 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
-from illustration_tl import files, iconify, imagenet, ingestion, name_mapping, splits
+from illustration_tl import (
+    common_settings,
+    files,
+    iconify,
+    imagenet,
+    ingestion,
+    name_mapping,
+    splits,
+)
+from illustration_tl.config_flags import optional, setting
 from illustration_tl.errors import UserError
 
 SKIPPED_FILE = "skipped.tsv"
@@ -346,6 +355,69 @@ def _key_features(e: _Example, noisy: bool) -> tuple[str, dict[str, Any]]:
 
 
 PRESETS = {c.name: c for c in (CURATED, NOISY)}
+
+
+def _preset(field: str) -> str:
+    """A preset's value of ``field`` as a flag would spell it."""
+    value = getattr(CURATED, field)
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+@dataclasses.dataclass
+class BuildConfig:
+    """The ``build`` command's settings, one ``illustration-tl build`` flag each
+    (:mod:`config_flags`), besides the name-mapping flags (``commands.mapping_flags``).
+    A dataset option left None keeps the preset's value (:class:`IllustrationsConfig`)."""
+
+    config: str | None = optional("Preset: curated (§4.2 class folders) or noisy (§4.1 name "
+                                  "rule).", choices=tuple(PRESETS))
+    manual_dir: str | None = optional("Folder with your images.")
+    data_dir: str | None = common_settings.data_dir()
+    name: str | None = optional("Config name for a dataset with non-preset options (TFDS "
+                                "stores each config under its name).")
+    overwrite: bool = setting(False, "Rebuild even if the dataset exists.")
+    max_side: int | None = optional("Downscale so the longer side is at most this many "
+                                    f"pixels (preset {_preset('max_side')}).")
+    background: str | None = optional("R,G,B colour under transparent pixels (preset "
+                                      f"{_preset('background')}), or 'none' to drop alpha.")
+    max_pixels: int | None = optional("Skip images declaring more pixels (decompression-bomb "
+                                      f"guard; preset {_preset('max_pixels')}).")
+    svg_size: int | None = optional("Longer side of rasterized SVGs (preset "
+                                    f"{_preset('svg_size')}).")
+    split_fractions: tuple[str, ...] | None = optional(
+        f"train,validation,test fractions (preset {_preset('split_fractions')}).")
+    validation_fraction: float | None = optional(
+        "Share of train/ used as validation in the authors' layout (preset "
+        f"{_preset('validation_fraction')}).")
+    split_seed: int | None = optional("Seed of the content-hash split (preset "
+                                      f"{_preset('split_seed')}).")
+    min_images_per_class: int | None = optional(
+        "noisy: keep classes with at least this many images (preset "
+        f"{_preset('min_images_per_class')}).")
+    iconify: tuple[str, ...] | None = optional("noisy: Iconify JSON files or folders to read "
+                                               "besides the manual dir.")
+    scan_json: bool | None = optional("noisy: read Iconify collections among the *.json "
+                                      f"files in the manual dir (preset {_preset('scan_json')}).")
+    iconify_include_sets: tuple[str, ...] | None = optional("Only these Iconify set "
+                                                            "prefixes.")
+    iconify_exclude_sets: tuple[str, ...] | None = optional("Leave out these Iconify sets.")
+    iconify_exclude_categories: tuple[str, ...] | None = optional(
+        "Leave out Iconify sets whose category contains any of these words (e.g. "
+        "logos,flags,programming).")
+    iconify_exclude_licenses: tuple[str, ...] | None = optional(
+        "Leave out Iconify sets with these SPDX licenses, or 'non-commercial' for every -NC "
+        "license.")
+    iconify_hidden: bool | None = optional("Include hidden (deprecated) icons.")
+    iconify_aliases: bool | None = optional("Include alias names of icons.")
+    iconify_size: int | None = optional("Longer side of rendered Iconify icons (preset "
+                                        f"{_preset('iconify_size')}).")
+    num_workers: int | None = common_settings.num_workers()
+    beam_options: tuple[str, ...] | None = optional(
+        "Write the examples with Apache Beam (TFDS Beam mode; the tfds-cli extra): Beam "
+        "pipeline flags, e.g. --beam_options=--runner=DirectRunner or Dataflow/Spark/Flink "
+        "options. Files are still decoded by this process first.")
 
 
 def build(config: str, manual_dir: str, data_dir: str | None = None, *,
