@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from illustration_tl import files, stages
+from illustration_tl import common_settings, files, stages
 from illustration_tl.config_flags import setting
 from illustration_tl.errors import UserError
 
@@ -77,7 +77,7 @@ class ReproduceConfig:
     svm_scalings: tuple[str, ...] = setting(("none",), "Feature scalings the grid searches: "
                                             "none, standard, l2.")
     svm_jobs: int = setting(-1, "Parallel grid-search jobs (-1: all cores).")
-    top_k: int = setting(5, "Classes the export returns per image.")
+    top_k: int = common_settings.top_k()
     force: bool = setting(False, "Rerun every stage even if up to date.")
     seed: int = setting(0, "Seed of initialization, dropout, data order and SVM folds.")
 

@@ -113,9 +113,7 @@ OWN_TEXT = {
 }
 # Commands whose flag still has its own text because the command's flags are not yet
 # generated from a typed config with the shared settings (issue 11): name -> commands.
-PENDING = {
-    "top_k": ("reproduce",),  # reproduce.py: the shared common_settings.top_k text
-}
+PENDING: dict[str, tuple[str, ...]] = {}
 
 
 def help_text_problems(command_flags: dict[str, dict]) -> list[str]:

@@ -87,7 +87,8 @@ def main(argv) -> int:
     try:
         builder = builder_lib.build(cfg.config, cfg.manual_dir, cfg.data_dir, name=cfg.name,
                                     overwrite=cfg.overwrite, num_workers=cfg.num_workers,
-                                    beam_options=cfg.beam_options, **opts)
+                                    beam_options=cfg.beam_options,
+                                    shuffle_memory_mb=cfg.shuffle_memory_mb, **opts)
     except ValueError as e:  # bad option values, empty splits, no usable images
         raise UserError(str(e).splitlines()[0]) from None
     info = builder.info

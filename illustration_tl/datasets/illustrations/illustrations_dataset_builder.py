@@ -414,6 +414,9 @@ class BuildConfig:
     iconify_size: int | None = optional("Longer side of rendered Iconify icons (preset "
                                         f"{_preset('iconify_size')}).")
     num_workers: int | None = common_settings.num_workers()
+    shuffle_memory_mb: int = setting(DEFAULT_SHUFFLE_MEMORY_MB, "Megabytes of a split's "
+                                     "examples held in memory while writing; beyond it they "
+                                     "spill to sorted files on disk (same dataset).")
     beam_options: tuple[str, ...] | None = optional(
         "Write the examples with Apache Beam (TFDS Beam mode; the tfds-cli extra): Beam "
         "pipeline flags, e.g. --beam_options=--runner=DirectRunner or Dataflow/Spark/Flink "
