@@ -140,9 +140,7 @@ def svm_row(source, curated: dict, out: str, jobs: int) -> dict:
             "svm": svm.SvmParams(**result.extra["svm_params"]).label()}
 
 
-def train_variant(name: str, noisy: dict, curated: dict, args, out: str, epochs: int) -> dict:
-    import keras
-
+def train_variant(name: str, noisy: dict, args, out: str, epochs: int) -> dict:
     from illustration_tl.training import config as training_config
     from illustration_tl.training import data as training_data
     from illustration_tl.training import loop
@@ -155,7 +153,6 @@ def train_variant(name: str, noisy: dict, curated: dict, args, out: str, epochs:
         batch_size=args.batch_size, epochs=epochs, plateau_patience=2, checkpoint_every=0,
         keep_checkpoints=1, log_every=25, summaries=False, seed=args.seed,
         dataset=noisy["dataset"])
-    keras.utils.set_random_seed(args.seed)
     data = training_data.tfds_data(noisy["dataset"], noisy["data_dir"], backbone="vgg16",
                            image_size=args.image_size, batch_size=args.batch_size,
                            seed=args.seed)
@@ -212,7 +209,7 @@ def run(args) -> None:
                     continue
                 row = {"size": size, "variant": label, "noisy_classes": noisy["classes"],
                        "noisy_train": noisy["examples"]["train"]}
-                row.update(train_variant(name, noisy, curated, args, out, epochs))
+                row.update(train_variant(name, noisy, args, out, epochs))
                 for tag, layer in LAYERS.items() if "diverged" not in row else ():
                     source = embeddings.embedding_source(model_dir=out,
                                                          layer=layer)

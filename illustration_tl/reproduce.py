@@ -527,7 +527,7 @@ def fit_without_noisy_set(cfg: ReproduceConfig, log: Callable[[str], None]) -> s
         images=cfg.curated_dir, output=cfg.output_dir, backbone=cfg.backbone,
         weights=weights.source, image_size=cfg.image_size, resize_modes=(cfg.resize_mode,),
         seed=cfg.seed, batch_size=cfg.batch_size, top_k=cfg.top_k, force=cfg.force,
-        n_jobs=cfg.svm_jobs if cfg.svm_jobs > 0 else (os.cpu_count() or 1))
+        n_jobs=cfg.svm_jobs)  # joblib threads; -1: all cores
     summary = fitting.run(fit_cfg, log)
     text = "\n".join(fitting.summary_lines(summary))
     log(text)

@@ -164,8 +164,7 @@ def _train(config: TrainConfig, data: TrainData, prepared: Prepared, out: Any) -
     """Fits the remaining epochs, one ``model.fit`` call each, then saves the model."""
     spe = data.steps_per_epoch
     os.makedirs(config.output_dir, exist_ok=True)
-    checkpoint = FitCheckpoint(config.output_dir)
-    os.makedirs(checkpoint.directory, exist_ok=True)
+    checkpoint = FitCheckpoint(config.output_dir)  # its folder is made by its first save
     state = _restore_or_compile(checkpoint, prepared, config, len(data.class_names), out)
     model = prepared.model
     history_path = history.history_path(config.output_dir)
