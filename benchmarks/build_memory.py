@@ -36,7 +36,7 @@ print(json.dumps({"examples": sum(builder.info.splits[s].num_examples
 
 def mapped_counts(json_dir: str) -> list[tuple[str, int]]:
     """(collection prefix, icons the paper's name rule maps) in name order."""
-    from illustration_tl import iconify, name_mapping
+    from illustration_tl.datasets import iconify, name_mapping
 
     mapper = name_mapping.NameMapper()
     out = []

@@ -43,7 +43,7 @@ def main(argv) -> None:
     del argv
     import tensorflow as tf
 
-    from illustration_tl import embeddings
+    from illustration_tl.features import embeddings
 
     source = embeddings.embedding_source(backbone=_BACKBONE.value, weights=_WEIGHTS.value,
                                          image_size=_SIZE.value, layer=_LAYER.value)

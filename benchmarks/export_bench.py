@@ -40,7 +40,9 @@ def main() -> None:
     from sklearn.multiclass import OneVsRestClassifier
     from sklearn.svm import SVC
 
-    from illustration_tl import backbones, embeddings, export
+    from illustration_tl.features import embeddings
+    from illustration_tl.models import backbones
+    from illustration_tl.serving import export
 
     source = embeddings.embedding_source(backbone=args.backbone, weights=args.weights or None,
                                          image_size=args.image_size)

@@ -23,12 +23,13 @@ import os
 import shutil
 import time
 
-from illustration_tl import fitting
+from illustration_tl.pipelines import fit as fitting
 
 
 def from_features(path: str, output: str, modes: list[str], n_jobs: int) -> dict:
-    from illustration_tl import features, head, search
-    from illustration_tl.evaluation import top_k_accuracy, top_k_applicable
+    from illustration_tl.evaluation.metrics import top_k_accuracy, top_k_applicable
+    from illustration_tl.features import multilayer as features
+    from illustration_tl.heads import head, search
 
     store = features.FeatureStore.load(path)
     y_test = store.labels[fitting.TEST_SPLIT]

@@ -52,7 +52,8 @@ def paper_model(args: argparse.Namespace, num_classes: int):
     """VGG19 rebuilt with the paper's recipe and its multiplier optimizer."""
     import keras
 
-    from illustration_tl import layer_surgery, lr_multipliers
+    from illustration_tl.models import layer_surgery
+    from illustration_tl.training import lr_multipliers
 
     rebuilt = layer_surgery.rebuild(args.backbone, num_classes, weights=None,
                                     image_size=args.image_size, dropout=0.5, seed=0)
@@ -104,7 +105,7 @@ def embedding_throughput(args: argparse.Namespace, model) -> dict:
     """fc2 embeddings per second (paper §6.1's SVM features)."""
     import jax
 
-    from illustration_tl import layer_surgery
+    from illustration_tl.models import layer_surgery
 
     embedder = layer_surgery.embedding_model(model, "fc2")
     batch = 4 * args.batch_size
@@ -124,7 +125,7 @@ def load_demo(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, list[st
     """The bundled demo clip art, decoded like the datasets (alpha on white)."""
     from PIL import Image
 
-    from illustration_tl import backbones
+    from illustration_tl.models import backbones
 
     classes = sorted(d for d in os.listdir(args.demo_dir)
                      if os.path.isdir(os.path.join(args.demo_dir, d)))

@@ -41,7 +41,7 @@ _OUT = flags.DEFINE_string("output", None, "Optional JSON file for the numbers."
 def pipeline_images_per_second(dataset: str, data_dir: str, split: str, image_size: int,
                                batch_size: int, batches: int) -> float:
     """Training-pipeline throughput after one warm-up batch."""
-    from illustration_tl import input_pipeline
+    from illustration_tl.datasets import input_pipeline
 
     ds, _ = input_pipeline.load_split(dataset, split, data_dir, decode_images=False)
     ds = input_pipeline.make_dataset(ds.repeat(), backbone="vgg19", image_size=image_size,

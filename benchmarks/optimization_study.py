@@ -74,7 +74,7 @@ def _sha(path: str) -> str:
 
 def make_sets(work: str, sizes: list[int], per_class: int, seed: int) -> dict[str, str]:
     """The curated folder and one noisy folder per size (copies; idempotent)."""
-    from illustration_tl import name_mapping
+    from illustration_tl.datasets import name_mapping
 
     curated = os.path.join(work, "images", "curated")
     if not os.path.isdir(curated):
@@ -122,7 +122,8 @@ def build(config: str, folder: str, data_dir: str, max_side: int, min_images: in
 
 def svm_row(source, curated: dict, out: str, jobs: int) -> dict:
     """Embeds the curated splits with ``source``; the paper's grid SVM; test scores."""
-    from illustration_tl import embeddings, svm
+    from illustration_tl.features import embeddings
+    from illustration_tl.heads import svm
 
     emb = os.path.join(out, "embeddings")
     embeddings.embed_dataset(source, dataset=curated["dataset"],
@@ -170,7 +171,7 @@ def train_variant(name: str, noisy: dict, args, out: str, epochs: int) -> dict:
 
 
 def run(args) -> None:
-    from illustration_tl import embeddings
+    from illustration_tl.features import embeddings
 
     work = os.path.abspath(args.work)
     os.makedirs(work, exist_ok=True)

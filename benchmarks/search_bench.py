@@ -20,7 +20,8 @@ import time
 
 import numpy as np
 
-from illustration_tl import features, search
+from illustration_tl.features import multilayer as features
+from illustration_tl.heads import search
 
 
 def merged(paths: list[str], include_test: bool) -> features.FeatureStore:

@@ -23,7 +23,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from illustration_tl import svm  # noqa: E402
+from illustration_tl.heads import svm  # noqa: E402
 
 _N = flags.DEFINE_integer("num_examples", 3300, "Rows (the paper's curated set is ~3,300).")
 _DIM = flags.DEFINE_integer("dim", 4096, "Embedding width (VGG fc2: 4096).")

@@ -68,7 +68,7 @@ def custom_runner(args: argparse.Namespace, dataset):
     """A function running ``n`` steps of the custom step; returns seconds."""
     import tensorflow as tf
 
-    from illustration_tl import distribute
+    from illustration_tl.training import distribute
     from illustration_tl.training.config import TrainConfig
     from illustration_tl.training.model import prepare
     from illustration_tl.training.steps import TrainSteps
@@ -100,7 +100,7 @@ def custom_runner(args: argparse.Namespace, dataset):
 def fit_runner(args: argparse.Namespace, dataset, weight_decay: float | None):
     import keras
 
-    from illustration_tl import layer_surgery
+    from illustration_tl.models import layer_surgery
 
     model = layer_surgery.build_classifier(args.backbone, args.num_classes, weights=None,
                                            image_size=args.image_size)

@@ -25,7 +25,7 @@ class Classifier:
     """A fitted ``fit`` run: its SavedModel, class names and chosen configuration."""
 
     def __init__(self, run_dir: str):
-        from illustration_tl import fitting
+        from illustration_tl.pipelines import fit as fitting
 
         self.run_dir = run_dir
         self.model_dir = os.path.join(run_dir, "model")
@@ -34,7 +34,7 @@ class Classifier:
             raise UserError(f"{run_dir!r} holds no finished `fit` run (no model/saved_model.pb)")
         with open(marker, encoding="utf-8") as f:
             self.summary = json.load(f)
-        from illustration_tl import predict
+        from illustration_tl.serving import predict
 
         # The same loader, decoding and resizing as `illustration-tl predict`.
         self._predictor = predict.Predictor(self.model_dir)
@@ -74,10 +74,10 @@ def fit(images: str, output: str, *, backbone: str = "vgg16", weights: str | Non
         search: str = "fast", **options: Any) -> Classifier:
     """Runs (or resumes) ``illustration-tl fit`` and returns the :class:`Classifier`.
 
-    ``options``: any other :class:`illustration_tl.fitting.FitConfig` field
+    ``options``: any other :class:`illustration_tl.pipelines.fit.FitConfig` field
     (``image_size``, ``resize_modes``, ``flip``, ``cv_folds`` as ``folds``, ...).
     """
-    from illustration_tl import fitting
+    from illustration_tl.pipelines import fit as fitting
 
     options.setdefault("num_workers", 1)  # no spawned processes: safe without a __main__ guard
     summary = fitting.run(fitting.FitConfig(images=os.fspath(images), output=os.fspath(output),

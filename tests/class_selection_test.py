@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from illustration_tl import class_selection
+from illustration_tl.pipelines import class_selection
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOISY = os.path.join(ROOT, "illustration_tl", "datasets", "illustrations", "dummy_data", "noisy")

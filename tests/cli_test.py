@@ -70,7 +70,7 @@ def test_version():
 
 
 def test_presets_are_listed_one_line_each_and_shown_resolved():
-    from illustration_tl import presets
+    from illustration_tl.core import presets
 
     r = cli("presets")
     assert r.returncode == 0, r.stderr
@@ -82,7 +82,7 @@ def test_presets_are_listed_one_line_each_and_shown_resolved():
 
 
 def test_preset_flags_stand_where_the_preset_does():
-    from illustration_tl import presets
+    from illustration_tl.core import presets
 
     expanded = presets.expand(["--a=1", "--preset=svm_baseline", "--C=5", "--preset",
                                "svm_optimized"])

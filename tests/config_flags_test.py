@@ -7,7 +7,7 @@ import sys
 import pytest
 from absl import flags
 
-from illustration_tl import config_flags
+from illustration_tl.core import config_flags
 
 
 @dataclasses.dataclass
@@ -109,17 +109,13 @@ def test_literal_settings_keep_none_words_and_default_to_unset():
 
 
 def _stage_configs():
-    from illustration_tl import (
-        class_selection,
-        embeddings,
-        evaluation,
-        export,
-        fitting,
-        grouped_evaluation,
-        predict,
-        report,
-        svm,
-    )
+    from illustration_tl.evaluation import metrics as evaluation
+    from illustration_tl.evaluation import report
+    from illustration_tl.features import embeddings
+    from illustration_tl.heads import svm
+    from illustration_tl.pipelines import class_selection
+    from illustration_tl.pipelines import fit as fitting
+    from illustration_tl.serving import export, grouped_evaluation, predict
 
     return [embeddings.EmbedConfig, svm.SvmConfig, export.ExportConfig, predict.PredictConfig,
             evaluation.BaselineConfig, grouped_evaluation.EvaluateConfig, fitting.FitConfig,
@@ -144,7 +140,7 @@ def test_stage_config_defaults_are_the_flag_defaults(cls):
 
 
 def test_a_setting_can_name_its_flag_and_be_required():
-    from illustration_tl.fitting import FitConfig
+    from illustration_tl.pipelines.fit import FitConfig
 
     fv = flags.FlagValues()
     holders = config_flags.define(FitConfig, flag_values=fv)
@@ -171,7 +167,7 @@ def test_shared_settings_read_the_same_in_every_stage_config():
 
 def test_export_passes_model_flags_on_as_given():
     """export: None = not given (read from the SVM's record); 'none' weights = random."""
-    from illustration_tl.export import ExportConfig
+    from illustration_tl.serving.export import ExportConfig
 
     fv = flags.FlagValues()
     holders = config_flags.define(ExportConfig, flag_values=fv)
@@ -182,7 +178,7 @@ def test_export_passes_model_flags_on_as_given():
 
 
 def test_svm_config_builds_the_grid_the_flags_name():
-    from illustration_tl.svm import SvmConfig
+    from illustration_tl.heads.svm import SvmConfig
 
     fv = flags.FlagValues()
     holders = config_flags.define(SvmConfig, flag_values=fv)

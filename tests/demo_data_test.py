@@ -13,7 +13,7 @@ import sys
 import pytest
 from PIL import Image
 
-from illustration_tl import imagenet, name_mapping
+from illustration_tl.datasets import imagenet, name_mapping
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(REPO, "illustration_tl", "demo")

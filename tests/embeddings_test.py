@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from illustration_tl import embeddings
 from illustration_tl.errors import UserError
+from illustration_tl.features import embeddings
 
 N, SIZE = 23, 16
 

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from illustration_tl import evaluation, imagenet
+from illustration_tl.datasets import imagenet
 from illustration_tl.errors import UserError
-from illustration_tl.evaluation import EvalResult
+from illustration_tl.evaluation import metrics as evaluation
+from illustration_tl.evaluation.metrics import EvalResult
 
 # Four examples, four classes; the true class ranks 1st, 2nd, 3rd, 4th.
 SCORES = np.array([[0.9, 0.1, 0.0, 0.0],

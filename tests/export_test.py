@@ -25,7 +25,8 @@ def trained(tmp_path_factory):
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
-    from illustration_tl import backbones, export
+    from illustration_tl.models import backbones
+    from illustration_tl.serving import export
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((SIZE, SIZE, 3))
@@ -131,7 +132,7 @@ def test_saved_model_cli_lists_named_signatures(trained):
 def test_decode_composites_alpha_on_white():
     import tensorflow as tf
 
-    from illustration_tl import export
+    from illustration_tl.serving import export
 
     rgba = np.zeros((4, 4, 4), np.uint8)
     rgba[..., 0] = 255          # red ...

@@ -15,7 +15,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from illustration_tl import features, search, svm
+from illustration_tl.features import multilayer as features
+from illustration_tl.heads import search, svm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = os.path.join(ROOT, "tests", "fixtures", "openclipart_small")
@@ -105,7 +106,7 @@ def test_thorough_extends_fast_and_probes_feature_sets():
 
 
 def test_numpy_head_matches_search_scores_and_calibrates():
-    from illustration_tl import calibration, head
+    from illustration_tl.heads import calibration, head
 
     store = _store()
     cfg = search.Config("pad", ("a:avg", "c:max"), True, True, "l2", "svm", "rbf", 3.0, "scale")
@@ -124,7 +125,7 @@ def test_numpy_head_matches_search_scores_and_calibrates():
                                                         ("logreg", "ovo", "power_l2")])
 def test_tf_head_matches_numpy_head(classifier, multiclass, norm):
     """The exported graph's head equals the numpy head for every classifier fast picks."""
-    from illustration_tl import head
+    from illustration_tl.heads import head
 
     store = _store()
     cfg = search.Config("squash", ("a:avg", "b:max"), True, True, norm, classifier, "rbf",
@@ -181,7 +182,7 @@ def test_load_predict_equals_the_export_and_the_test_scores(four_classes):
     import tensorflow as tf
 
     import illustration_tl
-    from illustration_tl.evaluation import EvalResult
+    from illustration_tl.evaluation.metrics import EvalResult
 
     root, out, _ = four_classes
     clf = illustration_tl.load(str(out))

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from illustration_tl import grouped_evaluation
 from illustration_tl.errors import UserError
+from illustration_tl.serving import grouped_evaluation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PHOTOS = os.path.join(ROOT, "tests", "fixtures", "photos")
@@ -40,7 +40,7 @@ def _colour_model(num_classes):
 
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory):
-    from illustration_tl import export
+    from illustration_tl.serving import export
 
     root = tmp_path_factory.mktemp("exports")
     names3 = ["blue_thing", "green_thing", "red_thing"]

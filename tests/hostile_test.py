@@ -29,8 +29,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from illustration_tl import files, ingestion, stages
+from illustration_tl.core import files
+from illustration_tl.datasets import ingestion
 from illustration_tl.errors import UserError
+from illustration_tl.pipelines import stages
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_S = 60          # per test (SIGALRM); CLI subprocesses have their own timeouts
@@ -318,7 +320,7 @@ def test_two_thousand_tiny_files_walk_and_ingest_fast(tmp_path):
 def test_spawn_workers_end_with_a_killed_parent(tmp_path):
     script = textwrap.dedent("""
         import concurrent.futures, multiprocessing, os, sys, time
-        from illustration_tl import ingestion
+        from illustration_tl.datasets import ingestion
         ctx = multiprocessing.get_context("spawn")
         pool = concurrent.futures.ProcessPoolExecutor(
             2, mp_context=ctx, initializer=ingestion._worker_init, initargs=(os.getpid(),))
@@ -354,7 +356,7 @@ def _alive(pid: int) -> bool:
 
 HOLD_LOCK = textwrap.dedent("""
     import sys, time
-    from illustration_tl import stages
+    from illustration_tl.pipelines import stages
     stages.lock_output(sys.argv[1])
     print("locked", flush=True)
     time.sleep(600)
@@ -427,7 +429,7 @@ def _split(tmp_path, x):
 
 
 def test_truncated_shard_is_one_line_naming_it(tmp_path):
-    from illustration_tl import embeddings
+    from illustration_tl.features import embeddings
 
     d = _split(tmp_path, np.ones((4, 3), np.float32))
     shard = d / "shard-00000.npz"
@@ -441,7 +443,7 @@ def test_truncated_shard_is_one_line_naming_it(tmp_path):
 
 @pytest.mark.parametrize("bad,kind", [(np.nan, "2 NaN"), (np.inf, "2 infinite (Inf)")])
 def test_nan_and_inf_embeddings_are_named_with_their_kind_and_count(tmp_path, bad, kind):
-    from illustration_tl import embeddings
+    from illustration_tl.features import embeddings
 
     x = np.ones((4, 3), np.float32)
     x[1, 0] = x[2, 2] = bad
@@ -454,7 +456,7 @@ def test_nan_and_inf_embeddings_are_named_with_their_kind_and_count(tmp_path, ba
 
 
 def test_embed_overwrite_never_deletes_files_it_did_not_write(tmp_path):
-    from illustration_tl import embeddings
+    from illustration_tl.features import embeddings
 
     d = _split(tmp_path, np.ones((4, 3), np.float32))
     (d / "notes.txt").write_text("mine")
@@ -475,7 +477,7 @@ def test_embed_overwrite_never_deletes_files_it_did_not_write(tmp_path):
 def test_model_refused_by_safe_mode_is_one_line_naming_the_file(tmp_path):
     import keras
 
-    from illustration_tl import layer_surgery
+    from illustration_tl.models import layer_surgery
 
     inputs = keras.Input((3,))
     model = keras.Model(inputs, keras.layers.Lambda(lambda t: t * 2)(inputs))

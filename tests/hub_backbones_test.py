@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from illustration_tl import features, search
 from illustration_tl.errors import UserError
+from illustration_tl.features import multilayer as features
+from illustration_tl.heads import search
 
 keras_hub = pytest.importorskip("keras_hub")  # the `hub` extra (also in the `test` extra)
 
@@ -43,7 +44,7 @@ def _tower_tokens(family: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     tower with the same seed (so the same random weights)."""
     import keras
 
-    from illustration_tl import backbones, hub_backbones
+    from illustration_tl.models import backbones, hub_backbones
 
     spec = backbones.get(f"keras_hub:{family}")
     tower, size, _ = hub_backbones.build_tower(spec, None, SIZE, CONFIGS[family], seed=0)
@@ -58,7 +59,7 @@ def _tower_tokens(family: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_feature_blocks_and_what_they_pool(family):
-    from illustration_tl import backbones
+    from illustration_tl.models import backbones
 
     model, blocks, source = features.extractor(f"keras_hub:{family}", None, SIZE, None, 0,
                                                CONFIGS[family])
@@ -90,7 +91,7 @@ def test_feature_blocks_and_what_they_pool(family):
 
 def test_preprocessing_is_the_families_image_converter():
     """CLIP: OpenAI mean/std on [0, 1]; SigLIP: [-1, 1]; DINOv2: ImageNet mean/std."""
-    from illustration_tl import backbones
+    from illustration_tl.models import backbones
 
     px = np.array([[[[0.0, 127.5, 255.0]]]], np.float32)
     got = {f: np.asarray(backbones.get(f"keras_hub:{f}").preprocess_input(px))[0, 0, 0]
@@ -109,7 +110,7 @@ def test_preprocessing_is_the_families_image_converter():
 
 
 def test_preset_names_resolve_to_their_family_without_downloading():
-    from illustration_tl import backbones
+    from illustration_tl.models import backbones
 
     for name, family in [("dinov2_small", "dinov2"), ("clip_vit_base_patch16", "clip"),
                          ("siglip_base_patch16_224", "siglip"),
@@ -131,7 +132,7 @@ def test_preset_names_resolve_to_their_family_without_downloading():
 def _save_preset(family: str, folder: str, converter_scale: float | None = None) -> Any:
     """A tiny random model of ``family`` saved as a KerasHub preset folder (what KerasHub
     downloads), with the family's image converter; returns the vision tower."""
-    from illustration_tl import backbones
+    from illustration_tl.models import backbones
 
     hub = keras_hub.models
     fam = backbones.HUB_FAMILIES[family]
@@ -224,7 +225,7 @@ def fitted(tmp_path_factory):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_fit_exports_a_model_that_load_predicts_as_evaluated(fitted, family):
     import illustration_tl
-    from illustration_tl.evaluation import EvalResult
+    from illustration_tl.evaluation.metrics import EvalResult
 
     root, runs = fitted
     out = runs[family]

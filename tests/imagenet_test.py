@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from illustration_tl import imagenet
+from illustration_tl.datasets import imagenet
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "imagenet",
                       "synset_words.txt")

@@ -75,7 +75,7 @@ def test_cycle_finder_finds_a_planted_cycle():
 
 def test_no_import_cycle_among_the_package_modules():
     mods = _modules()
-    assert "illustration_tl.embeddings" in mods and "illustration_tl.commands.app" in mods
+    assert "illustration_tl.features.embeddings" in mods and "illustration_tl.commands.app" in mods
     assert _cycles(_graph(mods)) == []
 
 

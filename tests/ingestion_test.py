@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from illustration_tl import iconify, ingestion, splits
+from illustration_tl.datasets import iconify, ingestion, splits
 
 HARD = os.path.join(os.path.dirname(__file__), "fixtures", "hard_cases")
 DUMMY_NOISY = os.path.join(os.path.dirname(__file__), "..", "illustration_tl", "datasets",

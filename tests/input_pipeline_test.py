@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from illustration_tl import input_pipeline
+from illustration_tl.datasets import input_pipeline
 from illustration_tl.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -7,8 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-from illustration_tl import layer_surgery
 from illustration_tl.errors import UserError
+from illustration_tl.models import layer_surgery
 
 VGG19_CONVS = ["block1_conv1", "block1_conv2", "block2_conv1", "block2_conv2",
                "block3_conv1", "block3_conv2", "block3_conv3", "block3_conv4",

@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from illustration_tl import lr_multipliers
 from illustration_tl.errors import UserError
+from illustration_tl.training import lr_multipliers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from illustration_tl import name_mapping as nm
+from illustration_tl.datasets import name_mapping as nm
 
 DOGS = ["African hunting dog", "Bernese mountain dog", "Eskimo dog", "German shepherd",
         "Greater Swiss Mountain dog", "Maltese dog", "Newfoundland", "Shetland sheepdog",

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from illustration_tl import outputs
+from illustration_tl.core import outputs
 from illustration_tl.errors import UserError
 
 

@@ -73,7 +73,7 @@ def test_a_top_level_datasets_package_is_not_shadowed(installed, tmp_path, where
 
 
 def test_presets_resolve_inside_the_installed_package(installed, tmp_path):
-    r = _python(installed, "from illustration_tl import presets; "
+    r = _python(installed, "from illustration_tl.core import presets; "
                 "print('\\n'.join(presets.flags('demo')))", str(tmp_path))
     assert r.returncode == 0, r.stderr[-2000:]
     flags = dict(line.split("=", 1) for line in r.stdout.splitlines())

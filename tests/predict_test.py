@@ -41,7 +41,8 @@ def built(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", _hard_cases())
 def test_predict_decodes_like_the_builder(built, name):
-    from illustration_tl import ingestion, predict
+    from illustration_tl.datasets import ingestion
+    from illustration_tl.serving import predict
 
     key = f"teapot/{name}"
     path = os.path.join(HARD, name)
@@ -57,7 +58,7 @@ def test_predict_decodes_like_the_builder(built, name):
 def exported(tmp_path_factory):
     import keras
 
-    from illustration_tl import export
+    from illustration_tl.serving import export
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3),

@@ -49,7 +49,7 @@ def test_export_takes_the_embedding_settings_from_the_svm(tmp_path):
     r = _cli("predict", f"--model={export}", f"--images={','.join(paths)}", "--format=json",
              f"--top_k={len(CLASSES)}")
     assert r.returncode == 0, r.stderr[-3000:]
-    from illustration_tl import export as export_lib
+    from illustration_tl.serving import export as export_lib
 
     assert export_lib.read_metadata(export)["max_side"] == 96
     rows = [json.loads(line) for line in r.stdout.splitlines()]

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from illustration_tl import report
 from illustration_tl.errors import UserError
-from illustration_tl.evaluation import EvalResult
+from illustration_tl.evaluation import report
+from illustration_tl.evaluation.metrics import EvalResult
 
 CLASSES = ["bird", "flower", "fruit", "house"]
 N = 24
@@ -168,7 +168,8 @@ def built(tmp_path_factory):
 
 @pytest.mark.slow
 def test_embed_svm_baseline_report_commands(built, tmp_path):
-    from illustration_tl import embeddings, input_pipeline
+    from illustration_tl.datasets import input_pipeline
+    from illustration_tl.features import embeddings
 
     emb, out = tmp_path / "emb", tmp_path / "out"
     r = cli("embed", "--dataset=illustrations/curated", f"--data_dir={built}",

@@ -172,7 +172,7 @@ _NO_DEAD_FLAGS = r'''
 import json, os, sys
 from absl import flags
 from illustration_tl.commands import reproduce as command
-from illustration_tl import reproduce
+from illustration_tl.pipelines import reproduce
 
 curated, noisy, other = sys.argv[1:4]
 FLAGS = flags.FLAGS
@@ -220,7 +220,7 @@ print(json.dumps({"accepted": accepted, "dead": dead}))
 def test_every_reproduce_flag_changes_a_stage_key(tiny_sets, tmp_path):
     """No dead flags: changing any flag reproduce accepts changes some stage's inputs,
     except the few that only change how the run goes (reproduce.EXECUTION_ONLY)."""
-    from illustration_tl import reproduce
+    from illustration_tl.pipelines import reproduce
 
     curated, noisy = tiny_sets
     other = tmp_path / "other"
@@ -240,7 +240,7 @@ def test_pad_training_batches_are_padded(tiny_sets, tmp_path, monkeypatch):
     the padded pipeline's batch, not the squashed one's."""
     import numpy as np
 
-    from illustration_tl import reproduce
+    from illustration_tl.pipelines import reproduce
     from illustration_tl.training import data as training_data
     from illustration_tl.training import loop
 

@@ -14,8 +14,8 @@ import io
 import numpy as np
 import pytest
 
-from illustration_tl import svm, svm_graph
-from illustration_tl.evaluation import EvalResult
+from illustration_tl.evaluation.metrics import EvalResult
+from illustration_tl.heads import svm, svm_graph
 
 CLASS_COUNTS = (2, 3, 5, 23, 200)
 DIM = 8

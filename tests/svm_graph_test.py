@@ -7,7 +7,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import Normalizer, StandardScaler
 from sklearn.svm import SVC
 
-from illustration_tl import svm_graph
+from illustration_tl.heads import svm_graph
 
 
 def _data(n_classes, n=90, d=12, seed=0):
@@ -60,7 +60,7 @@ def test_unsupported_models_are_named():
 @pytest.mark.parametrize("multiclass", ["ovr", "ovo"])
 def test_nystroem_linear_svm_parity(kernel, multiclass):
     """The SVM stage's approximation for large sets (Nystroem + linear SVM) exports too."""
-    from illustration_tl import svm
+    from illustration_tl.heads import svm
 
     x, y = _data(4)
     params = svm.SvmParams(kernel=kernel, C=1.0, gamma=0.05, multiclass=multiclass,

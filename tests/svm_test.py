@@ -10,8 +10,8 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.preprocessing import Normalizer
 from sklearn.svm import SVC, LinearSVC
 
-from illustration_tl import svm
 from illustration_tl.errors import UserError
+from illustration_tl.heads import svm
 
 
 def blobs(n=120, d=256, classes=4, spread=1.0, seed=0):
@@ -158,7 +158,9 @@ def fixture_batches(size):
     ``size``, VGG preprocessing; labels from the class folders."""
     import tensorflow as tf
 
-    from illustration_tl import backbones, files, ingestion
+    from illustration_tl.core import files
+    from illustration_tl.datasets import ingestion
+    from illustration_tl.models import backbones
 
     classes = sorted(d for d in os.listdir(FIXTURE) if os.path.isdir(os.path.join(FIXTURE, d)))
     paths = [p for c in classes for p in files.find_images(os.path.join(FIXTURE, c))]
@@ -184,7 +186,7 @@ def cross_fitted_top1(e, candidates, classes):
 @pytest.mark.real_weights
 @pytest.mark.slow
 def test_imagenet_embeddings_beat_random_ones_on_real_clip_art(tmp_path):
-    from illustration_tl import embeddings
+    from illustration_tl.features import embeddings
 
     weights = os.environ.get("ILLUSTRATION_TL_VGG16_WEIGHTS")
     assert weights and os.path.isfile(weights), \

@@ -15,8 +15,9 @@ import sys
 import numpy as np
 import pytest
 
-from illustration_tl import outputs, svm
+from illustration_tl.core import outputs
 from illustration_tl.errors import UserError
+from illustration_tl.heads import svm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 16
@@ -59,7 +60,7 @@ def _tiny_embedder():
 
 
 def _export(path, svm_arrays, **kw):
-    from illustration_tl import export
+    from illustration_tl.serving import export
 
     return export.export_classifier(str(path), model=_tiny_embedder(), backbone="vgg16",
                                     image_size=SIZE, class_names=["cat", "dog"],
@@ -91,7 +92,7 @@ def test_loading_an_svm_folder_never_unpickles(svm_dir, tmp_path):
     with pytest.raises(UserError, match="svm.joblib is a pickle .* not loaded") as e:
         svm.load(str(old))
     assert "\n" not in str(e.value)
-    from illustration_tl import export
+    from illustration_tl.serving import export
 
     with pytest.raises(UserError, match="svm.npz"):
         export.export_from_artifacts(str(tmp_path / "export"), backbone="vgg16",
@@ -144,7 +145,7 @@ def test_a_broken_svm_npz_is_one_line_naming_the_file(svm_dir, tmp_path, damage)
 
 
 def test_export_and_predict_never_unpickle(svm_dir, tmp_path):
-    from illustration_tl import predict
+    from illustration_tl.serving import predict
 
     d, _, _ = svm_dir
     marker = tmp_path / "marker"
@@ -214,7 +215,7 @@ def _truncated_export(svm_dir, tmp_path):
 
 
 def test_a_truncated_export_is_one_line_naming_it(svm_dir, tmp_path):
-    from illustration_tl import predict
+    from illustration_tl.serving import predict
 
     path = _truncated_export(svm_dir, tmp_path)
     with pytest.raises(UserError) as e:

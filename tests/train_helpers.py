@@ -31,7 +31,7 @@ def tiny_vgg(num_classes: int, seed: int, dropout: float = 0.5, size: int = IMAG
     """A VGG-shaped model small enough for CPU tests (same layer names as VGG)."""
     import keras
 
-    from illustration_tl import layer_surgery
+    from illustration_tl.models import layer_surgery
 
     L = keras.layers
     inputs = keras.Input((size, size, 3))
@@ -131,7 +131,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     """
     import tensorflow as tf
 
-    from illustration_tl import distribute
+    from illustration_tl.training import distribute
 
     if args.strategy == "multi_worker":
         _train_once(args, args.out, distribute.make_strategy("multi_worker"))
@@ -146,7 +146,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def _train_once(args: argparse.Namespace, out: str, strategy) -> None:
-    from illustration_tl import distribute
+    from illustration_tl.training import distribute
     from illustration_tl.training.config import TrainConfig
     from illustration_tl.training.loop import optimize
 
@@ -179,7 +179,7 @@ def cmd_mirrored_multipliers(args: argparse.Namespace) -> None:
     import keras
     import tensorflow as tf
 
-    from illustration_tl import lr_multipliers
+    from illustration_tl.training import lr_multipliers
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
@@ -216,7 +216,8 @@ def cmd_jax_check(args: argparse.Namespace) -> None:
     """Layer surgery and multipliers on the JAX backend (no TensorFlow ops involved)."""
     import keras
 
-    from illustration_tl import layer_surgery, lr_multipliers
+    from illustration_tl.models import layer_surgery
+    from illustration_tl.training import lr_multipliers
 
     backend = keras.backend.backend()
     assert backend == "jax", backend

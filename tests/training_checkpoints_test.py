@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 import train_helpers
 
-from illustration_tl import lr_multipliers
 from illustration_tl.errors import UserError
+from illustration_tl.training import lr_multipliers
 from illustration_tl.training.checkpoints import RunCheckpoints, RunState
 from illustration_tl.training.plateau import PlateauState
 

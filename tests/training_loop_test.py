@@ -15,8 +15,8 @@ import pytest
 import train_helpers
 from train_helpers import tiny_config, tiny_model
 
-from illustration_tl import layer_surgery
 from illustration_tl.errors import UserError
+from illustration_tl.models import layer_surgery
 from illustration_tl.training.loop import optimize
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -238,7 +238,7 @@ def test_keep_no_checkpoint_once_the_model_is_saved(tmp_path):
 
 
 def test_bad_strategy_and_resume_mismatch(tmp_path, monkeypatch):
-    from illustration_tl import distribute
+    from illustration_tl.training import distribute
 
     with pytest.raises(UserError, match="--strategy"):
         distribute.make_strategy("gpus")

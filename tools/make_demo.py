@@ -10,7 +10,7 @@ pipeline runs offline on a laptop:
   canonical ImageNet names, so ``imagenet.find(folder)`` gives the class), like
   the paper's curated 23-class set (§4.2).
 * ``noisy/<original relative path>``: other openclipart images that the paper's
-  file-name rule (§4.1, :class:`illustration_tl.name_mapping.NameMapper`) maps to
+  file-name rule (§4.1, :class:`illustration_tl.datasets.name_mapping.NameMapper`) maps to
   ImageNet classes. They keep their original names because the labels come
   from the names. A few dozen well-covered classes are chosen, each capped, so
   the set stays small; images that are pixel-identical to another demo image or
@@ -46,7 +46,10 @@ from PIL import Image, ImageChops
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from illustration_tl import imagenet, name_mapping  # noqa: E402
+from illustration_tl.datasets import (
+    imagenet,
+    name_mapping,  # noqa: E402
+)
 from illustration_tl.errors import UserError  # noqa: E402
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -9,8 +9,8 @@ from typing import Any, Callable, Sequence
 from absl import app, flags
 from absl import logging as absl_logging
 
-from illustration_tl import presets
 from illustration_tl.commands import VERBOSE
+from illustration_tl.core import presets
 from illustration_tl.errors import UserError
 
 flags.DEFINE_string("preset", None, "A named preset shipped with the package (see "

@@ -15,9 +15,9 @@ such as the shared VGG16 one cannot classify ImageNet classes.
 
 from __future__ import annotations
 
-from illustration_tl import config_flags
 from illustration_tl.commands import app
-from illustration_tl.evaluation import BaselineConfig
+from illustration_tl.core import config_flags
+from illustration_tl.evaluation.metrics import BaselineConfig
 
 # One flag per field of BaselineConfig: names, defaults and help live there.
 FLAGS = config_flags.define(BaselineConfig)
@@ -29,8 +29,8 @@ def config() -> BaselineConfig:
 
 
 def main(argv) -> int:
-    from illustration_tl import evaluation
     from illustration_tl.errors import UserError
+    from illustration_tl.evaluation import metrics as evaluation
 
     cfg = config()
     if not cfg.output:

@@ -12,8 +12,8 @@ paper's preset; changed ones need ``--name``.
 
 from absl import flags
 
-from illustration_tl import config_flags
 from illustration_tl.commands import app, mapping_flags
+from illustration_tl.core import config_flags
 from illustration_tl.datasets.illustrations import illustrations_dataset_builder as builder_lib
 from illustration_tl.datasets.illustrations.illustrations_dataset_builder import BuildConfig
 from illustration_tl.errors import UserError

@@ -21,9 +21,9 @@ used; --backbone, --weights, --include_top, --image_size and --resize_mode do no
 
 from __future__ import annotations
 
-from illustration_tl import config_flags
 from illustration_tl.commands import app
-from illustration_tl.embeddings import EmbedConfig
+from illustration_tl.core import config_flags
+from illustration_tl.features.embeddings import EmbedConfig
 
 # One flag per field of EmbedConfig: names, defaults and help live there.
 FLAGS = config_flags.define(EmbedConfig)
@@ -35,8 +35,8 @@ def config() -> EmbedConfig:
 
 
 def main(argv) -> int:
-    from illustration_tl import embeddings
     from illustration_tl.errors import UserError
+    from illustration_tl.features import embeddings
 
     cfg = config()
     if not cfg.output:

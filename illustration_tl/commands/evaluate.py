@@ -19,9 +19,9 @@ synonym). Top-5 is reported only for models with more than 5 classes.
 
 from __future__ import annotations
 
-from illustration_tl import config_flags
 from illustration_tl.commands import app
-from illustration_tl.grouped_evaluation import EvaluateConfig
+from illustration_tl.core import config_flags
+from illustration_tl.serving.grouped_evaluation import EvaluateConfig
 
 # One flag per field of EvaluateConfig: names, defaults and help live there.
 FLAGS = config_flags.define(EvaluateConfig)
@@ -33,8 +33,8 @@ def config() -> EvaluateConfig:
 
 
 def main(argv) -> int:
-    from illustration_tl import grouped_evaluation
     from illustration_tl.errors import UserError
+    from illustration_tl.serving import grouped_evaluation
 
     cfg = config()
     if not cfg.model:

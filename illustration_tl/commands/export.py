@@ -22,9 +22,9 @@ The SVM is read from ``svm.npz`` + ``svm.json`` only (never a pickle).
 
 import json
 
-from illustration_tl import config_flags
 from illustration_tl.commands import app
-from illustration_tl.export import ExportConfig
+from illustration_tl.core import config_flags
+from illustration_tl.serving.export import ExportConfig
 
 # One flag per field of ExportConfig: names, defaults and help live there.
 FLAGS = config_flags.define(ExportConfig)
@@ -36,8 +36,8 @@ def config() -> ExportConfig:
 
 
 def main(argv) -> int:
-    from illustration_tl import export
     from illustration_tl.errors import UserError
+    from illustration_tl.serving import export
 
     cfg = config()
     if not cfg.output:

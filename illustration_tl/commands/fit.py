@@ -16,9 +16,9 @@ and only the stages whose inputs changed run again.
 
 from __future__ import annotations
 
-from illustration_tl import config_flags
 from illustration_tl.commands import app
-from illustration_tl.fitting import FitConfig
+from illustration_tl.core import config_flags
+from illustration_tl.pipelines.fit import FitConfig
 
 # One flag per FitConfig field with a help text: names, defaults and help live there.
 FLAGS = config_flags.define(FitConfig)
@@ -30,8 +30,8 @@ def config() -> FitConfig:
 
 
 def main(argv) -> int:
-    from illustration_tl import fitting
     from illustration_tl.errors import UserError
+    from illustration_tl.pipelines import fit as fitting
 
     cfg = config()
     if not cfg.images:

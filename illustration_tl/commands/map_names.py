@@ -10,8 +10,9 @@ import os
 
 from absl import flags
 
-from illustration_tl import files, name_mapping
 from illustration_tl.commands import app, mapping_flags
+from illustration_tl.core import files
+from illustration_tl.datasets import name_mapping
 from illustration_tl.errors import UserError
 
 _INPUT = flags.DEFINE_string("input", None, "Folder of images, searched recursively.")

@@ -3,7 +3,7 @@
 
 from absl import flags
 
-from illustration_tl import name_mapping
+from illustration_tl.datasets import name_mapping
 
 MIN_TOKEN_LENGTH = flags.DEFINE_integer(
     "min_token_length", 1, "Ignore name words shorter than this (paper: no minimum).")

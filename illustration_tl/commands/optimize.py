@@ -27,8 +27,8 @@ import dataclasses
 
 from absl import flags
 
-from illustration_tl import config_flags
 from illustration_tl.commands import app
+from illustration_tl.core import config_flags
 from illustration_tl.errors import UserError
 from illustration_tl.training.config import TrainConfig, TrainDataConfig
 
@@ -55,8 +55,7 @@ def train_config() -> TrainConfig:
 def main(argv) -> int:
     import keras
 
-    from illustration_tl import distribute
-    from illustration_tl.training import fit_loop, loop
+    from illustration_tl.training import distribute, fit_loop, loop
     from illustration_tl.training.data import TrainData
 
     config = train_config()

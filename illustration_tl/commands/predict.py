@@ -7,9 +7,9 @@ skipped, and the exit status is 3 when any file was skipped (0 otherwise).
 
 import sys
 
-from illustration_tl import config_flags
 from illustration_tl.commands import app
-from illustration_tl.predict import PredictConfig
+from illustration_tl.core import config_flags
+from illustration_tl.serving.predict import PredictConfig
 
 # One flag per field of PredictConfig: names, defaults and help live there.
 FLAGS = config_flags.define(PredictConfig)
@@ -23,8 +23,8 @@ def config() -> PredictConfig:
 
 
 def main(argv) -> int:
-    from illustration_tl import predict
     from illustration_tl.errors import UserError
+    from illustration_tl.serving import predict
 
     cfg = config()
     if not cfg.model or not cfg.images:

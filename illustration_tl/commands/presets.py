@@ -6,8 +6,8 @@ it); ``--show=NAME`` prints its flags, ready to copy into a ``--flagfile``.
 
 from absl import flags
 
-from illustration_tl import presets
 from illustration_tl.commands import app
+from illustration_tl.core import presets
 
 _SHOW = flags.DEFINE_string("show", None, "Print this preset's flags (with {package} "
                             "resolved) instead of the list.")

@@ -18,9 +18,9 @@ on, or ``--embeddings``.
 
 from __future__ import annotations
 
-from illustration_tl import config_flags
 from illustration_tl.commands import app
-from illustration_tl.report import ReportConfig
+from illustration_tl.core import config_flags
+from illustration_tl.evaluation.report import ReportConfig
 
 # One flag per field of ReportConfig: names, defaults and help live there.
 FLAGS = config_flags.define(ReportConfig)
@@ -32,8 +32,8 @@ def config() -> ReportConfig:
 
 
 def main(argv) -> int:
-    from illustration_tl import report
     from illustration_tl.errors import UserError
+    from illustration_tl.evaluation import report
 
     cfg = config()
     if not cfg.results or not cfg.output:

@@ -18,9 +18,9 @@ import dataclasses
 
 from absl import flags
 
-from illustration_tl import config_flags
 from illustration_tl.commands import app, mapping_flags
-from illustration_tl.reproduce import ReproduceConfig
+from illustration_tl.core import config_flags
+from illustration_tl.pipelines.reproduce import ReproduceConfig
 from illustration_tl.training.config import TrainConfig
 
 flags.adopt_module_key_flags(mapping_flags)
@@ -58,7 +58,7 @@ def config() -> ReproduceConfig:
 
 
 def main(argv) -> int:
-    from illustration_tl import reproduce
+    from illustration_tl.pipelines import reproduce
 
     reproduce.reproduce(config())
     return 0

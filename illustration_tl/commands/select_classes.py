@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from illustration_tl import config_flags
-from illustration_tl.class_selection import SelectClassesConfig
 from illustration_tl.commands import app
+from illustration_tl.core import config_flags
+from illustration_tl.pipelines.class_selection import SelectClassesConfig
 
 # One flag per field of SelectClassesConfig: names, defaults and help live there.
 FLAGS = config_flags.define(SelectClassesConfig)
@@ -34,8 +34,8 @@ def config() -> SelectClassesConfig:
 
 
 def main(argv) -> int:
-    from illustration_tl import class_selection
     from illustration_tl.errors import UserError
+    from illustration_tl.pipelines import class_selection
 
     cfg = config()
     if not cfg.output:

@@ -7,9 +7,10 @@ with each class's ImageNet wnid, and what the build skipped.
 import json
 import os
 
-from illustration_tl import config_flags, input_pipeline
 from illustration_tl.commands import app
-from illustration_tl.input_pipeline import StatsConfig
+from illustration_tl.core import config_flags
+from illustration_tl.datasets import input_pipeline
+from illustration_tl.datasets.input_pipeline import StatsConfig
 
 # One flag per field of StatsConfig: names, defaults and help live there.
 FLAGS = config_flags.define(StatsConfig)

@@ -33,9 +33,9 @@ complete. Folders with other files are always refused.
 
 from __future__ import annotations
 
-from illustration_tl import config_flags
 from illustration_tl.commands import app
-from illustration_tl.svm import SvmConfig
+from illustration_tl.core import config_flags
+from illustration_tl.heads.svm import SvmConfig
 
 # One flag per field of SvmConfig: names, defaults and help live there.
 FLAGS = config_flags.define(SvmConfig)
@@ -47,8 +47,9 @@ def config() -> SvmConfig:
 
 
 def main(argv) -> int:
-    from illustration_tl import outputs, svm
+    from illustration_tl.core import outputs
     from illustration_tl.errors import UserError
+    from illustration_tl.heads import svm
 
     cfg = config()
     if not cfg.embeddings or not cfg.output:

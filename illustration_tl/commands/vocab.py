@@ -2,8 +2,8 @@
 
 from absl import flags
 
-from illustration_tl import imagenet
 from illustration_tl.commands import app
+from illustration_tl.datasets import imagenet
 
 _QUERY = flags.DEFINE_string("query", None, "Text to find in any synonym, or a wnid. "
                              "Empty lists all 1000 classes.")

@@ -25,5 +25,4 @@ learning rate reduced on plateau. One module per concern:
 
 The package's ``__init__`` imports nothing, so ``training.config`` (which the
 command line needs to define its flags) loads without Keras.
-:mod:`illustration_tl.train` re-exports the public names for older scripts.
 """

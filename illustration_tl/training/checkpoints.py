@@ -14,8 +14,8 @@ import math
 import os
 from typing import Any
 
-from illustration_tl import distribute
 from illustration_tl.errors import UserError
+from illustration_tl.training import distribute
 from illustration_tl.training.plateau import PlateauState
 
 CHECKPOINT_DIR = "checkpoints"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from illustration_tl.config_flags import setting
+from illustration_tl.core.config_flags import setting
 from illustration_tl.errors import UserError
 
 PLATEAU_MONITORS = ("val_loss", "val_top1", "val_top5", "train_loss")

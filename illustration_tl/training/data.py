@@ -106,7 +106,7 @@ def tfds_data(dataset: str, data_dir: str | None, *, backbone: str, image_size: 
     """
     import tensorflow as tf
 
-    from illustration_tl import input_pipeline
+    from illustration_tl.datasets import input_pipeline
 
     out = out or sys.stdout
     raw_train, info = input_pipeline.load_split(dataset, train_split, data_dir,

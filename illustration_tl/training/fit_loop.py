@@ -23,9 +23,10 @@ import time
 import warnings
 from typing import Any, Callable
 
-from illustration_tl import files, layer_surgery, lr_multipliers
+from illustration_tl.core import files
 from illustration_tl.errors import UserError
-from illustration_tl.training import history, reporting
+from illustration_tl.models import layer_surgery
+from illustration_tl.training import history, lr_multipliers, reporting
 from illustration_tl.training.config import TrainConfig
 from illustration_tl.training.data import TrainData
 from illustration_tl.training.history import Result

@@ -15,7 +15,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any, Callable
 
-from illustration_tl import files
+from illustration_tl.core import files
 
 if TYPE_CHECKING:
     from illustration_tl.training.data import TrainData

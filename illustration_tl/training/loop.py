@@ -31,9 +31,9 @@ import sys
 import time
 from typing import Any, Callable
 
-from illustration_tl import distribute, layer_surgery, lr_multipliers
 from illustration_tl.errors import UserError
-from illustration_tl.training import history, reporting
+from illustration_tl.models import layer_surgery
+from illustration_tl.training import distribute, history, lr_multipliers, reporting
 from illustration_tl.training.checkpoints import RunCheckpoints, RunState
 from illustration_tl.training.config import TrainConfig
 from illustration_tl.training.data import TrainData

@@ -14,7 +14,8 @@ import math
 import os
 from typing import Any, Callable
 
-from illustration_tl import layer_surgery, lr_multipliers
+from illustration_tl.models import layer_surgery
+from illustration_tl.training import lr_multipliers
 from illustration_tl.training.config import TrainConfig
 
 

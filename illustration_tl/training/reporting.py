@@ -15,7 +15,7 @@ import math
 import os
 from typing import Any, Iterable
 
-from illustration_tl import lr_multipliers
+from illustration_tl.training import lr_multipliers
 
 LOG_DIR = "logs"
 

@@ -12,11 +12,11 @@ Two configurations over data the user already has (``manual_dir``):
   ImageNet-class rule (an image is copied into every class it matches),
   keeping classes with at least ``min_images_per_class`` images.
 
-Every file is decoded once by :mod:`illustration_tl.ingestion` (format from the
+Every file is decoded once by :mod:`illustration_tl.datasets.ingestion` (format from the
 bytes, alpha composited on white, any mode to RGB, first frame, bomb guard,
 longer side <= ``max_side``); files that cannot be read are skipped and listed
 in ``skipped.tsv`` next to the dataset. Splits come from a hash of the decoded
-pixels (:mod:`illustration_tl.splits`), so duplicates never straddle splits.
+pixels (:mod:`illustration_tl.datasets.splits`), so duplicates never straddle splits.
 
 Build with ``tfds build illustrations
 --imports=illustration_tl.datasets.illustrations --config=curated
@@ -43,16 +43,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
-from illustration_tl import (
-    common_settings,
-    files,
-    iconify,
-    imagenet,
-    ingestion,
-    name_mapping,
-    splits,
-)
-from illustration_tl.config_flags import optional, setting
+from illustration_tl.core import common_settings, files
+from illustration_tl.core.config_flags import optional, setting
+from illustration_tl.datasets import iconify, imagenet, ingestion, name_mapping, splits
 from illustration_tl.errors import UserError
 
 SKIPPED_FILE = "skipped.tsv"
@@ -557,7 +550,7 @@ def _walk(root: str, plan: _Plan) -> Iterator[tuple[str, str]]:
     how the file is named in ``file_name`` and ``skipped.tsv``; ``path`` opens
     it. Symlinks are followed only inside ``root``; links leading out, folder
     cycles, unreadable folders, FIFOs and devices are listed in ``plan.skipped``
-    (see :func:`illustration_tl.files.walk`).
+    (see :func:`illustration_tl.core.files.walk`).
     """
     def skip(entry: files.Skipped) -> None:
         plan.skipped.append((files.display_name(entry.rel), entry.reason))

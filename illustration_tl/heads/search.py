@@ -1,12 +1,12 @@
 """The search behind ``fit``: features x normalization x classifier, by cross-validation.
 
 Each :class:`Config` is one point: which feature blocks (layers x pools, see
-:mod:`illustration_tl.features`) at which resize mode, whether to train on the
+:mod:`illustration_tl.features.multilayer`) at which resize mode, whether to train on the
 mirror images too and average each image's scores with its mirror's, the
 normalization of the concatenated features (``none``, ``standard``, ``l2``,
 ``power_l2`` = signed square root then l2), and the classifier: an SVM
 (rbf, linear, poly, sigmoid; ``ovo`` = sklearn ``SVC``, ``ovr`` = true
-one-vs-rest, as :mod:`illustration_tl.svm`) whose γ is either relative to the
+one-vs-rest, as :mod:`illustration_tl.heads.svm`) whose γ is either relative to the
 feature scale (``scale`` = sklearn's ``1 / (d * X.var())``, and multiples such as
 ``4*scale``) or absolute (the paper's ``1e-3``, ``1e-4``), or a multinomial
 logistic-regression linear probe (``logreg``).
@@ -19,7 +19,7 @@ every fold is fitted on slices of it (``SVC(kernel="precomputed")``).
 
 Modes (``--search``):
 
-* ``paper``: exactly :func:`illustration_tl.svm.paper_grid` (64 points: 4
+* ``paper``: exactly :func:`illustration_tl.heads.svm.paper_grid` (64 points: 4
   kernels x γ {1e-3, 1e-4} x C {1, 10, 100, 1000} x ovr/ovo) on the paper's
   embedding (``embed``'s default: fc2, or the pooled last conv block), raw,
   squashed, no mirrors: the same folds and fits as ``illustration-tl svm``.
@@ -52,9 +52,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from illustration_tl import features as feats
 from illustration_tl.errors import UserError
-from illustration_tl.evaluation import top_k_accuracy, top_k_applicable
+from illustration_tl.evaluation.metrics import top_k_accuracy, top_k_applicable
+from illustration_tl.features import multilayer as feats
 
 MODES = ("paper", "fast", "thorough")
 NORMS = ("none", "standard", "l2", "power_l2")
@@ -204,7 +204,7 @@ def candidates(mode: str, store: feats.FeatureStore) -> list[Config]:
     if mode not in MODES:
         raise UserError(f"--search={mode!r}: choose from {', '.join(MODES)}")
     if mode == "paper":
-        from illustration_tl import svm
+        from illustration_tl.heads import svm
 
         mode0 = "squash" if "squash" in store.resize_modes else store.resize_modes[0]
         return [Config(mode0, (feats.PAPER_BLOCK,), False, False, "none", "svm", p.kernel,
@@ -372,7 +372,7 @@ def make_classifier(cfg: Config, gamma: float, kernel: str | None = None) -> Any
         # a probe: lbfgs to a loose tolerance (weakly regularized multinomial fits on
         # unit-norm features otherwise run for thousands of iterations)
         return LogisticRegression(C=cfg.C, max_iter=LOGREG_MAX_ITER, tol=1e-3)
-    from illustration_tl import svm
+    from illustration_tl.heads import svm
 
     return svm.make_classifier(svm.SvmParams(kernel=cfg.kernel, C=cfg.C, gamma=gamma,
                                              multiclass=cfg.multiclass), kernel=kernel)
@@ -391,7 +391,7 @@ def fit_quietly(model: Any, x: np.ndarray, y: np.ndarray) -> Any:
 
 
 def _scores(model: Any, x: np.ndarray, num_classes: int) -> np.ndarray:
-    from illustration_tl import svm
+    from illustration_tl.heads import svm
 
     return svm.decision_scores(model, x, num_classes)
 

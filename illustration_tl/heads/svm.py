@@ -32,7 +32,7 @@ not applicable (``None``) with 5 classes or fewer, where it is always 100%.
 
 Saved model, no pickle: ``svm.npz`` holds the fitted SVM as plain arrays
 (scaler, support vectors or Nystroem components, weights, intercepts, classes;
-:class:`illustration_tl.svm_graph.SvmTensors`), read back with
+:class:`illustration_tl.heads.svm_graph.SvmTensors`), read back with
 ``np.load(allow_pickle=False)``; ``svm.json`` holds the parameters, CV scores
 and classes. The Python pipeline scores with the numpy decision function of
 those arrays and the export with the TensorFlow one, so both give the same
@@ -54,16 +54,17 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from illustration_tl import common_settings, outputs, svm_graph
-from illustration_tl.config_flags import optional, setting
+from illustration_tl.core import common_settings, outputs
+from illustration_tl.core.config_flags import optional, setting
 from illustration_tl.errors import UserError
-from illustration_tl.evaluation import (
+from illustration_tl.evaluation.metrics import (
     EvalResult,
     atomic_write_json,
     scores_2d,
     top_k_accuracy,
     top_k_applicable,
 )
+from illustration_tl.heads import svm_graph
 
 KERNELS = ("rbf", "poly", "sigmoid", "linear")
 MULTICLASS = ("ovr", "ovo")
@@ -536,11 +537,11 @@ def train_and_evaluate(embeddings_dir: str, output: str,
 
     ``output`` must not exist or be empty; with ``overwrite`` it may also be an
     earlier output of this function, which is replaced only once the new one is
-    complete (:func:`illustration_tl.outputs.writing`). Folders holding anything
+    complete (:func:`illustration_tl.core.outputs.writing`). Folders holding anything
     else are refused.
     """
     outputs.prepare_output(output, overwrite=overwrite, marker=OUTPUT_MARKER)
-    from illustration_tl import embeddings
+    from illustration_tl.features import embeddings
 
     train = embeddings.load_splits(embeddings_dir, list(train_splits))
     test = embeddings.load(embeddings_dir, test_split)

@@ -26,9 +26,11 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from illustration_tl import backbones, common_settings, imagenet
-from illustration_tl.config_flags import setting
+from illustration_tl.core import common_settings
+from illustration_tl.core.config_flags import setting
+from illustration_tl.datasets import imagenet
 from illustration_tl.errors import UserError
+from illustration_tl.models import backbones
 
 RESIZE_MODES = common_settings.RESIZE_MODES
 # Caffe-era VGG training: resize to 256, random-crop 224 (paper §5, Simonyan & Zisserman).

@@ -31,10 +31,10 @@ from typing import Any, Iterable, Iterator, Sequence, TextIO
 
 import numpy as np
 
-from illustration_tl import common_settings, files
-from illustration_tl.config_flags import optional, setting
+from illustration_tl.core import common_settings, files
+from illustration_tl.core.config_flags import optional, setting
+from illustration_tl.core.files import atomic_write_json
 from illustration_tl.errors import UserError
-from illustration_tl.files import atomic_write_json
 
 METADATA = "metadata.json"
 SHARD_GLOB = "shard-*.npz"
@@ -380,7 +380,7 @@ def check_compatible(a: dict[str, Any], b: dict[str, Any], what: str) -> None:
 
 def preprocessing_description(backbone: str, resize_mode: str) -> str:
     """A short text naming the preprocessing, stored in the metadata."""
-    from illustration_tl import backbones
+    from illustration_tl.models import backbones
 
     b = backbones.get(backbone)
     return f"{resize_mode} resize; {b.preprocessing}"
@@ -444,7 +444,7 @@ def keeps_top(backbone: str, source: str | None, size: int, include_top: str = "
     """Whether to build the ImageNet classifier top (``--include_top``): ``auto`` keeps it
     when the weights have one at this input size (``imagenet`` only at the backbone's
     native size, where Keras builds its top; a no-top file or random init: no)."""
-    from illustration_tl import backbones, layer_surgery
+    from illustration_tl.models import backbones, layer_surgery
 
     if include_top not in ("auto", "yes", "no"):
         raise UserError(f"--include_top={include_top!r}: choose auto, yes or no")
@@ -500,7 +500,7 @@ def embedding_source(*, model_dir: str | None = None, backbone: str = "vgg19",
     """
     import keras
 
-    from illustration_tl import backbones, layer_surgery
+    from illustration_tl.models import backbones, layer_surgery
 
     if model_dir:
         model, config = layer_surgery.load_trained(model_dir)
@@ -558,7 +558,7 @@ def source_from_manifest(metadata: dict[str, Any], manifest: str,
         if key == "weights" and value in ("none", ""):
             given = None
         if key == "backbone":
-            from illustration_tl import backbones
+            from illustration_tl.models import backbones
 
             given = backbones.get(value).name
         if given != recorded:
@@ -583,7 +583,7 @@ def embed_dataset(source: EmbeddingSource, *, dataset: str, splits: Sequence[str
     and evaluation (same decoding, resize and ``preprocess_input``), in stored
     order. Returns each split's metadata.
     """
-    from illustration_tl import input_pipeline
+    from illustration_tl.datasets import input_pipeline
 
     if not splits:
         raise UserError("--splits is empty: name at least one split to embed")

@@ -25,10 +25,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from illustration_tl import common_settings
-from illustration_tl.config_flags import optional, setting
+from illustration_tl.core import common_settings
+from illustration_tl.core.config_flags import optional, setting
+from illustration_tl.core.files import atomic_savez, atomic_write_json
 from illustration_tl.errors import UserError
-from illustration_tl.files import atomic_savez, atomic_write_json
 
 EVAL_JSON = "eval.json"
 SCORES_NPZ = "scores.npz"
@@ -215,7 +215,7 @@ def imagenet_baseline(model_name: str, scores_1000: np.ndarray, labels: np.ndarr
     * restricted: only the dataset's own classes compete (the fair comparison
       with a classifier trained on the dataset's classes).
     """
-    from illustration_tl import imagenet
+    from illustration_tl.datasets import imagenet
 
     scores_1000 = np.asarray(scores_1000)
     labels = np.asarray(labels, dtype=np.int64)
@@ -258,7 +258,7 @@ def evaluate_imagenet_classifier(model: Any, batches: Any, class_names: Sequence
     from ``input_pipeline.make_dataset``) and scores it with :func:`imagenet_baseline`.
     ``num_examples``: the exact split size, if known (progress, and no idle wait at the
     end of the pipeline)."""
-    from illustration_tl import embeddings
+    from illustration_tl.features import embeddings
 
     scores, labels, files = embeddings.compute(
         model, batches, embeddings.Progress("baseline", num_examples, interval=10.0),
@@ -292,7 +292,8 @@ def run_baseline(*, backbone: str, weights: str | None, dataset: str, split: str
     """The paper's baseline (§6, Table 2): an unmodified ImageNet classifier on a dataset
     whose classes are ImageNet classes. Writes ``output/imagenet1000`` (all 1000 classes
     compete) and ``output/restricted`` (only the dataset's classes compete)."""
-    from illustration_tl import backbones, input_pipeline, layer_surgery
+    from illustration_tl.datasets import input_pipeline
+    from illustration_tl.models import backbones, layer_surgery
 
     spec = backbones.get(backbone)
     ds, info = input_pipeline.load_split(dataset, split, data_dir, decode_images=False)

@@ -1,9 +1,9 @@
-"""Classify image files with an exported classifier (see :mod:`illustration_tl.export`).
+"""Classify image files with an exported classifier (see :mod:`illustration_tl.serving.export`).
 
 Any number of classes from 2 up: each file gets its ``top_k`` classes, at most
 as many as the model has.
 
-Files are decoded with :mod:`illustration_tl.ingestion`, exactly as the dataset
+Files are decoded with :mod:`illustration_tl.datasets.ingestion`, exactly as the dataset
 builder decodes them (format from the bytes, alpha on white, the same
 ``max_side`` downscale), then resized with the training pipeline's resize and
 fed to the export's ``classify_images`` signature. So a file gets the same
@@ -19,8 +19,8 @@ import json
 import os
 from typing import Any, Iterable, Iterator, Sequence
 
-from illustration_tl import common_settings
-from illustration_tl.config_flags import optional, setting
+from illustration_tl.core import common_settings
+from illustration_tl.core.config_flags import optional, setting
 from illustration_tl.errors import UserError
 
 
@@ -101,13 +101,13 @@ class Predictor:
     @staticmethod
     def decode(path: str, max_side: int | None) -> Any:
         """uint8 RGB pixels of ``path`` exactly as the dataset builder stores them."""
-        from illustration_tl import ingestion
+        from illustration_tl.datasets import ingestion
 
         return ingestion.load_image(path, max_side=max_side)
 
     def prepare(self, path: str, max_side: int | None) -> Any:
         """Decodes ``path`` like the dataset builder, then resizes like training."""
-        from illustration_tl import input_pipeline
+        from illustration_tl.datasets import input_pipeline
 
         return input_pipeline.resize(self.decode(path, max_side)[None], self.image_size,
                                      self.metadata.get("resize_mode", "squash"))[0]
@@ -136,7 +136,7 @@ def predict_files(predictor: Predictor, paths: Iterable[str], top_k: int = 5,
     """Yields one :class:`Prediction` per path, in order; bad files carry an error."""
     import tensorflow as tf
 
-    from illustration_tl import ingestion
+    from illustration_tl.datasets import ingestion
 
     batch: list[tuple[str, Any]] = []
 

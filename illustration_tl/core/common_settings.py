@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from illustration_tl.config_flags import optional, setting
+from illustration_tl.core.config_flags import optional, setting
 
 RESIZE_MODES = ("squash", "pad")
 INCLUDE_TOP = ("auto", "yes", "no")

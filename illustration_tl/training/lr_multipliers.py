@@ -6,7 +6,7 @@ weight decay 5e-4, as Caffe's per-layer ``lr_mult`` does. Keras has no
 per-layer learning rate, so this module adds one to any Keras optimizer:
 
 * :func:`parse_rules` / :func:`resolve`: rules such as ``"11-16=0.01"`` (the
-  layer specs of :func:`illustration_tl.layer_surgery.parse_layer_spec`) give
+  layer specs of :func:`illustration_tl.models.layer_surgery.parse_layer_spec`) give
   every trainable variable a multiplier; later rules override earlier ones.
 * :func:`create` builds an optimizer whose ``update_step`` multiplies the
   learning rate of each variable by its multiplier. Acting on the update
@@ -33,8 +33,8 @@ from typing import Any, Iterable
 import keras
 from keras import ops
 
-from illustration_tl import layer_surgery
 from illustration_tl.errors import UserError
+from illustration_tl.models import layer_surgery
 
 DECAY_MODES = ("l2", "decoupled")
 
@@ -185,7 +185,7 @@ def optimizer_class(base: type) -> type:
         name = f"LRMultiplied{base.__name__}"
         cls = type(name, (LRMultiplierMixin, base), {
             "__doc__": f"``keras.optimizers.{base.__name__}`` with per-variable LR multipliers "
-                       "(see illustration_tl.lr_multipliers).",
+                       "(see illustration_tl.training.lr_multipliers).",
             "__module__": __name__})
         _CLASSES[base] = keras.saving.register_keras_serializable(
             package="illustration_tl", name=name)(cls)

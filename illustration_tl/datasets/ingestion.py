@@ -46,7 +46,7 @@ from typing import Callable, Iterator, Sequence, Union
 import numpy as np
 from PIL import Image, ImageOps
 
-from illustration_tl import files
+from illustration_tl.core import files
 
 # Pillow's own decompression-bomb limit (about 89.5 megapixels), our default.
 DEFAULT_MAX_PIXELS = 89_478_485

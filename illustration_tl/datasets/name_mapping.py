@@ -24,7 +24,7 @@ import re
 from importlib import resources
 from typing import Iterable, Sequence
 
-from illustration_tl import imagenet
+from illustration_tl.datasets import imagenet
 
 # A run of letters (any script): digits, underscores and punctuation separate.
 _LETTER_RUN = re.compile(r"[^\W\d_]+")

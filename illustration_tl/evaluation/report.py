@@ -1,6 +1,6 @@
 """The run report: the paper's tables and figures from saved evaluation results (§7).
 
-From one or more :class:`~illustration_tl.evaluation.EvalResult` folders it writes,
+From one or more :class:`~illustration_tl.evaluation.metrics.EvalResult` folders it writes,
 into one output folder:
 
 * ``report.md`` and ``report.json`` with Table 3 (global top-1/top-5 per model)
@@ -27,11 +27,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from illustration_tl import common_settings
-from illustration_tl.config_flags import optional, setting
-from illustration_tl.embeddings import replace_dir
+from illustration_tl.core import common_settings
+from illustration_tl.core.config_flags import optional, setting
 from illustration_tl.errors import UserError
-from illustration_tl.evaluation import EvalResult, atomic_write_json, top_k_indices
+from illustration_tl.evaluation.metrics import EvalResult, atomic_write_json, top_k_indices
+from illustration_tl.features.embeddings import replace_dir
 
 DPI = 100
 TILE_INCHES = 2.2          # one image tile in the failure and comparison grids
@@ -470,7 +470,7 @@ def _markdown(t3: list[dict[str, Any]], t4: list[dict[str, Any]], models: list[s
 
 def folder_image_loader(root: str, max_side: int = 256) -> ImageLoader:
     """Loads ``root/<file_name>`` as the dataset builder decodes it (None if missing)."""
-    from illustration_tl import ingestion
+    from illustration_tl.datasets import ingestion
 
     if not os.path.isdir(root):
         raise UserError(f"--images_root={root!r} is not a folder")
@@ -506,7 +506,7 @@ def dataset_image_loader(examples: Any, wanted: set[str]) -> ImageLoader:
 def load_results(paths: Sequence[str]) -> list[EvalResult]:
     """Loads result folders; a folder holding several results (the baseline's
     ``imagenet1000`` and ``restricted``) contributes each of them."""
-    from illustration_tl.evaluation import EVAL_JSON
+    from illustration_tl.evaluation.metrics import EVAL_JSON
 
     out = []
     for p in paths:
@@ -526,7 +526,7 @@ def tsne_inputs(results: Sequence[EvalResult], explicit: Sequence[str] = ()
                 ) -> list[TsneInput]:
     """Test embeddings to map: ``explicit`` split folders (``DIR`` or ``DIR:SPLIT``), else
     the test embeddings each SVM result was scored on."""
-    from illustration_tl import embeddings
+    from illustration_tl.features import embeddings
 
     specs: list[tuple[str, str | None, str]] = []
     for e in explicit:
@@ -568,7 +568,7 @@ def image_loader(results: Sequence[EvalResult], *, images_root: str | None = Non
     if not dataset or not split:
         return None
     wanted = {f for r in results if r.file_names for f in r.file_names}
-    from illustration_tl import input_pipeline
+    from illustration_tl.datasets import input_pipeline
 
     ds, _ = input_pipeline.load_split(_dataset_name(dataset), split, data_dir)
     found = dataset_image_loader(ds.as_numpy_iterator(), wanted)

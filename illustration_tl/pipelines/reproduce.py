@@ -1,6 +1,6 @@
 """The paper's Table 3 end to end: four models, one output folder (paper §6-§7).
 
-Stages, each resumable (:mod:`illustration_tl.stages`):
+Stages, each resumable (:mod:`illustration_tl.pipelines.stages`):
 
 1. ``datasets``: build the curated and noisy TFDS datasets (§4).
 2. ``baseline_cnn``: the ImageNet classifier scored on the curated and the noisy test
@@ -22,9 +22,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from illustration_tl import common_settings, files, stages
-from illustration_tl.config_flags import setting
+from illustration_tl.core import common_settings, files
+from illustration_tl.core.config_flags import setting
 from illustration_tl.errors import UserError
+from illustration_tl.pipelines import stages
 
 # Paper Table 3 (top-1, top-5 on the curated test set, VGG19).
 PAPER_TABLE3 = {
@@ -104,7 +105,7 @@ def _keras_cache_file(backbone: str, top: bool) -> str | None:
 def resolve_weights(backbone: str, weights: str, log: Callable[[str], None]) -> Weights:
     """``auto``: a local file if given, else the Keras cache, else a download, else random
     initialization, said in one clear line (issue: the demo must run offline)."""
-    from illustration_tl import backbones, layer_surgery
+    from illustration_tl.models import backbones, layer_surgery
 
     spec = backbones.get(backbone)
     if weights.lower() in ("none", ""):
@@ -173,7 +174,7 @@ def _build_datasets(cfg: ReproduceConfig, data_dir: str, out: str) -> dict:
 
 
 def _write_json(path: str, doc: Any) -> None:
-    from illustration_tl.files import atomic_write_json
+    from illustration_tl.core.files import atomic_write_json
 
     atomic_write_json(path, doc)
 
@@ -187,7 +188,8 @@ def _scores_on(model: Any, dataset: str, split: str, data_dir: str, *, backbone:
                image_size: int, batch_size: int, resize_mode: str = "squash"
                ) -> tuple[np.ndarray, np.ndarray, list[str], Any]:
     """The model's outputs on a split, with labels, file names and the dataset info."""
-    from illustration_tl import embeddings, input_pipeline
+    from illustration_tl.datasets import input_pipeline
+    from illustration_tl.features import embeddings
 
     ds, info = input_pipeline.load_split(dataset, split, data_dir, decode_images=False)
     batches = input_pipeline.make_dataset(ds, backbone=backbone, image_size=image_size,
@@ -206,7 +208,8 @@ def _pct(result: Any, k: int) -> str:
 def _cnn_rows(name: str, scores_1000: np.ndarray, labels: np.ndarray, files: list[str],
               info: Any, out: str, extra: dict) -> None:
     """Writes the 1000-way (Table 2/3) and the restricted evaluation of a CNN."""
-    from illustration_tl import evaluation, input_pipeline
+    from illustration_tl.datasets import input_pipeline
+    from illustration_tl.evaluation import metrics as evaluation
 
     full, restricted = evaluation.imagenet_baseline(
         name, scores_1000, labels, input_pipeline.class_names(info),
@@ -220,7 +223,7 @@ def _cnn_rows(name: str, scores_1000: np.ndarray, labels: np.ndarray, files: lis
 
 
 def _baseline_cnn(cfg: ReproduceConfig, w: Weights, ds: dict, out: str) -> None:
-    from illustration_tl import backbones, layer_surgery
+    from illustration_tl.models import backbones, layer_surgery
 
     spec = backbones.get(cfg.backbone)
     if w.source is not None and not w.has_top:
@@ -246,7 +249,7 @@ def _baseline_cnn(cfg: ReproduceConfig, w: Weights, ds: dict, out: str) -> None:
 
 
 def _svm_params(text: str, scalings: tuple) -> list:
-    from illustration_tl import svm
+    from illustration_tl.heads import svm
 
     if text == "grid":
         return svm.paper_grid(scalings=scalings)
@@ -265,7 +268,8 @@ def _svm_params(text: str, scalings: tuple) -> list:
 def _svm_stage(name: str, source: Any, cfg: ReproduceConfig, ds: dict, setting: str,
                out: str) -> None:
     """Embeds the curated splits with ``source`` and fits + evaluates the SVM (§6.1, §7.2)."""
-    from illustration_tl import embeddings, svm
+    from illustration_tl.features import embeddings
+    from illustration_tl.heads import svm
 
     emb_dir = os.path.join(out, "embeddings")
     embeddings.embed_dataset(source, dataset=ds["curated"]["dataset"],
@@ -284,7 +288,7 @@ def _svm_stage(name: str, source: Any, cfg: ReproduceConfig, ds: dict, setting: 
 def _baseline_svm(cfg: ReproduceConfig, w: Weights, ds: dict, out: str) -> None:
     import keras
 
-    from illustration_tl import embeddings
+    from illustration_tl.features import embeddings
 
     keras.utils.set_random_seed(cfg.seed)
     source = embeddings.embedding_source(backbone=cfg.backbone, weights=w.source,
@@ -317,7 +321,8 @@ def _optimize(cfg: ReproduceConfig, w: Weights, ds: dict, out: str, strategy: An
 
 
 def _optimized_cnn(cfg: ReproduceConfig, ds: dict, model_dir: str, out: str) -> None:
-    from illustration_tl import imagenet, layer_surgery
+    from illustration_tl.datasets import imagenet
+    from illustration_tl.models import layer_surgery
 
     model, config = layer_surgery.load_trained(model_dir)
     scores, labels, files, info = _scores_on(
@@ -333,7 +338,7 @@ def _optimized_cnn(cfg: ReproduceConfig, ds: dict, model_dir: str, out: str) -> 
 
 
 def _optimized_svm(cfg: ReproduceConfig, ds: dict, model_dir: str, out: str) -> None:
-    from illustration_tl import embeddings
+    from illustration_tl.features import embeddings
 
     source = embeddings.embedding_source(model_dir=model_dir)
     _svm_stage("Optimized CNN + SVM", source, cfg, ds, cfg.svm_optimized, out)
@@ -344,7 +349,7 @@ def _optimized_svm(cfg: ReproduceConfig, ds: dict, model_dir: str, out: str) -> 
 
 def load_rows(root: str) -> dict[str, Any]:
     """The evaluation of each Table 3 row that exists under ``root`` (None if n/a)."""
-    from illustration_tl import evaluation
+    from illustration_tl.evaluation import metrics as evaluation
 
     rows = {}
     for row in ROWS:
@@ -409,7 +414,7 @@ def write_summary(root: str, weights: Weights, cfg: ReproduceConfig, ds: dict,
 
 def _table2_lines(root: str) -> dict[str, Any]:
     """Table 2 (§6): the unmodified ImageNet classifier, 1000-way, on both test splits."""
-    from illustration_tl import evaluation
+    from illustration_tl.evaluation import metrics as evaluation
 
     lines = ["## Table 2: the ImageNet baseline on both datasets", "",
              "| test split | top-1 | top-5 | restricted top-1 | restricted top-5 "
@@ -444,7 +449,7 @@ def _table2_lines(root: str) -> dict[str, Any]:
 
 def _report(root: str, ds: dict, out: str) -> None:
     """Table 3/4, confusion matrices, t-SNE (Fig. 6), failures (Fig. 8), comparison (Fig. 7)."""
-    from illustration_tl import report
+    from illustration_tl.evaluation import report
 
     results = [r for r in load_rows(root).values() if r is not None]
     tsne = [d for d in (os.path.join(root, row, "embeddings", "test")
@@ -464,7 +469,7 @@ def _best_row(root: str) -> str:
 
 
 def _export(cfg: ReproduceConfig, w: Weights, root: str, out: str) -> None:
-    from illustration_tl import export
+    from illustration_tl.serving import export
 
     best = _best_row(root)
     target = os.path.join(out, "saved_model")
@@ -472,7 +477,7 @@ def _export(cfg: ReproduceConfig, w: Weights, root: str, out: str) -> None:
     svm_dir = os.path.join(root, best, "svm") if best.endswith("_svm") else None
     size = cfg.image_size
     if best == "baseline_cnn":  # the classifier at the size _baseline_cnn scored it
-        from illustration_tl import layer_surgery
+        from illustration_tl.models import layer_surgery
 
         size = layer_surgery.classifier_image_size(cfg.backbone, w.source, cfg.image_size)
     if svm_dir:  # the SVM's record of its embeddings names the model (issue 11)
@@ -513,7 +518,7 @@ def fit_without_noisy_set(cfg: ReproduceConfig, log: Callable[[str], None]) -> s
     which is what ``fit`` makes (frozen ImageNet features and a cross-validated search;
     :mod:`fitting`). The settings that mean the same there carry over; the SVM and
     training settings have nothing to act on and are said to be unused."""
-    from illustration_tl import fitting
+    from illustration_tl.pipelines import fit as fitting
 
     if not os.path.isdir(cfg.curated_dir):
         raise UserError(f"--curated_dir={cfg.curated_dir!r} is not a folder of images")
@@ -571,7 +576,7 @@ def _strategy(cfg: ReproduceConfig) -> Any:
 
     if keras.backend.backend() != "tensorflow":
         return None
-    from illustration_tl import distribute
+    from illustration_tl.training import distribute
 
     return distribute.make_strategy(cfg.train_overrides.get("strategy", "auto"),
                                     tpu=cfg.train_overrides.get("tpu", ""))

@@ -2,7 +2,7 @@
 
 ``--backbone=keras_hub:<preset>`` (``keras_hub:dinov2_small``,
 ``keras_hub:clip_vit_base_patch16``, ``keras_hub:siglip_base_patch16_224``, any preset
-of a family in :data:`illustration_tl.backbones.HUB_FAMILIES`) loads the preset's
+of a family in :data:`illustration_tl.models.backbones.HUB_FAMILIES`) loads the preset's
 vision tower; KerasHub downloads its weights (Kaggle or Hugging Face) on first use.
 ``--weights`` keeps its meaning of "the pretrained weights" (its default,
 ``imagenet``, is the preset's own weights here); ``--weights=none`` keeps the
@@ -17,7 +17,7 @@ e.g. ``keras_hub.models.DINOV2Backbone``, less ``image_shape``, which
 ``--image_size`` sets) builds a randomly initialized tower without downloading
 anything: the way to try the code path offline, and what the tests do.
 
-``keras_hub`` is imported (:func:`illustration_tl.backbones.import_keras_hub`) only
+``keras_hub`` is imported (:func:`illustration_tl.models.backbones.import_keras_hub`) only
 when such a backbone is chosen; when it is missing the error is one line naming the
 extra.
 """
@@ -30,8 +30,8 @@ import os
 import re
 from typing import Any, Sequence
 
-from illustration_tl import backbones
 from illustration_tl.errors import UserError
+from illustration_tl.models import backbones
 
 BLOCK_RE = re.compile(r"block_(\d+)")
 
@@ -191,12 +191,12 @@ def feature_outputs(backbone: str, weights: str | None = "imagenet",
                     image_size: int | None = None, layers: Sequence[str] | None = None,
                     seed: int = 0, hub_config: dict[str, Any] | None = None
                     ) -> tuple[Any, Any, list[tuple[str, str, Any]], Any]:
-    """The tensors :func:`illustration_tl.features.extractor` makes its model of, for a
+    """The tensors :func:`illustration_tl.features.multilayer.extractor` makes its model of, for a
     KerasHub backbone: ``(image input, the family's own embedding, [(block_<k>, pool,
     pooled tokens), ...], the embeddings.EmbeddingSource)``; inputs are preprocessed."""
     import keras
 
-    from illustration_tl import embeddings
+    from illustration_tl.features import embeddings
 
     spec = backbones.get(backbone)
     family = spec.hub

@@ -13,7 +13,7 @@ are named ``keras_hub:<preset>`` (``keras_hub:dinov2_small``,
 a randomly initialized tower given by ``hub_config``, ``keras_hub:<family>``. One
 :class:`HubFamily` row per family (:data:`HUB_FAMILIES`) says how to get its vision
 tower, how it normalizes pixels and which outputs are features;
-:mod:`illustration_tl.hub_backbones` builds them (``fit`` only); ``keras_hub`` is
+:mod:`illustration_tl.models.hub_backbones` builds them (``fit`` only); ``keras_hub`` is
 imported only when such a backbone is chosen (:func:`get`).
 
 Only Keras APIs are used here, so this runs on the TensorFlow and JAX backends.
@@ -43,7 +43,7 @@ class Backbone:
     has_fc_top: bool            # VGG-style fc1/fc2/predictions head
     # Conv layers whose pooled activations transfer best to illustrations (``fit``):
     # the last two or three stages, shallow to deep; each is global-average- and
-    # global-max-pooled (:mod:`illustration_tl.features`).
+    # global-max-pooled (:mod:`illustration_tl.features.multilayer`).
     transfer_layers: tuple[str, ...] = ()
     # KerasHub vision towers only: the family's row and the preset (None: a tower
     # built from ``hub_config``, randomly initialized).

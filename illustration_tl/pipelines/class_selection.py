@@ -25,7 +25,7 @@ cut, and prepares the manual pass:
 
 A class is selected when it has at least ``min_images`` images and a
 ``shared_fraction`` of at most ``max_shared``, best ``rank_by`` first, up to
-``num_classes``. Outputs (one folder, written with :mod:`illustration_tl.outputs`):
+``num_classes``. Outputs (one folder, written with :mod:`illustration_tl.core.outputs`):
 
 * ``ranking.md`` / ``ranking.csv``: every class, ranked;
 * ``selection.json``: the options, timings and the selected classes;
@@ -54,8 +54,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from illustration_tl import common_settings, imagenet, name_mapping, outputs
-from illustration_tl.config_flags import optional, setting
+from illustration_tl.core import common_settings, outputs
+from illustration_tl.core.config_flags import optional, setting
+from illustration_tl.datasets import imagenet, name_mapping
 from illustration_tl.errors import UserError
 
 OUTPUT_MARKER = "select-classes"
@@ -349,7 +350,7 @@ def read_noisy(dataset: str, data_dir: str | None, splits: Sequence[str]
     """Every example of ``splits`` without the pixels, and the dataset's info."""
     import tensorflow_datasets as tfds
 
-    from illustration_tl import input_pipeline
+    from illustration_tl.datasets import input_pipeline
 
     builder = input_pipeline.open_builder(dataset, data_dir)
     info = builder.info
@@ -412,7 +413,8 @@ def build_models(*, backbone: str = "vgg16", weights: str | None = "imagenet",
     have one at this size (``imagenet`` at the native size, or a with-top file)."""
     import keras
 
-    from illustration_tl import backbones, embeddings, layer_surgery
+    from illustration_tl.features import embeddings
+    from illustration_tl.models import backbones, layer_surgery
 
     spec = backbones.get(backbone)
     source = layer_surgery.weights_arg(weights)
@@ -440,7 +442,9 @@ def score_images(models: Models, images: Iterable[tuple[str, bytes]], total: int
     decodes dataset images."""
     import tensorflow as tf
 
-    from illustration_tl import backbones, embeddings, input_pipeline
+    from illustration_tl.datasets import input_pipeline
+    from illustration_tl.features import embeddings
+    from illustration_tl.models import backbones
 
     spec = backbones.get(models.backbone)
     progress = embeddings.Progress("select-classes: embed", total, interval=10.0)

@@ -10,7 +10,7 @@ module writes both as one TensorFlow SavedModel with Keras 3's
   own softmax head when there is no SVM) and the top-k;
 * ``classify_images(images: float32[B, S, S, 3])``: the same from RGB pixels in
   [0, 255] already decoded and resized (what ``predict`` feeds after decoding
-  with :mod:`illustration_tl.ingestion`, so its pixels equal the dataset's);
+  with :mod:`illustration_tl.datasets.ingestion`, so its pixels equal the dataset's);
 * ``metadata()``: a JSON string with class names, wnids, image size, backbone,
   SVM parameters and the source checkpoints.
 
@@ -22,7 +22,7 @@ classes ``[-d, d]``).
 
 The SVM comes from ``svm.npz`` (plain arrays, no pickle). The export folder
 is written beside the target and swapped in when complete
-(:func:`illustration_tl.outputs.writing`): an existing target is replaced only
+(:func:`illustration_tl.core.outputs.writing`): an existing target is replaced only
 with ``overwrite`` and only if it is an earlier export holding nothing else.
 """
 
@@ -33,8 +33,10 @@ import json
 import os
 from typing import Any, Callable, Sequence
 
-from illustration_tl import backbones, common_settings, outputs, svm_graph
-from illustration_tl.config_flags import optional, setting
+from illustration_tl.core import common_settings, outputs
+from illustration_tl.core.config_flags import optional, setting
+from illustration_tl.heads import svm_graph
+from illustration_tl.models import backbones
 
 METADATA_FILE = "illustration_tl.json"
 OUTPUT_MARKER = "export"  # outputs.prepare_output marker of an export folder
@@ -139,7 +141,7 @@ def write_archive(path: str, *, tracked: Sequence[Any], classify: Callable[[Any]
     import keras
     import tensorflow as tf
 
-    from illustration_tl import input_pipeline
+    from illustration_tl.datasets import input_pipeline
 
     def serve_bytes(image_bytes: Any) -> dict:
         def one(data: Any) -> Any:
@@ -214,8 +216,11 @@ def export_from_artifacts(output: str, *, model_dir: str | None = None,
     contradicts it is refused (``None``: not given). ``output``: see
     :func:`export_classifier` (checked before anything is loaded).
     """
-    from illustration_tl import embeddings, imagenet, layer_surgery, svm
+    from illustration_tl.datasets import imagenet
     from illustration_tl.errors import UserError
+    from illustration_tl.features import embeddings
+    from illustration_tl.heads import svm
+    from illustration_tl.models import layer_surgery
 
     max_side = None  # the dataset's stored image side, when the SVM's embeddings record it
     if not model_dir and not backbone and not svm_dir:

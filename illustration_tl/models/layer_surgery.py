@@ -33,8 +33,8 @@ import re
 import zlib
 from typing import Any, Iterable
 
-from illustration_tl import backbones
 from illustration_tl.errors import UserError
+from illustration_tl.models import backbones
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "model_config.json"

@@ -19,7 +19,7 @@ through two steps:
 
 Usage::
 
-    from illustration_tl import outputs
+    from illustration_tl.core import outputs
 
     outputs.prepare_output(path, overwrite=flag, marker="export")  # fail fast
     ...                                                             # long work

@@ -27,7 +27,7 @@ import os
 import re
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from illustration_tl import files
+from illustration_tl.core import files
 
 _DEFAULT_SIZE = 16
 _NC = re.compile(r"(^|[-_ ])nc([-_ ]|$)|non-?commercial", re.IGNORECASE)
@@ -183,7 +183,7 @@ def icon_svg(icon: Mapping[str, Any], defaults: Mapping[str, Any]) -> str:
 def find_collections(paths: Sequence[str],
                      on_skip: Callable[[files.Skipped], None] | None = None) -> list[str]:
     """``*.json`` files named by ``paths`` (files, or folders searched recursively with
-    :func:`illustration_tl.files.walk`, which reports what it leaves out to
+    :func:`illustration_tl.core.files.walk`, which reports what it leaves out to
     ``on_skip``), sorted."""
     found = []
     for p in paths:

@@ -1,17 +1,17 @@
 """``fit``: the best classifier for a folder of illustrations, in resumable stages.
 
-Stages (each in ``OUT/<stage>/`` with a ``stage.json``; see :mod:`illustration_tl.stages`;
+Stages (each in ``OUT/<stage>/`` with a ``stage.json``; see :mod:`illustration_tl.pipelines.stages`;
 a rerun skips what is up to date and redoes what a changed input affects):
 
 1. ``dataset``: the `illustrations` TFDS dataset from the folder (``<class>/*``, or
    the authors' ``train/`` + ``val/`` layout, ``val`` being the test split), in
    ``OUT/tfds``;
 2. ``features``: every transfer layer's pooled blocks, per resize mode and view
-   (:mod:`illustration_tl.features`), for every split;
+   (:mod:`illustration_tl.features.multilayer`), for every split;
 3. ``search``: cross-validation on train + validation only
-   (:mod:`illustration_tl.search`); ``leaderboard.json`` / ``leaderboard.md``;
+   (:mod:`illustration_tl.heads.search`); ``leaderboard.json`` / ``leaderboard.md``;
 4. ``final``: the chosen configuration refitted on all training images, with its
-   temperature calibrated on the CV folds (:mod:`illustration_tl.head`);
+   temperature calibrated on the CV folds (:mod:`illustration_tl.heads.head`);
 5. ``evaluate``: the test split, scored once (``eval.json``, ``scores.npz``);
 6. ``model``: one SavedModel, image bytes in, calibrated probabilities out;
 7. ``report``: ``OUT/report.md`` (test top-1/top-5, the chosen configuration and
@@ -28,10 +28,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from illustration_tl import common_settings, files, stages
-from illustration_tl import search as search_lib
-from illustration_tl.config_flags import optional, required, setting
+from illustration_tl.core import common_settings, files
+from illustration_tl.core.config_flags import optional, required, setting
 from illustration_tl.errors import UserError
+from illustration_tl.heads import search as search_lib
+from illustration_tl.pipelines import stages
 
 MARKER = "fit.json"
 TRAIN_SPLITS = ("train", "validation")
@@ -101,7 +102,7 @@ def check_output(path: str) -> None:
 def _weights_description(weights: str | None) -> str | None:
     if weights in (None, "", "none", "imagenet"):
         return weights or None
-    from illustration_tl import embeddings
+    from illustration_tl.features import embeddings
 
     return f"{os.path.abspath(weights)} {embeddings.file_sha256(weights)}"
 
@@ -127,11 +128,11 @@ def run(cfg: FitConfig, log: Callable[[str], None] = _log) -> dict[str, Any]:
 
 def _check_backbone(cfg: FitConfig) -> None:
     """Refuses an unknown backbone (or a missing ``hub`` extra) before any work."""
-    from illustration_tl import backbones
+    from illustration_tl.models import backbones
 
     spec = backbones.get(cfg.backbone)
     if spec.hub is not None:
-        from illustration_tl import hub_backbones
+        from illustration_tl.models import hub_backbones
 
         cfg.backbone = spec.name  # canonical: a preset folder's absolute path
         cfg.hub_config = hub_backbones.parse_config(cfg.hub_config)
@@ -142,7 +143,8 @@ def _check_backbone(cfg: FitConfig) -> None:
 
 
 def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
-    from illustration_tl import features, search
+    from illustration_tl.features import multilayer as features
+    from illustration_tl.heads import search
 
     root = cfg.output
     data_dir = os.path.join(root, "tfds")
@@ -200,7 +202,7 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
                         do_search, ["features"])
 
     def do_final(out: str) -> None:
-        from illustration_tl import head
+        from illustration_tl.heads import head
 
         with open(os.path.join(search_dir, "leaderboard.json")) as f:
             chosen = search.Config.from_dict(json.load(f)["chosen"]["config"])
@@ -217,7 +219,7 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
     model_dir = os.path.join(root, "model")
     st.run("model", {"top_k": cfg.top_k}, lambda out: export(
         final_dir, feat_dir, out, top_k=cfg.top_k), ["final"])
-    from illustration_tl.evaluation import EvalResult
+    from illustration_tl.evaluation.metrics import EvalResult
 
     ev = EvalResult.load(eval_dir)
     with open(os.path.join(search_dir, "leaderboard.json")) as f:
@@ -247,8 +249,8 @@ def _build(cfg: FitConfig, data_dir: str, out: str) -> None:
 
 
 def _evaluate(store: Any, final_dir: str, cfg: FitConfig) -> Any:
-    from illustration_tl import head as head_lib
-    from illustration_tl.evaluation import EvalResult
+    from illustration_tl.evaluation.metrics import EvalResult
+    from illustration_tl.heads import head as head_lib
 
     h = head_lib.Head.load(final_dir)
     c = h.config
@@ -289,9 +291,10 @@ def export(final_dir: str, feat_dir: str, out: str, top_k: int = 5) -> dict[str,
     """Writes the SavedModel: image bytes (or pixels) in, calibrated probabilities out."""
     import tensorflow as tf
 
-    from illustration_tl import backbones, features
-    from illustration_tl import export as export_lib
-    from illustration_tl import head as head_lib
+    from illustration_tl.features import multilayer as features
+    from illustration_tl.heads import head as head_lib
+    from illustration_tl.models import backbones
+    from illustration_tl.serving import export as export_lib
 
     h = head_lib.Head.load(final_dir)
     with np.load(os.path.join(feat_dir, features.FILE), allow_pickle=False) as z:

@@ -1,7 +1,7 @@
 """The classifier ``fit`` chooses, on top of the frozen features: numpy and TensorFlow.
 
-A :class:`Head` holds the chosen :class:`illustration_tl.search.Config`, the fitted
-normalization, the classifier (an SVM as :class:`illustration_tl.svm_graph.SvmTensors`
+A :class:`Head` holds the chosen :class:`illustration_tl.heads.search.Config`, the fitted
+normalization, the classifier (an SVM as :class:`illustration_tl.heads.svm_graph.SvmTensors`
 or a logistic regression's weights) and the calibration temperature. It turns the
 raw feature blocks of an image (and of its mirror, with flip test-time averaging)
 into class probabilities, with the same steps in numpy (:meth:`Head.probabilities`,
@@ -18,8 +18,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from illustration_tl import calibration, features, files, svm_graph
-from illustration_tl.search import Config, Normalizer, fit_quietly, make_classifier, resolve_gamma
+from illustration_tl.core import files
+from illustration_tl.features import multilayer as features
+from illustration_tl.heads import calibration, svm_graph
+from illustration_tl.heads.search import (
+    Config,
+    Normalizer,
+    fit_quietly,
+    make_classifier,
+    resolve_gamma,
+)
 
 NPZ = "head.npz"
 JSON = "head.json"
@@ -146,7 +154,7 @@ def fit(store: features.FeatureStore, cfg: Config, splits: Sequence[str],
         oof_scores: np.ndarray | None) -> Head:
     """Fits ``cfg`` on every training image (and mirror) with the real kernel, and the
     temperature on the CV out-of-fold scores."""
-    from illustration_tl.search import feature_set
+    from illustration_tl.heads.search import feature_set
 
     splits = [s for s in splits if s in store.labels]
     y = np.concatenate([store.labels[s] for s in splits])
@@ -169,7 +177,7 @@ def fit(store: features.FeatureStore, cfg: Config, splits: Sequence[str],
         full_w[:, cls_], full_b[cls_] = w, b
         return Head(cfg, list(store.class_names), fs.normalizer, temperature,
                     weights=full_w, bias=full_b, gamma=None)
-    from illustration_tl import svm as svm_lib
+    from illustration_tl.heads import svm as svm_lib
 
     arrays = svm_lib.arrays_from_pipeline(model, fs.x[rows], num_classes)
     return Head(cfg, list(store.class_names), fs.normalizer, temperature, svm=arrays,

@@ -17,7 +17,7 @@ import shutil
 import time
 from typing import Any, Callable
 
-from illustration_tl import files
+from illustration_tl.core import files
 
 STAGE_FILE = "stage.json"
 LOCK_FILE = ".reproduce.lock"

@@ -3,7 +3,7 @@
 The paper feeds an SVM the 4096-d fc2 activations of VGG19 (§6.1). For
 illustrations, the mid-level conv blocks transfer better than the ImageNet-
 specific top: ``fit`` takes each of the backbone's transfer layers
-(:attr:`illustration_tl.backbones.Backbone.transfer_layers`, one table for every
+(:attr:`illustration_tl.models.backbones.Backbone.transfer_layers`, one table for every
 family), pools it globally twice (average and max), and normalizes every such
 block on its own with a signed square root and unit l2 length ("power
 normalization"), so no block dominates the concatenation.
@@ -18,7 +18,7 @@ global average pool of the last conv block) is stored too, as block
 KerasHub vision towers (``keras_hub:<preset>``, the ``hub`` extra) go through the same
 stages: their transfer layers are transformer blocks ``block_<k>``, whose tokens give
 ``block_<k>:cls`` (the class token, CLIP and DINOv2), ``block_<k>:avg`` and
-``block_<k>:max`` (over the patch tokens); see :mod:`illustration_tl.hub_backbones`.
+``block_<k>:max`` (over the patch tokens); see :mod:`illustration_tl.models.hub_backbones`.
 
 Block keys: ``<layer>:avg``, ``<layer>:max`` (``<layer>:cls``) and ``paper``; arrays are
 keyed ``<resize mode>/<view>/<block>`` with view ``orig`` or ``flip``.
@@ -74,7 +74,7 @@ def tf_power_l2(x: Any) -> Any:
 
 
 def transfer_layers(backbone: str, layers: Sequence[str] | None = None) -> tuple[str, ...]:
-    from illustration_tl import backbones
+    from illustration_tl.models import backbones
 
     spec = backbones.get(backbone)
     chosen = tuple(layers) if layers else spec.transfer_layers
@@ -92,14 +92,15 @@ def extractor(backbone: str, weights: str | None = "imagenet", image_size: int |
     The network is the one ``embed`` builds (same weights logic), so the
     ``paper`` block equals ``embed``'s default embedding. A ``keras_hub:`` backbone
     (``hub_config``: its random tower's constructor arguments) is built by
-    :func:`illustration_tl.hub_backbones.feature_outputs`.
+    :func:`illustration_tl.models.hub_backbones.feature_outputs`.
     """
     import keras
 
-    from illustration_tl import backbones, embeddings
+    from illustration_tl.features import embeddings
+    from illustration_tl.models import backbones
 
     if backbones.is_hub(backbone):
-        from illustration_tl import hub_backbones
+        from illustration_tl.models import hub_backbones
 
         image, paper, pooled, source = hub_backbones.feature_outputs(
             backbone, weights, image_size, layers, seed, hub_config)
@@ -208,7 +209,8 @@ def extract(dataset: str, data_dir: str | None, splits: Sequence[str], *, backbo
     dataset (decoded exactly as ``embed`` decodes it) and keeps every raw block."""
     import tensorflow as tf
 
-    from illustration_tl import embeddings, input_pipeline
+    from illustration_tl.datasets import input_pipeline
+    from illustration_tl.features import embeddings
 
     model, blocks, source = extractor(backbone, weights, image_size, layers, seed, hub_config)
     views = list(VIEWS if flip else VIEWS[:1])

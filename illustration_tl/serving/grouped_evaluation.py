@@ -21,9 +21,9 @@ with a label the model does not know are still classified and listed in
 ``predictions.csv``, but not scored: a folder of photographs of any subject
 gives the network's top-5 for each (Fig. 7).
 
-Outputs (a new folder, written with :mod:`illustration_tl.outputs`):
+Outputs (a new folder, written with :mod:`illustration_tl.core.outputs`):
 ``evaluation.json``, ``evaluation.md``, ``predictions.csv``, ``confusion.png``
-and ``result/`` (an :class:`~illustration_tl.evaluation.EvalResult` that
+and ``result/`` (an :class:`~illustration_tl.evaluation.metrics.EvalResult` that
 ``illustration-tl report`` reads). Top-5 is reported only with more than 5 classes.
 """
 
@@ -37,9 +37,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from illustration_tl import common_settings, evaluation, files, imagenet, outputs
-from illustration_tl.config_flags import optional, setting
+from illustration_tl.core import common_settings, files, outputs
+from illustration_tl.core.config_flags import optional, setting
+from illustration_tl.datasets import imagenet
 from illustration_tl.errors import UserError
+from illustration_tl.evaluation import metrics as evaluation
 
 OUTPUT_MARKER = "evaluate"
 UNLABELLED = ""
@@ -229,7 +231,9 @@ def evaluate(*, model: str, output: str, images: str | None = None,
     ``output`` and returns the summary (see module doc)."""
     import tensorflow as tf
 
-    from illustration_tl import ingestion, predict, report
+    from illustration_tl.datasets import ingestion
+    from illustration_tl.evaluation import report
+    from illustration_tl.serving import predict
 
     if not images and not manifest:
         raise UserError("--images (a folder) or --manifest (a CSV) is required")

@@ -1,0 +1,1 @@
+"""Shared plumbing: files, output folders, typed configs and their flags, presets."""

@@ -1,0 +1,1 @@
+"""Backbones: the keras.applications and KerasHub table, weights, layer surgery (paper §5, §7)."""

@@ -1,0 +1,1 @@
+"""End-to-end journeys in resumable stages: reproduce (the paper), fit, class selection."""

@@ -1,0 +1,1 @@
+"""Exported classifiers: SavedModel export, prediction, grouped evaluation."""
