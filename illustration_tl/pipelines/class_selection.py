@@ -413,24 +413,23 @@ def build_models(*, backbone: str = "vgg16", weights: str | None = "imagenet",
     have one at this size (``imagenet`` at the native size, or a with-top file)."""
     import keras
 
-    from illustration_tl.features import embeddings
-    from illustration_tl.models import backbones, layer_surgery
+    from illustration_tl.models import backbones, extractor, layer_surgery
 
     spec = backbones.get(backbone)
     source = layer_surgery.weights_arg(weights)
     size = int(image_size or spec.image_size)
-    top = embeddings.keeps_top(spec.name, source, size, include_top)
+    top = extractor.keeps_top(spec.name, source, size, include_top)
     keras.utils.set_random_seed(seed)
     if top:
         full = layer_surgery.imagenet_classifier(spec.name, source, size)
         if "predictions" not in {x.name for x in full.layers}:
             raise UserError(f"{spec.name} has no `predictions` layer; use --include_top=no")
-        emb, name = embeddings.pooled_embedding_model(full, layer)
+        emb, name = extractor.pooled_embedding_model(full, layer)
         model = keras.Model(full.inputs, [emb.output, full.get_layer("predictions").output])
     else:
         base = spec.application()(include_top=False, weights=source,
                                   input_shape=(size, size, 3))
-        model, name = embeddings.pooled_embedding_model(base, layer)
+        model, name = extractor.pooled_embedding_model(base, layer)
     described = "random-init" if source is None else (
         source if source == "imagenet" else os.path.abspath(source))
     return Models(model, spec.name, size, name, top, described)
@@ -442,12 +441,12 @@ def score_images(models: Models, images: Iterable[tuple[str, bytes]], total: int
     decodes dataset images."""
     import tensorflow as tf
 
+    from illustration_tl.core.progress import Progress
     from illustration_tl.datasets import input_pipeline
-    from illustration_tl.features import embeddings
     from illustration_tl.models import backbones
 
     spec = backbones.get(models.backbone)
-    progress = embeddings.Progress("select-classes: embed", total, interval=10.0)
+    progress = Progress("select-classes: embed", total, interval=10.0)
     names, embs, preds = [], [], []
     batch_names: list[str] = []
     batch_px: list[Any] = []

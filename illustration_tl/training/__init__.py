@@ -26,3 +26,6 @@ learning rate reduced on plateau. One module per concern:
 The package's ``__init__`` imports nothing, so ``training.config`` (which the
 command line needs to define its flags) loads without Keras.
 """
+
+__all__ = ["checkpoints", "config", "data", "distribute", "fit_loop", "history", "loop",
+           "lr_multipliers", "model", "plateau", "reporting", "steps"]
