@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import html
 import os
+import re
 import tempfile
 from typing import Any, Callable, Sequence
 
@@ -56,11 +57,12 @@ STYLE = """
 body{font-family:DejaVu Sans,Arial,sans-serif;margin:24px;color:#222;max-width:1400px}
 h1{font-size:22px}h2{font-size:18px;border-bottom:1px solid #ccc;padding-bottom:4px;
 margin-top:28px}table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ddd;
-padding:3px 7px;text-align:right}td:first-child,th:first-child{text-align:left}
+padding:3px 7px;text-align:left}td.n{text-align:right;white-space:nowrap}
 th{background:#f0f4f8}.warn{background:#fff4e0;border-left:4px solid #e69500;padding:6px 10px;
 margin:6px 0}.grid{display:flex;flex-wrap:wrap;gap:10px}.tile{width:170px;font-size:11px;
-border:1px solid #ddd;padding:4px;background:#fafafa}.tile img{display:block;margin:0 auto
-4px auto;max-width:96px;max-height:96px}.pair{display:flex;gap:4px}.bad{color:#b00}
+border:1px solid #ddd;padding:4px;background:#fafafa;overflow-wrap:anywhere}
+.tile img{display:block;margin:0 auto 4px auto;max-width:96px;max-height:96px}
+.pair{display:flex;gap:4px}.bad{color:#b00}
 .ok{color:#070}.scroll{overflow:auto;max-height:900px;border:1px solid #eee}
 .note{color:#555;font-size:13px}
 """
@@ -85,9 +87,16 @@ def _section(sid: str, title: str, body: str) -> str:
     return f'<section id="{sid}"><h2>{_e(title)}</h2>\n{body}\n</section>'
 
 
+def _numeric(cell: Any) -> bool:
+    """Whether a cell is a number, a percentage, an interval or ``k of n`` (right-aligned)."""
+    return isinstance(cell, (int, float)) or bool(re.fullmatch(
+        r"(n/a|[\d.]+%?( – [\d.]+%?)?|\d+ of \d+)", str(cell)))
+
+
 def _table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     out = ["<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>"]
-    out += ["<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows]
+    out += ["<tr>" + "".join(f'<td class="n">{c}</td>' if _numeric(c) else f"<td>{c}</td>"
+                             for c in r) + "</tr>" for r in rows]
     return "\n".join(out) + "</table>"
 
 
