@@ -58,14 +58,20 @@ def one(run_dir: str, fraction: float, seed: int, mode: str, n_jobs: int) -> dic
     best = search.run(store, mode, splits=splits, folds=3, seed=0, n_jobs=n_jobs)[0]
     seconds = time.perf_counter() - t0
     temperature = calibration.fit_temperature(best.oof, noisy)
-    found = label_issues.find(label_issues.softmax(best.oof, temperature), noisy)
+    probs = label_issues.softmax(best.oof, temperature)
+    found = label_issues.find(probs, noisy)
     k = 2 * int(flipped.sum())
-    p_k, r_k = label_issues.precision_recall_at(found.order, flipped, k)
+    at_2x = {}
+    for method in label_issues.RANKINGS:
+        p_k, r_k = label_issues.precision_recall_at(label_issues.ranking(probs, noisy, method),
+                                                    flipped, k)
+        at_2x[method] = {"precision": round(p_k, 4), "recall": round(r_k, 4)}
     issues = found.issues()
     p_f, r_f = label_issues.precision_recall_at(issues, flipped, len(issues))
+    clean_top1 = float(np.mean(np.argmax(best.oof, 1)[~flipped] == y[~flipped]))
     return {"run": run_dir, "seed": seed, "images": int(len(y)),
             "classes": len(store.class_names), "flipped": int(flipped.sum()),
-            "top_k": k, "precision_at_2x": round(p_k, 4), "recall_at_2x": round(r_k, 4),
+            "top_k": k, "at_2x": at_2x, "oof_top1_on_unflipped": round(clean_top1, 4),
             "flagged": len(issues), "flagged_precision": round(p_f, 4),
             "flagged_recall": round(r_f, 4), "cv_top1_noisy": round(best.top1, 4),
             "chosen": best.config.label(), "search_seconds": round(seconds, 1)}

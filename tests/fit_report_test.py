@@ -77,6 +77,12 @@ def test_confident_learning_ranks_flipped_labels_first():
     assert precision == recall == 1.0
     assert (found.suggested[found.issues()] == true[found.issues()]).all()
     assert sorted(found.order.tolist()) == list(range(n))   # every row, once
+    for method in label_issues.RANKINGS:
+        order = label_issues.ranking(probs, given, method)
+        assert sorted(order.tolist()) == list(range(n))
+        assert set(order[:15].tolist()) == set(flipped.tolist()), method
+    with pytest.raises(ValueError, match="not one of"):
+        label_issues.ranking(probs, given, "entropy")
     text = label_issues.to_csv(found, [f"f{i}" for i in range(n)], ["train"] * n, given,
                                [f"c{j}" for j in range(k)])
     rows = list(csv.DictReader(io.StringIO(text)))
@@ -175,7 +181,8 @@ def test_load_refuses_an_unfinished_run(tmp_path):
     from illustration_tl.errors import UserError
 
     (tmp_path / "search").mkdir()
-    with pytest.raises(UserError, match="not a finished `fit` run"):
+    (tmp_path / "fit.json").write_text("{}")
+    with pytest.raises(UserError, match="not a finished `fit` run: .*eval.json is missing"):
         fit_run.load(str(tmp_path))
 
 

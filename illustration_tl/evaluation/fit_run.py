@@ -73,9 +73,9 @@ def _json(path: str) -> dict[str, Any]:
 
 def load(root: str) -> FitRun:
     """Reads a finished run; one clear error naming what is missing."""
-    need = [os.path.join(root, p) for p in ("evaluate/eval.json", "search/leaderboard.json",
-                                            "final/head.json", "dataset/dataset.json",
-                                            "features/" + features.FILE)]
+    need = [os.path.join(root, p) for p in (
+        "fit.json", "evaluate/eval.json", "search/leaderboard.json", "final/head.json",
+        "dataset/dataset.json", "features/" + features.FILE)]
     missing = [p for p in need if not os.path.isfile(p)]
     if missing:
         raise UserError(f"{root!r} is not a finished `fit` run: {missing[0]} is missing; "
@@ -84,7 +84,7 @@ def load(root: str) -> FitRun:
     oof = np.load(oof_path, allow_pickle=False) if os.path.isfile(oof_path) else None
     store = features.FeatureStore.load(os.path.join(root, "features", features.FILE))
     run = FitRun(root, EvalResult.load(os.path.join(root, "evaluate")),
-                 _json(need[1]), _json(need[2]), _json(need[3]), store, oof)
+                 _json(need[2]), _json(need[3]), _json(need[4]), store, oof)
     if oof is not None and len(oof) != len(run.train_rows()[0]):
         run.oof = None   # not this store's rows: leave label issues out rather than misalign
     return run

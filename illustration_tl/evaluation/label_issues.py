@@ -86,6 +86,36 @@ def find(probabilities: np.ndarray, labels: np.ndarray) -> LabelIssues:
                        p[np.arange(n), suggested], thresholds)
 
 
+RANKINGS = ("confident_learning", "self_confidence", "normalized_margin", "adjusted_margin")
+
+
+def ranking(probabilities: np.ndarray, labels: np.ndarray, method: str = "confident_learning"
+            ) -> np.ndarray:
+    """Every row, most likely mislabeled first, by ``method`` (Northcutt et al. 2021, §3 and
+    cleanlab's ``rank.get_label_quality_scores``): ``confident_learning`` (:func:`find`'s
+    order), ``self_confidence`` (p of the given label), ``normalized_margin`` (p of the
+    given label minus the largest other p), ``adjusted_margin`` (the same after
+    subtracting each class's threshold ``t_j`` from its column, so a class that is hard
+    for every image does not fill the list)."""
+    p = np.asarray(probabilities, np.float64)
+    y = np.asarray(labels, np.int64)
+    if method == "confident_learning":
+        return find(p, y).order
+    if method == "adjusted_margin":
+        p = p - find(p, y).thresholds[None, :]
+    rows = np.arange(len(y))
+    given = p[rows, y]
+    if method == "self_confidence":
+        quality = given
+    elif method in ("normalized_margin", "adjusted_margin"):
+        others = p.copy()
+        others[rows, y] = -np.inf
+        quality = given - others.max(axis=1)
+    else:
+        raise ValueError(f"ranking {method!r} is not one of {', '.join(RANKINGS)}")
+    return np.lexsort((rows, quality))
+
+
 def precision_recall_at(ranking: np.ndarray, truly_wrong: np.ndarray, k: int
                         ) -> tuple[float, float]:
     """Precision and recall of the first ``k`` rows of ``ranking`` against the boolean
