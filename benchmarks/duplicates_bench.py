@@ -12,8 +12,10 @@ size, then saved as PNG), ``jpeg`` (flattened on white, JPEG quality 60) and
 ``padded`` (a white border of 15% of the longer side on every side). ``measure``
 reads the finished run's features and, for each candidate feature (resize mode x
 blocks) and threshold, reports the share of planted pairs found (recall) and the
-share of reported pairs that are neither planted nor pixel-identical (false pairs;
-an upper bound: natural near duplicates of the set count as false).
+share of reported pairs that are not the same picture (false pairs: planted pairs and
+pixel-identical images are the same picture, and so is a planted copy with anything
+pixel-identical to its original; natural near duplicates of the set count as false,
+so the share is an upper bound).
 """
 
 from __future__ import annotations
@@ -85,12 +87,26 @@ def measure(run_dir: str, planted_json: str, thresholds: list[float]) -> dict:
              if p["original"] in row and p["copy"] in row}
     thumbs = fit_run.read_thumbs(run_dir, splits)
     hashes = [thumbs.hashes[f] for f in images.file_names]
-    exact = {(min(g), max(g)) for g in duplicates.exact_groups(hashes)}
+    groups = duplicates.exact_groups(hashes)
+    exact = {(a, b) for g in groups for x, a in enumerate(g) for b in g[x + 1:]}
+    # one picture = a union of planted pairs and pixel-identical groups (a copy of a
+    # blank image is a copy of every blank image)
+    parent = list(range(len(images.file_names)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in list(truth) + [(g[0], m) for g in groups for m in g[1:]]:
+        parent[root(a)] = root(b)
     layers = features.layers_of(store.blocks)
     choices = {"all blocks": [b for b in store.blocks if b != features.PAPER_BLOCK],
                "last block": [b for b in store.blocks if b.startswith(layers[-1] + ":")],
                "middle block": [b for b in store.blocks
-                                if b.startswith(layers[len(layers) // 2] + ":")]}
+                                if b.startswith(layers[len(layers) // 2] + ":")],
+               "first block": [b for b in store.blocks if b.startswith(layers[0] + ":")]}
     results = []
     for resize in store.resize_modes:
         for name, blocks in choices.items():
@@ -99,7 +115,7 @@ def measure(run_dir: str, planted_json: str, thresholds: list[float]) -> dict:
             for t in thresholds:
                 got = {(i, j) for i, j, s in found if s >= t}
                 hits = got & set(truth)
-                false = got - set(truth) - exact
+                false = {(i, j) for i, j in got if root(i) != root(j)}
                 by_kind = {k: round(sum(1 for p in hits if truth[p] == k) /
                                     max(1, sum(1 for v in truth.values() if v == k)), 4)
                            for k in KINDS}
@@ -107,9 +123,11 @@ def measure(run_dir: str, planted_json: str, thresholds: list[float]) -> dict:
                                 "recall": round(len(hits) / len(truth), 4),
                                 "recall_by_kind": by_kind, "reported": len(got),
                                 "false_pairs": len(false),
+                                "false_sample": [(images.file_names[i], images.file_names[j])
+                                                 for i, j in sorted(false)[:5]],
                                 "false_share": round(len(false) / max(1, len(got)), 4)})
     return {"run": run_dir, "images": len(images.file_names), "planted": len(truth),
-            "exact_pairs": len(exact), "results": results}
+            "exact_pairs": len(exact), "exact_groups": len(groups), "results": results}
 
 
 def main() -> None:
