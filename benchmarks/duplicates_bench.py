@@ -15,7 +15,10 @@ blocks) and threshold, reports the share of planted pairs found (recall) and the
 share of reported pairs that are not the same picture (false pairs: planted pairs and
 pixel-identical images are the same picture, and so is a planted copy with anything
 pixel-identical to its original; natural near duplicates of the set count as false,
-so the share is an upper bound).
+so the share is an upper bound: openclipart's ``shapes`` holds a series of near-identical
+star drawings). ``copy_false_share``: among the pairs a planted copy is in, those with
+another picture that its original does not also pair with at that threshold (the false
+matches the alterations cause).
 """
 
 from __future__ import annotations
@@ -99,6 +102,8 @@ def measure(run_dir: str, planted_json: str, thresholds: list[float]) -> dict:
             i = parent[i]
         return i
 
+    copy_of = {row[p["copy"]]: row[p["original"]] for p in planted
+               if p["original"] in row and p["copy"] in row}
     for a, b in list(truth) + [(g[0], m) for g in groups for m in g[1:]]:
         parent[root(a)] = root(b)
     layers = features.layers_of(store.blocks)
@@ -116,6 +121,12 @@ def measure(run_dir: str, planted_json: str, thresholds: list[float]) -> dict:
                 got = {(i, j) for i, j, s in found if s >= t}
                 hits = got & set(truth)
                 false = {(i, j) for i, j in got if root(i) != root(j)}
+                # pairs a planted copy makes with another picture, unless its original
+                # makes that pair too (the set's own near duplicates, inherited)
+                near = got | {(j, i) for i, j in got}
+                copy_pairs = [(i, j) for i, j in got if i in copy_of or j in copy_of]
+                copy_false = [(i, j) for i, j in copy_pairs if root(i) != root(j) and
+                              (copy_of.get(i, i), copy_of.get(j, j)) not in near]
                 by_kind = {k: round(sum(1 for p in hits if truth[p] == k) /
                                     max(1, sum(1 for v in truth.values() if v == k)), 4)
                            for k in KINDS}
@@ -123,6 +134,10 @@ def measure(run_dir: str, planted_json: str, thresholds: list[float]) -> dict:
                                 "recall": round(len(hits) / len(truth), 4),
                                 "recall_by_kind": by_kind, "reported": len(got),
                                 "false_pairs": len(false),
+                                "copy_pairs": len(copy_pairs),
+                                "copy_false_pairs": len(copy_false),
+                                "copy_false_share": round(len(copy_false) /
+                                                          max(1, len(copy_pairs)), 4),
                                 "false_sample": [(images.file_names[i], images.file_names[j])
                                                  for i, j in sorted(false)[:5]],
                                 "false_share": round(len(false) / max(1, len(got)), 4)})

@@ -58,12 +58,18 @@ def _save(fig: Any, path: str) -> dict[str, Any]:
             "height": int(round(height * DPI))}
 
 
-def confusion_figsize(num_classes: int) -> tuple[float, float]:
-    side = float(min(max(3.0 + 0.45 * num_classes, 5.0), 40.0))
+CELL_INCHES = 0.45          # a confusion-matrix row in the paper pipeline's report
+PAGE_CELL_INCHES = 0.2      # in report.html: 50 classes fit a page's width
+
+
+def confusion_figsize(num_classes: int, cell_inches: float = CELL_INCHES
+                      ) -> tuple[float, float]:
+    side = float(min(max(3.0 + cell_inches * num_classes, 5.0), 40.0))
     return side + 1.0, side
 
 
-def plot_confusion(result: EvalResult, path: str) -> dict[str, Any]:
+def plot_confusion(result: EvalResult, path: str, cell_inches: float = CELL_INCHES
+                   ) -> dict[str, Any]:
     """Row-normalized confusion matrix; counts written in the cells when they fit."""
     plt = _pyplot()
     names, counts = result.confusion()
@@ -71,7 +77,7 @@ def plot_confusion(result: EvalResult, path: str) -> dict[str, Any]:
     matrix = counts if other else counts[:, :-1]
     cols = names + (["other"] if other else [])
     rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=confusion_figsize(len(names)))
+    fig, ax = plt.subplots(figsize=confusion_figsize(len(names), cell_inches))
     image = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=7)
     ax.set_yticks(range(len(names)), names, fontsize=7)

@@ -63,7 +63,7 @@ margin:6px 0}.grid{display:flex;flex-wrap:wrap;gap:10px}.tile{width:170px;font-s
 border:1px solid #ddd;padding:4px;background:#fafafa;overflow-wrap:anywhere}
 .tile img{display:block;margin:0 auto 4px auto;max-width:96px;max-height:96px}
 .pair{display:flex;gap:4px}.bad{color:#b00}
-.ok{color:#070}.scroll{overflow:auto;max-height:900px;border:1px solid #eee}
+.ok{color:#070}.fig img{max-width:100%;height:auto}
 .note{color:#555;font-size:13px}
 """
 
@@ -201,10 +201,12 @@ def _figure(draw: Callable[[str], Any], tmp: str, name: str) -> bytes:
 
 
 def _confusion(run: fit_run.FitRun, tmp: str) -> str:
-    png = _figure(lambda p: figures.plot_confusion(run.result, p), tmp, "confusion.png")
+    png = _figure(lambda p: figures.plot_confusion(run.result, p, figures.PAGE_CELL_INCHES),
+                  tmp, "confusion.png")
     return _section("confusion", "Confusion matrix",
-                    '<p class="note">Rows: true class, normalized; cells: image counts.</p>'
-                    f'<div class="scroll">{_img(png, "image/png", "confusion matrix")}</div>')
+                    '<p class="note">Rows: true class, normalized (colour); counts in the '
+                    "cells up to 30 classes.</p>"
+                    f'<div class="fig">{_img(png, "image/png", "confusion matrix")}</div>')
 
 
 def _misclassified(run: fit_run.FitRun, thumbs: fit_run.Thumbs) -> str:
