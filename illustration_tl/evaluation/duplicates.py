@@ -2,9 +2,13 @@
 
 * exact: equal :func:`illustration_tl.datasets.ingestion.pixel_hash` of the decoded
   images (a byte-identical file decodes to identical pixels, so pixels cover bytes);
-* near: cosine similarity of the images' stored CNN features at or above a
-  threshold (:data:`NEAR_THRESHOLD`, calibrated on a real set with planted resized,
-  recompressed and re-padded copies: ``benchmarks/duplicates_bench.py``).
+* near: cosine similarity of the images' stored CNN features (the middle transfer
+  layer's pools, :func:`illustration_tl.evaluation.fit_run.duplicate_blocks`) at or above
+  :data:`NEAR_THRESHOLD`, calibrated on 600 openclipart images at 64 px with 89 planted
+  resized, recompressed (JPEG) and re-padded copies (``benchmarks/duplicates_bench.py``):
+  98.9% of the copies found, 1.4% of the pairs a copy is in are with another picture.
+  Look-alike drawings of one series (playing cards, flags, a set of star shapes) pass
+  it too: a near pair is a candidate to look at, not a proof.
 
 Each pair is classed by what it does to the run: ``leakage`` (one image in the
 training splits, the other in the test split: it inflates the test score),
@@ -25,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-NEAR_THRESHOLD = 0.95
+NEAR_THRESHOLD = 0.92
 CSV_FIELDS = ("kind", "exact", "similarity", "file_a", "split_a", "class_a", "file_b",
               "split_b", "class_b")
 TEST_SPLIT = "test"

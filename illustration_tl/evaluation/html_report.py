@@ -307,8 +307,9 @@ def _duplicates(f: fit_run.Findings, thumbs: fit_run.Thumbs) -> str:
     body = (f"<p>{len(f.pairs)} pairs ({exact} pixel-identical), feature cosine ≥ "
             f"{f.threshold:g}: {kinds['leakage']} between training and test (leakage), "
             f"{kinds['conflict']} across classes (conflicting labels), "
-            f"{kinds['within class']} within a class. All of them: "
-            f'<a href="{DUPLICATES_CSV}">{DUPLICATES_CSV}</a>.</p>')
+            f"{kinds['within class']} within a class. Look-alike drawings of one series "
+            "(cards, flags, icon sets) pass the threshold too: each pair is a candidate to "
+            f'look at. All of them: <a href="{DUPLICATES_CSV}">{DUPLICATES_CSV}</a>.</p>')
     if tiles:
         body += f'<div class="grid">{"".join(tiles)}</div>'
     return _section("duplicates", "Duplicates", body)
