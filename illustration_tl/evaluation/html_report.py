@@ -62,7 +62,7 @@ th{background:#f0f4f8}.warn{background:#fff4e0;border-left:4px solid #e69500;pad
 margin:6px 0}.grid{display:flex;flex-wrap:wrap;gap:10px}.tile{width:170px;font-size:11px;
 border:1px solid #ddd;padding:4px;background:#fafafa;overflow-wrap:anywhere}
 .tile img{display:block;margin:0 auto 4px auto;max-width:96px;max-height:96px}
-.pair{display:flex;gap:4px}.bad{color:#b00}
+.pair{display:flex;gap:4px}.pair img{max-width:79px;max-height:79px}.bad{color:#b00}
 .ok{color:#070}.fig img{max-width:100%;height:auto}
 .note{color:#555;font-size:13px}
 """
