@@ -2,4 +2,5 @@
 baseline, and the run report's tables and figures.
 """
 
-__all__ = ["metrics", "report"]
+__all__ = ["duplicates", "figures", "fit_run", "html_report", "label_issues", "metrics",
+           "report"]

@@ -98,6 +98,9 @@ def plot_confusion(result: EvalResult, path: str, cell_inches: float = CELL_INCH
 TSNE_FIGSIZE = (9.0, 7.0)
 
 
+TSNE_MIN_POINTS = 5  # fewer points than this make no map worth drawing
+
+
 def plot_tsne(data: TsneInput, path: str, max_points: int = 2000, seed: int = 0
               ) -> dict[str, Any]:
     """t-SNE of embeddings, coloured by class (Figure 6)."""
@@ -108,8 +111,9 @@ def plot_tsne(data: TsneInput, path: str, max_points: int = 2000, seed: int = 0
     idx = np.arange(len(data.y))
     if len(idx) > max_points:
         idx = np.sort(rng.choice(idx, max_points, replace=False))
-    if len(idx) < 5:
-        raise UserError(f"t-SNE of {data.name!r} needs at least 5 embeddings, got {len(idx)}")
+    if len(idx) < TSNE_MIN_POINTS:
+        raise UserError(f"t-SNE of {data.name!r} needs at least {TSNE_MIN_POINTS} embeddings, "
+                        f"got {len(idx)}")
     perplexity = float(min(30.0, max(2.0, (len(idx) - 1) / 3.0)))
     xy = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
               random_state=seed).fit_transform(np.asarray(data.x[idx], dtype=np.float64))

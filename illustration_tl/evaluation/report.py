@@ -33,6 +33,7 @@ from illustration_tl.evaluation.figures import (  # noqa: F401  (report.X for ca
     DPI,
     TILE_INCHES,
     TSNE_FIGSIZE,
+    TSNE_MIN_POINTS,
     ImageLoader,
     TsneInput,
     comparison_figsize,
@@ -198,6 +199,10 @@ def _write_all(results: Sequence[EvalResult], out: str, load_image: ImageLoader 
         figures["confusion"].append(dict(plot_confusion(r, os.path.join(
             out, f"confusion-{slug(r.model_name)}.png")), model=r.model_name))
     for t in tsne:
+        if len(t.y) < TSNE_MIN_POINTS:  # a tiny test split: the rest of the report stands
+            notes.append(f"No t-SNE of {t.name}: {len(t.y)} test embeddings, fewer than "
+                         f"{TSNE_MIN_POINTS}.")
+            continue
         log(f"report: t-SNE of {t.name}")
         figures["tsne"].append(dict(plot_tsne(t, os.path.join(out, f"tsne-{slug(t.name)}.png"),
                                               options.tsne_max_points, options.seed),

@@ -21,12 +21,13 @@ strength, the search's one scalar knob) that ``--search=fast`` and
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from illustration_tl.errors import UserError
 
-if TYPE_CHECKING:
-    from illustration_tl.heads.search import Config
+# A search point (:class:`illustration_tl.heads.config.Config`, which validates its
+# classifier against this registry, so it is not imported here).
+Config = Any
 
 FAMILIES = ("kernel", "linear")
 LOGREG_MAX_ITER = 100
