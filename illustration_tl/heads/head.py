@@ -163,8 +163,8 @@ def fit(store: features.FeatureStore, cfg: Config, splits: Sequence[str],
     if oof_scores is not None:
         temperature = calibration.fit_temperature(oof_scores, y)
     if classifiers.get(cfg.classifier).family == "linear":
-        w = model.coef_.T.astype(np.float64)
-        b = model.intercept_.astype(np.float64)
+        w = np.atleast_2d(model.coef_).T.astype(np.float64)  # (d, C), or (d, 1) if binary
+        b = np.atleast_1d(model.intercept_).astype(np.float64)
         if w.shape[1] == 1:  # binary: decision d -> scores [-d, d]
             w, b = np.concatenate([-w, w], axis=1), np.concatenate([-b, b])
         full_w = np.zeros((w.shape[0], num_classes))
