@@ -91,6 +91,7 @@ def items_from_folder(root: str, group_by: str | None = None,
             (files.display_name(s.rel), s.reason))):
         parts = rel.split("/")
         folders = parts[:-1]
+        folders = [files.display_name(f) for f in folders]  # printable on any console
         label = folders[-1] if folders else UNLABELLED
         group = ""
         if level is not None:
@@ -355,7 +356,7 @@ def evaluate(*, model: str, output: str, images: str | None = None,
     order = np.argsort(-all_scores, axis=1, kind="stable")[:, :k]
     unscored = [i for i, lab in enumerate(labels) if lab is None]
     doc = {
-        "model": os.path.abspath(model), "model_classes": len(names),
+        "model": files.display_name(os.path.abspath(model)), "model_classes": len(names),
         "images": len(items) + len(skipped), "scored": len(scored), "unscored": len(unscored),
         "skipped": len(skipped), "skipped_files": [{"file": f, "reason": r}
                                                    for f, r in skipped],
