@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -40,6 +41,21 @@ CRAFTED = ["write_file", "read_file", "print_to_file", "matching_files", "text_f
            "dataset_reads_file", "nested_function_writes", "while_body_writes",
            "dataset_map_writes", "saver_op_in_signature", "metadata_writes"]
 CASES: dict[tuple[str, str], int] = {}
+TIMEOUT_S = 300  # per test (SIGALRM): a hang on a FIFO fails the test instead of the suite
+
+
+@pytest.fixture(autouse=True)
+def _guard():
+    def expired(signum, frame):
+        raise TimeoutError(f"test took over {TIMEOUT_S} s: a hang?")
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(TIMEOUT_S)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def _count(kind: str, outcome: str) -> None:
