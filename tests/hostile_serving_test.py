@@ -131,7 +131,7 @@ def craft(path, kind: str, canary, secret) -> None:
 
     @tf.function
     def inner_write():
-        return tf.io.write_file(canary, "ran")
+        tf.io.write_file(canary, "ran")
 
     table = None
     if kind == "text_file_table":

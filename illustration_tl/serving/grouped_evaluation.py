@@ -314,6 +314,7 @@ def evaluate(*, model: str, output: str, images: str | None = None,
     skipped: list[tuple[str, str]] = []  # (shown name, reason): listed, never scored
     items = (items_from_manifest(manifest, images, group_by, skipped) if manifest
              else items_from_folder(images, group_by, skipped))
+    left_out = len(skipped)  # never opened: links out, FIFOs, paths out of the root
     predictor = predict.Predictor(model)
     match = label_matcher(predictor.class_names, predictor.metadata.get("wnids"))
     progress_every = max(1, 10 * batch_size)
@@ -357,7 +358,7 @@ def evaluate(*, model: str, output: str, images: str | None = None,
     unscored = [i for i, lab in enumerate(labels) if lab is None]
     doc = {
         "model": files.display_name(os.path.abspath(model)), "model_classes": len(names),
-        "images": len(items) + len(skipped), "scored": len(scored), "unscored": len(unscored),
+        "images": len(items) + left_out, "scored": len(scored), "unscored": len(unscored),
         "skipped": len(skipped), "skipped_files": [{"file": f, "reason": r}
                                                    for f, r in skipped],
         "group_by": group_by,
