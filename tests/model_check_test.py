@@ -73,6 +73,7 @@ def exports(tmp_path_factory):
 
     import illustration_tl
     from illustration_tl.datasets import imagenet
+    from illustration_tl.heads import svm_graph
     from illustration_tl.models import backbones, layer_surgery
     from illustration_tl.serving import export
 
@@ -83,9 +84,9 @@ def exports(tmp_path_factory):
         export.export_classifier(str(root / name), model=model, backbone="vgg16",
                                  image_size=SIZE, class_names=[f"c{i}" for i in range(n)],
                                  svm_model=pipe, top_k=3)
-        svm = pipe.named_steps["svm"]
-        sv = sum(len(e.support_vectors_) for e in getattr(svm, "estimators_", [svm]))
-        out[name] = (str(root / name), model.count_params() + sv * 10)
+        mod = svm_graph.variables(svm_graph.from_sklearn(pipe, n))  # what the export stores
+        out[name] = (str(root / name),
+                     model.count_params() + sum(int(np.prod(v.shape)) for v in mod.variables))
     export.export_classifier(str(root / "pad"), model=model, backbone="vgg16", image_size=SIZE,
                              class_names=["a", "b"], svm_model=pipe, resize_mode="pad")
     out["pad"] = (str(root / "pad"), 0)
