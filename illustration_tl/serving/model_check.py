@@ -51,7 +51,6 @@ EXPORTED_OPS = frozenset({
     "StatelessWhile", "StopGradient", "StridedSlice", "Sub", "Sum", "Tanh",
     "TensorListFromTensor", "TensorListGetItem", "TensorListReserve", "TensorListSetItem",
     "TensorListStack", "TopKV2", "Transpose", "UnsortedSegmentSum", "VarHandleOp",
-
 })
 """Every op of the graphs this project exports (``tests/model_check_test.py`` rebuilds
 the list from real exports): image decoding and resizing, the CNNs, the SVM and
