@@ -241,6 +241,45 @@ def test_crafted_models_are_refused_by_predict_and_evaluate(world, kind, tmp_pat
     _count("crafted SavedModel (predict, evaluate CLI)", "refused")
 
 
+@pytest.mark.parametrize("damage", ["tf1_graph", "assets", "undefined_function",
+                                    "truncated_pb", "fifo_pb"])
+def test_structures_the_loader_would_run_differently_are_refused(world, tmp_path, damage):
+    """Proto-level tampering with a good export: a model TensorFlow would load the TF1
+    way (running its init ops), asset files, a call to a function the model does not
+    define, a truncated saved_model.pb, a FIFO named saved_model.pb."""
+    import shutil
+
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    import illustration_tl
+
+    bad = tmp_path / "bad"
+    shutil.copytree(world / "model", bad)
+    pb = bad / "saved_model.pb"
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString(pb.read_bytes())
+    mg = proto.meta_graphs[0]
+    if damage == "tf1_graph":
+        mg.ClearField("object_graph_def")
+    elif damage == "assets":
+        mg.asset_file_def.add().filename = "../../secret.txt"
+    elif damage == "undefined_function":
+        node = next(n for f in mg.graph_def.library.function for n in f.node_def
+                    if "f" in n.attr and n.attr["f"].HasField("func"))
+        node.attr["f"].func.name = "not_in_the_library"
+    if damage == "truncated_pb":
+        pb.write_bytes(pb.read_bytes()[:100])
+    elif damage == "fifo_pb":
+        pb.unlink()
+        os.mkfifo(pb)
+    else:
+        pb.write_bytes(proto.SerializeToString())
+    with pytest.raises(UserError) as e:
+        illustration_tl.load(str(bad))
+    assert "\n" not in str(e.value) and str(bad) in str(e.value), str(e.value)
+    _count("tampered SavedModel structure", "refused")
+
+
 def test_an_export_without_its_metadata_file_is_refused(world, tmp_path):
     import shutil
 
