@@ -153,3 +153,23 @@ def test_array_inputs_are_checked(tmp_path):
         predict._array_image(np.full((2, 2, 3), np.nan))
     img = predict._array_image(np.full((2, 3), 300.0))
     assert img.mode == "L" and np.asarray(img).max() == 255
+
+
+def test_quiet_python_loggers_drop_library_records_only():
+    import logging
+
+    from illustration_tl.core import quiet
+
+    quiet.quiet_python_loggers()
+    quiet.quiet_python_loggers()  # idempotent: one filter
+    absl_logger = logging.getLogger("absl")
+    assert absl_logger.filters.count(quiet._keep) == 1
+
+    def record(path, level):
+        return logging.LogRecord("absl", level, path, 1, "m", None, None)
+
+    library = os.path.join(os.sep, "x", "tensorflow_datasets", "core", "a.py")
+    ours = os.path.join(ROOT, "illustration_tl", "pipelines", "fit.py")
+    assert not absl_logger.filter(record(library, logging.WARNING))
+    assert absl_logger.filter(record(library, logging.ERROR))
+    assert absl_logger.filter(record(ours, logging.WARNING))

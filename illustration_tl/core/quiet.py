@@ -93,11 +93,16 @@ def _from_library_below_error(record: Any) -> bool:
     return record.levelno < logging.ERROR and any(p in record.pathname for p in _LIBRARIES)
 
 
+def _keep(record: Any) -> bool:
+    """The ``absl`` logger's filter: drops the libraries' records below ERROR."""
+    return not _from_library_below_error(record)
+
+
 def quiet_python_loggers() -> None:
     """Drops the libraries' INFO and WARNING records (TFDS and TensorFlow log through
     absl); this project's own absl warnings still show. Idempotent."""
     for name in ("tensorflow", "tensorflow_datasets", "h5py", "matplotlib"):
         logging.getLogger(name).setLevel(logging.ERROR)
     absl_logger = logging.getLogger("absl")
-    if not any(f is _from_library_below_error for f in absl_logger.filters):
-        absl_logger.addFilter(_from_library_below_error)
+    if _keep not in absl_logger.filters:
+        absl_logger.addFilter(_keep)
