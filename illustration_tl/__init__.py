@@ -13,9 +13,10 @@ Packages, from the bottom up (each imports only the ones before it; see
 
 __version__ = "0.1.0"
 
-__all__ = ["Classifier", "UserError", "fit", "load", "__version__"]
+__all__ = ["Classifier", "Predictions", "SkippedInput", "UserError", "fit", "load",
+           "__version__"]
 
-_API = ("Classifier", "fit", "load")
+_API = ("Classifier", "Predictions", "SkippedInput", "fit", "load")
 
 
 def __getattr__(name: str):

@@ -7,4 +7,4 @@ config is a dataclass of :func:`.config_flags.setting` fields.
 """
 
 __all__ = ["common_settings", "config_flags", "files", "fingerprints", "outputs", "presets",
-           "progress"]
+           "progress", "quiet"]
