@@ -28,7 +28,7 @@ _TEMPLATE = """<!doctype html>
         padding: 0 1rem; color: #222; }
  h1 { font-size: 1.3rem; margin-bottom: .2rem; }
  .sub { color: #666; margin-top: 0; }
- #drop { border: 2px dashed #999; border-radius: 8px; padding: 2rem; text-align: center;
+ #drop { display: block; border: 2px dashed #999; border-radius: 8px; padding: 2rem; text-align: center;
          cursor: pointer; background: #fafafa; }
  #drop.over { border-color: #2a6ebb; background: #eef4fb; }
  #preview { max-width: 100%; max-height: 16rem; display: none; margin: 1rem auto 0; }
