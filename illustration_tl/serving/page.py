@@ -28,8 +28,8 @@ _TEMPLATE = """<!doctype html>
         padding: 0 1rem; color: #222; }
  h1 { font-size: 1.3rem; margin-bottom: .2rem; }
  .sub { color: #666; margin-top: 0; }
- #drop { display: block; border: 2px dashed #999; border-radius: 8px; padding: 2rem; text-align: center;
-         cursor: pointer; background: #fafafa; }
+ #drop { display: block; border: 2px dashed #999; border-radius: 8px; padding: 2rem;
+         text-align: center; cursor: pointer; background: #fafafa; }
  #drop.over { border-color: #2a6ebb; background: #eef4fb; }
  #preview { max-width: 100%; max-height: 16rem; display: none; margin: 1rem auto 0; }
  #status { min-height: 1.4em; margin: .8rem 0; color: #555; }
