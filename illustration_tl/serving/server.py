@@ -153,7 +153,7 @@ class ModelService:
             raise HttpError(503, "server busy: too many requests waiting for the model; "
                                  "retry later")
         try:
-            images = [self._decode(i, data) for i, data in enumerate(blobs)]
+            images = [self.prepare(i, data) for i, data in enumerate(blobs)]
             import tensorflow as tf
 
             batch = tf.stack(images)
@@ -197,7 +197,7 @@ class ModelService:
         return [_instance_bytes(i, item, named=not columnar) for i, item in
                 enumerate(items)], columnar
 
-    def _decode(self, index: int, data: bytes) -> Any:
+    def prepare(self, index: int, data: bytes) -> Any:
         """Pixels of one instance exactly as ``Predictor.prepare`` gives a file's."""
         from illustration_tl.datasets import ingestion, input_pipeline
 
@@ -255,6 +255,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server: ModelHTTPServer
     protocol_version = "HTTP/1.1"
     server_version = "illustration-tl"
+    # Headers and body go out in two writes: without TCP_NODELAY, Nagle's algorithm and
+    # the client's delayed ACK add ~40 ms to every keep-alive response.
+    disable_nagle_algorithm = True
 
     def version_string(self) -> str:
         return self.server_version
