@@ -275,3 +275,21 @@ def test_port_in_use_is_one_line(exported):
                            capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert f"--port={port}: cannot listen there" in r.stderr
+
+
+def test_serve_flags_and_their_shared_help():
+    """serve's flags (tests/command_flags_test.py snapshots the other commands'); --model
+    has the shared help text (predict's)."""
+    script = ("import json; from absl import flags; "
+              "import illustration_tl.commands.serve as s; "
+              "print(json.dumps({f.name: [f.default, f.help] for f in "
+              "flags.FLAGS.get_key_flags_for_module(s.__name__)}))")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    found = json.loads(r.stdout)
+    assert {name: default for name, (default, _) in found.items()} == {
+        "model": None, "host": "127.0.0.1", "port": 8501, "model_name": "model"}
+    from illustration_tl.core import common_settings
+
+    assert found["model"][1] == common_settings.export_dir().metadata["help"]
