@@ -8,6 +8,7 @@ import concurrent.futures
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -232,7 +233,8 @@ def _serve_cli(*args, timeout=300):
                             cwd=ROOT)
 
 
-def test_serve_command_starts_answers_and_stops(exported, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_serve_command_starts_answers_and_stops(exported, tmp_path, stop):
     before = sorted(os.listdir(exported))
     proc = _serve_cli(f"--model={exported}", "--port=0", "--model_name=clipart")
     try:
@@ -243,7 +245,7 @@ def test_serve_command_starts_answers_and_stops(exported, tmp_path):
         conn.request("GET", "/v1/models/clipart")
         assert conn.getresponse().status == 200
     finally:
-        proc.send_signal(2)  # Ctrl-C
+        proc.send_signal(stop)
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "stopped" in out and "Traceback" not in err, err
     assert sorted(os.listdir(exported)) == before

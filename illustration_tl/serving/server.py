@@ -39,6 +39,7 @@ import http.server
 import json
 import os
 import re
+import signal
 import socket
 import sys
 import threading
@@ -439,7 +440,7 @@ def make_server(predictor: Any, model_dir: str, *, host: str = "127.0.0.1",
 
 
 def serve(cfg: ServeConfig, verbose: bool = False) -> None:
-    """Loads ``cfg.model`` once, then serves it until interrupted (Ctrl-C)."""
+    """Loads ``cfg.model`` once, then serves it until interrupted (Ctrl-C or SIGTERM)."""
     from illustration_tl.serving.predict import Predictor
 
     check_config(cfg)
@@ -450,9 +451,14 @@ def serve(cfg: ServeConfig, verbose: bool = False) -> None:
     print(f"serving {cfg.model} as {cfg.model_name!r} ({len(predictor.class_names)} "
           f"classes) at {url}\n  page:    {url}\n  predict: POST {url}v1/models/"
           f"{cfg.model_name}:predict  (Ctrl-C stops)", flush=True)
+    signal.signal(signal.SIGTERM, _interrupt)  # `docker stop`, `kill`: stop as on Ctrl-C
     try:
         server.serve_forever(poll_interval=0.5)
     except KeyboardInterrupt:
         print("stopped", flush=True)
     finally:
         server.server_close()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
