@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from illustration_tl.errors import UserError
 from illustration_tl.features import embeddings
+from illustration_tl.models import extractor
 
 N, SIZE = 23, 16
 
@@ -41,7 +42,7 @@ META = {"class_names": ["a", "b", "c"], "layer": "fc2", "image_size": SIZE,
 
 
 def test_shards_equal_in_memory_embeddings(tmp_path):
-    model, _ = embeddings.pooled_embedding_model(tiny_model())
+    model, _ = extractor.pooled_embedding_model(tiny_model())
     images, labels, names = data()
     x_mem, y_mem, n_mem = embeddings.compute(model, batches(images, labels, names))
     np.testing.assert_allclose(x_mem, model.predict(images, verbose=0), rtol=1e-5, atol=1e-6)
@@ -64,7 +65,7 @@ def test_shards_equal_in_memory_embeddings(tmp_path):
                 "dataset_version"):
         assert loaded.metadata[key] == META[key]
     assert meta["num_examples"] == N and meta["dim"] == 6 and meta["num_shards"] == 4
-    assert meta["model_fingerprint"] == embeddings.model_fingerprint(model)
+    assert meta["model_fingerprint"] == extractor.model_fingerprint(model)
     with open(out / "metadata.json") as f:
         assert json.load(f)["model_fingerprint"].startswith("sha256:")
     assert not [p for p in os.listdir(tmp_path / "emb") if p.startswith(".")]
@@ -72,13 +73,13 @@ def test_shards_equal_in_memory_embeddings(tmp_path):
 
 def test_fingerprint_tracks_the_weights():
     a, b = tiny_model(seed=0), tiny_model(seed=0)
-    assert embeddings.model_fingerprint(a) == embeddings.model_fingerprint(b)
+    assert extractor.model_fingerprint(a) == extractor.model_fingerprint(b)
     b.get_layer("fc2").kernel.assign(b.get_layer("fc2").kernel * 2.0)
-    assert embeddings.model_fingerprint(a) != embeddings.model_fingerprint(b)
+    assert extractor.model_fingerprint(a) != extractor.model_fingerprint(b)
 
 
 def test_existing_split_is_kept_unless_overwrite(tmp_path):
-    model, _ = embeddings.pooled_embedding_model(tiny_model())
+    model, _ = extractor.pooled_embedding_model(tiny_model())
     images, labels, names = data()
     out = str(tmp_path / "test")
     embeddings.write(model, batches(images, labels, names), out, META, progress_interval=0)
@@ -90,7 +91,7 @@ def test_existing_split_is_kept_unless_overwrite(tmp_path):
 
 
 def test_an_interrupted_write_leaves_nothing_that_looks_done(tmp_path):
-    model, _ = embeddings.pooled_embedding_model(tiny_model())
+    model, _ = extractor.pooled_embedding_model(tiny_model())
     images, labels, names = data()
 
     def failing():
@@ -106,19 +107,19 @@ def test_an_interrupted_write_leaves_nothing_that_looks_done(tmp_path):
 
 def test_layer_choice_and_pooling():
     model = tiny_model()
-    emb, layer = embeddings.pooled_embedding_model(model)
+    emb, layer = extractor.pooled_embedding_model(model)
     assert layer == "fc2" and emb.output.shape[-1] == 6
-    emb, layer = embeddings.pooled_embedding_model(model, "conv")
+    emb, layer = extractor.pooled_embedding_model(model, "conv")
     assert layer == "gap(conv)" and emb.output.shape[-1] == 4
     base = keras.applications.VGG16(weights=None, include_top=False, input_shape=(32, 32, 3))
-    emb, layer = embeddings.pooled_embedding_model(base)
+    emb, layer = extractor.pooled_embedding_model(base)
     assert layer == "gap(block5_pool)" and tuple(emb.output.shape) == (None, 512)
     with pytest.raises(UserError, match="--layer"):
-        embeddings.pooled_embedding_model(model, "fc7")
+        extractor.pooled_embedding_model(model, "fc7")
 
 
 def test_load_splits_concatenates_and_checks_consistency(tmp_path):
-    model, _ = embeddings.pooled_embedding_model(tiny_model())
+    model, _ = extractor.pooled_embedding_model(tiny_model())
     images, labels, names = data()
     embeddings.write(model, batches(images[:10], labels[:10], names[:10]),
                      str(tmp_path / "train"), META, progress_interval=0)
@@ -126,7 +127,7 @@ def test_load_splits_concatenates_and_checks_consistency(tmp_path):
                      str(tmp_path / "validation"), META, progress_interval=0)
     both = embeddings.load_splits(str(tmp_path), ["train", "validation"])
     assert len(both.y) == N and both.file_names == names.tolist()
-    other, _ = embeddings.pooled_embedding_model(tiny_model(seed=1))
+    other, _ = extractor.pooled_embedding_model(tiny_model(seed=1))
     embeddings.write(other, batches(images, labels, names), str(tmp_path / "test"), META,
                      progress_interval=0)
     with pytest.raises(UserError, match="model_fingerprint"):
@@ -138,7 +139,7 @@ def test_load_splits_concatenates_and_checks_consistency(tmp_path):
 def test_reading_stops_at_the_known_split_size(tmp_path):
     """With the exact size known, the dataset is never asked for a batch past the end
     (an autotuned tf.data pipeline idles there for about a batch's compute time)."""
-    model, _ = embeddings.pooled_embedding_model(tiny_model())
+    model, _ = extractor.pooled_embedding_model(tiny_model())
     images, labels, names = data()
 
     def exactly_n_then_explode():

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from illustration_tl.features import multilayer as features
-from illustration_tl.heads import search, svm
+from illustration_tl.heads import grids, search, svm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = os.path.join(ROOT, "tests", "fixtures", "openclipart_small")
@@ -63,7 +63,7 @@ def test_fast_search_halves_and_ranks_with_out_of_fold_scores():
     # probes rank the 4 feature sets (2 resize modes x 2 layer sets); the best 2 get
     # the whole list on fold 0, the best third of those all folds
     assert len({c.feature_key() for c in cands}) == 4
-    assert len({r.config.feature_key() for r in results if not search._is_fast_probe(
+    assert len({r.config.feature_key() for r in results if not grids.is_fast_probe(
         r.config)}) == search.FAST_FEATURE_SETS
     assert len(results) < len(cands)
     assert 2 <= len(full) < len(results)           # successive halving dropped some
@@ -76,12 +76,12 @@ def test_fast_search_halves_and_ranks_with_out_of_fold_scores():
 
 def test_identical_resize_modes_are_searched_once():
     store = _store()
-    assert search.distinct_resize_modes(store) == ["squash", "pad"]
+    assert grids.distinct_resize_modes(store) == ["squash", "pad"]
     for arrays in store.arrays.values():   # square images: pad == squash
         for k in list(arrays):
             if k.startswith("pad/"):
                 arrays[k] = arrays["squash/" + k[len("pad/"):]]
-    assert search.distinct_resize_modes(store) == ["squash"]
+    assert grids.distinct_resize_modes(store) == ["squash"]
     assert {c.resize for c in search.candidates("fast", store)} == {"squash"}
 
 
@@ -100,7 +100,7 @@ def test_thorough_extends_fast_and_probes_feature_sets():
     thorough = search.run(store, "thorough", n_jobs=1)
     assert {r.config for r in fast} <= {r.config for r in thorough}
     assert thorough[0].top1 >= fast[0].top1 and len(thorough[0].fold_top1) == 3
-    keys = {r.config.feature_key() for r in thorough if not search._is_probe(r.config)}
+    keys = {r.config.feature_key() for r in thorough if not grids.is_probe(r.config)}
     fast_keys = {c.feature_key() for c in search.candidates("fast", store)}
     assert len(keys - fast_keys) <= search.THOROUGH_FEATURE_SETS
 

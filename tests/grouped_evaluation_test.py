@@ -119,9 +119,9 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
         grouped_evaluation.items_from_manifest(str(bad))
 
 
-def test_labels_match_by_name_wnid_or_imagenet_synonym():
+def test_labels_match_by_exact_name_wnid_or_imagenet_synonym():
     match = grouped_evaluation.label_matcher(["Red_Thing", "n02123045", "espresso"])
-    assert match("red thing") == 0
+    assert match("Red_Thing") == 0 and match("red thing") is None  # exact names only
     assert match("tabby cat") == 1 and match("tabby") == 1
     assert match("n07920052") == 2
     assert match("missile") is None and match("") is None

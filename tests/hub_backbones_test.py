@@ -20,7 +20,7 @@ import pytest
 
 from illustration_tl.errors import UserError
 from illustration_tl.features import multilayer as features
-from illustration_tl.heads import search
+from illustration_tl.heads import grids
 
 keras_hub = pytest.importorskip("keras_hub")  # the `hub` extra (also in the `test` extra)
 
@@ -191,12 +191,12 @@ def test_search_offers_class_token_sets():
     store_blocks = [features.PAPER_BLOCK] + [f"block_{k}:{p}" for k in (4, 5, 6)
                                              for p in features.TOKEN_POOLS]
     layers = ["block_4", "block_5", "block_6"]
-    fast = search._block_sets(store_blocks, layers, wide=False)
+    fast = grids._block_sets(store_blocks, layers, wide=False)
     assert fast[0] == tuple(f"block_{k}:{p}" for k in (5, 6) for p in ("cls", "avg", "max"))
-    wide = search._block_sets(store_blocks, layers, wide=True)
+    wide = grids._block_sets(store_blocks, layers, wide=True)
     assert ("block_4:cls", "block_5:cls", "block_6:cls") in wide
     no_cls = [b for b in store_blocks if not b.endswith(":cls")]  # SigLIP, or a CNN
-    assert all(":cls" not in b for s in search._block_sets(no_cls, layers, True) for b in s)
+    assert all(":cls" not in b for s in grids._block_sets(no_cls, layers, True) for b in s)
 
 
 @pytest.fixture(scope="module")

@@ -91,3 +91,42 @@ def test_no_private_name_of_another_module_is_used():
                     if owner in short and owner != mod.rsplit(".", 1)[-1]:
                         uses.append(f"{path}:{number}: {line.strip()}")
     assert uses == []
+
+
+# The packages from the bottom up (docs/architecture.md): a module imports only from its
+# own package and the packages before it. The top-level ``errors`` is below everything;
+# ``api`` and ``cli`` are the top.
+LAYERS = ("errors", "core", "models", "datasets", "features", "evaluation", "heads",
+          "training", "serving", "pipelines", "commands", "api", "cli")
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    if len(parts) == 1:
+        return "api"  # the package's __init__: its lazy attributes come from api
+    return parts[1]
+
+
+def _upward(graph: dict[str, set[str]]) -> list[str]:
+    rank = {name: i for i, name in enumerate(LAYERS)}
+    return sorted(f"{m} -> {t}" for m, targets in graph.items() for t in targets
+                  if rank[_layer(t)] > rank[_layer(m)])
+
+
+def test_every_module_sits_in_a_documented_package():
+    assert sorted({_layer(m) for m in _modules()} - set(LAYERS)) == []
+
+
+def test_the_layer_check_finds_a_planted_upward_import():
+    graph = {"illustration_tl.core.files": {"illustration_tl.heads.svm"},
+             "illustration_tl.heads.svm": {"illustration_tl.core.files"}}
+    assert _upward(graph) == ["illustration_tl.core.files -> illustration_tl.heads.svm"]
+
+
+def test_packages_import_only_downward():
+    assert _upward(_graph(_modules())) == []
+
+
+def test_only_the_entry_modules_sit_at_the_top():
+    top = sorted(name for name in os.listdir(ROOT) if name.endswith(".py"))
+    assert top == ["__init__.py", "api.py", "cli.py", "errors.py"]

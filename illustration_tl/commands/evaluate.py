@@ -1,6 +1,8 @@
 """``illustration-tl evaluate --model=EXPORT --images=DIR --output=OUT`` (paper §7, Fig. 7).
 
-Scores an export (``illustration-tl export``) on a folder of images and writes
+Scores a model of this project (a ``fit`` run folder, a ``reproduce`` output
+folder, an ``export`` folder or the SavedModel itself; checked before it is loaded)
+on a folder of images or a manifest and writes
 top-1/top-5 overall, per class and per group, a confusion matrix, and every
 image's top predictions:
 
@@ -13,8 +15,12 @@ image's top predictions:
   # photographs (Fig. 7): folders named by ImageNet class, or loose files (predictions only)
   illustration-tl evaluate --model=runs/export --images=tests/fixtures/photos --output=...
 
-Labels match the model's classes by name or through ImageNet (wnid or any
-synonym). Top-5 is reported only for models with more than 5 classes.
+Labels match the model's classes by exact name (``Cat`` and ``cat`` are two
+classes) or through ImageNet (wnid or any synonym). Only regular files inside
+--images (or the manifest's root) are opened: symlinks leading out, FIFOs,
+devices, absolute and ``../`` manifest paths are listed as skipped. Cells of
+``predictions.csv`` that a spreadsheet would run as formulas get a leading ``'``.
+Top-5 is reported only for models with more than 5 classes.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ def config() -> EvaluateConfig:
 
 
 def main(argv) -> int:
+    from illustration_tl.core import files
     from illustration_tl.errors import UserError
     from illustration_tl.serving import grouped_evaluation
 
@@ -46,7 +53,7 @@ def main(argv) -> int:
         group_by=cfg.group_by, batch_size=cfg.batch_size, max_side=cfg.max_side,
         overwrite=cfg.overwrite)
     print(grouped_evaluation.markdown(doc), end="")
-    print(f"wrote {cfg.output}")
+    print(f"wrote {files.display_name(cfg.output)}")
     return 0
 
 

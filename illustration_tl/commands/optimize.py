@@ -29,7 +29,6 @@ from absl import flags
 
 from illustration_tl.commands import app
 from illustration_tl.core import config_flags
-from illustration_tl.errors import UserError
 from illustration_tl.training.config import TrainConfig, TrainDataConfig
 
 # One flag per field of the stage's configs: names, defaults and help live there.
@@ -53,29 +52,19 @@ def train_config() -> TrainConfig:
 
 
 def main(argv) -> int:
-    import keras
-
-    from illustration_tl.training import distribute, fit_loop, loop
+    from illustration_tl.training import run
     from illustration_tl.training.data import TrainData
 
     config = train_config()
     config.validate(require_output_dir=not _DRY_RUN.value)
-    tensorflow = keras.backend.backend() == "tensorflow"
     # Multi-worker strategies must exist before any other TensorFlow op.
-    strategy = (distribute.make_strategy(config.strategy, tpu=config.tpu)
-                if tensorflow else None)
+    strategy = run.make_strategy(config.strategy, tpu=config.tpu)
     if _DRY_RUN.value and _NUM_CLASSES.value:
         data = TrainData(class_names=[f"class_{i}" for i in range(_NUM_CLASSES.value)],
                          train=lambda epoch, context: None, steps_per_epoch=1)
     else:
         data = _data(config)
-    if tensorflow:
-        loop.optimize(config, data, strategy=strategy, dry_run=_DRY_RUN.value)
-    else:
-        if config.strategy not in ("auto", "default"):
-            raise UserError(f"--strategy={config.strategy} needs KERAS_BACKEND=tensorflow; on "
-                            f"{keras.backend.backend()} use --strategy=auto")
-        fit_loop.fit(config, data, dry_run=_DRY_RUN.value)
+    run.train(config, data, strategy=strategy, dry_run=_DRY_RUN.value)
     return 0
 
 

@@ -1,8 +1,12 @@
 """``illustration-tl predict --model=EXPORT --images=PATH_OR_GLOB --top_k=5``.
 
-Classifies image files with a SavedModel written by ``illustration-tl export``.
-Folders are read recursively; a file that is not an image is reported and
-skipped, and the exit status is 3 when any file was skipped (0 otherwise).
+Classifies image files with a model of this project: a ``fit`` run folder, a
+``reproduce`` output folder, an ``export`` folder or the SavedModel itself (checked
+before it is loaded: :mod:`illustration_tl.serving.model_check`). Folders are read
+recursively, only regular files inside them (symlinks leading out, FIFOs and
+devices are listed as skipped, never opened); a file that is not an image is
+reported and skipped, and the exit status is 3 when any file was skipped (0
+otherwise).
 """
 
 import sys
@@ -31,15 +35,28 @@ def main(argv) -> int:
         raise UserError("--model and --images are required")
     if cfg.top_k < 1:
         raise UserError(f"--top_k={cfg.top_k}: give at least 1")
+    if cfg.batch_size < 1:
+        raise UserError(f"--batch_size={cfg.batch_size}: give at least 1")
+    if cfg.max_side is not None and cfg.max_side < 1:
+        raise UserError(f"--max_side={cfg.max_side}: give a positive number of pixels")
     predictor = predict.Predictor(cfg.model)
-    paths = predict.expand_inputs(cfg.images)
-    skipped = 0
+    refused: list[predict.Prediction] = []
+    paths = predict.expand_inputs(
+        cfg.images, on_skip=lambda path, why: refused.append(predict.Prediction(path, error=why)))
+
+    def show(p: predict.Prediction) -> None:
+        print(p.to_json() if cfg.format == "json" else p.to_table(), flush=True)
+
+    for p in refused:  # symlinks out of a folder, FIFOs, devices: listed, never opened
+        show(p)
+    skipped = len(refused)
     for p in predict.predict_files(predictor, paths, cfg.top_k, cfg.batch_size,
                                    cfg.max_side or predictor.max_side):
         skipped += p.error is not None
-        print(p.to_json() if cfg.format == "json" else p.to_table(), flush=True)
+        show(p)
     if skipped:
-        print(f"{skipped} of {len(paths)} files skipped (not decodable images)", file=sys.stderr)
+        print(f"{skipped} of {len(paths) + len(refused)} files skipped (not regular files "
+              "inside the input, or not decodable images)", file=sys.stderr)
         return SKIPPED_EXIT_CODE
     return 0
 

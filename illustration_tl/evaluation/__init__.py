@@ -1,1 +1,6 @@
-"""Metrics, the ImageNet baseline and the run report (paper §7, Tables 2-4)."""
+"""Scoring (paper §7, Tables 2-4): top-k metrics and evaluation results, the ImageNet
+baseline, and the run report's tables and figures.
+"""
+
+__all__ = ["duplicates", "figures", "fit_run", "html_report", "label_issues", "metrics",
+           "report"]

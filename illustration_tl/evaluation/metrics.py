@@ -195,6 +195,76 @@ class EvalResult:
                        file_names, doc.get("extra", {}))
 
 
+# --- Intervals, per-class precision/recall and calibration (fit's report.html) ---------
+
+def wilson_interval(hits: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``hits / n`` (95% for the default ``z``).
+
+    Wilson (1927), "Probable inference, the law of succession, and statistical
+    inference", JASA 22; recommended over the normal (Wald) interval for small ``n``
+    and proportions near 0 or 1 by Brown, Cai & DasGupta (2001), Statistical Science 16.
+    ``(nan, nan)`` when ``n`` is 0.
+    """
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = hits / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def precision_recall_f1(labels: np.ndarray, predictions: np.ndarray, num_classes: int
+                        ) -> list[dict[str, Any]]:
+    """Per class: support (true images), predicted count, precision, recall and F1 of the
+    top-1 predictions (None where undefined: nothing predicted, or no support)."""
+    labels = np.asarray(labels, np.int64)
+    predictions = np.asarray(predictions, np.int64)
+    rows = []
+    for c in range(num_classes):
+        tp = int(np.sum((labels == c) & (predictions == c)))
+        support, predicted = int(np.sum(labels == c)), int(np.sum(predictions == c))
+        precision = tp / predicted if predicted else None
+        recall = tp / support if support else None
+        f1 = (2 * precision * recall / (precision + recall)
+              if precision and recall else (0.0 if support and predicted else None))
+        rows.append({"index": c, "support": support, "predicted": predicted,
+                     "precision": precision, "recall": recall, "f1": f1})
+    return rows
+
+
+@dataclasses.dataclass
+class Reliability:
+    """A reliability diagram's bins (Guo et al. 2017, "On calibration of modern neural
+    networks", ICML, §2): equal-width confidence bins of the top-1 probability, each
+    with its count, mean confidence and accuracy; ``ece`` is the expected calibration
+    error, the count-weighted mean of |accuracy - confidence| (Naeini et al. 2015)."""
+
+    edges: np.ndarray
+    counts: np.ndarray
+    confidence: np.ndarray   # nan in empty bins
+    accuracy: np.ndarray
+    ece: float
+
+
+def reliability(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10
+                ) -> Reliability:
+    """:class:`Reliability` of top-1 predictions (probabilities: rows summing to 1)."""
+    probabilities = np.asarray(probabilities, np.float64)
+    labels = np.asarray(labels, np.int64)
+    conf = probabilities.max(axis=1)
+    hit = (top_k_indices(probabilities, 1)[:, 0] == labels).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, bins - 1)
+    counts = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(which, conf, bins) / counts
+        acc = np.bincount(which, hit, bins) / counts
+    gaps = np.where(counts > 0, np.abs(np.nan_to_num(acc) - np.nan_to_num(mean_conf)), 0.0)
+    ece = float(np.sum(counts * gaps) / max(len(labels), 1)) if len(labels) else float("nan")
+    return Reliability(edges, counts, mean_conf, acc, ece)
+
+
 # --- The ImageNet baseline (paper §6, Table 2) -------------------------------------------
 
 def imagenet_baseline(model_name: str, scores_1000: np.ndarray, labels: np.ndarray,

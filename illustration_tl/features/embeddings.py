@@ -19,22 +19,27 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import hashlib
 import json
 import os
 import re
 import shutil
-import sys
 import tempfile
-import time
-from typing import Any, Iterable, Iterator, Sequence, TextIO
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from illustration_tl.core import common_settings, files
 from illustration_tl.core.config_flags import optional, setting
 from illustration_tl.core.files import atomic_write_json
+from illustration_tl.core.fingerprints import file_sha256
+from illustration_tl.core.progress import Progress
 from illustration_tl.errors import UserError
+from illustration_tl.models.extractor import (
+    EmbeddingSource,
+    keeps_top,
+    model_fingerprint,
+    pooled_embedding_model,
+)
 
 METADATA = "metadata.json"
 SHARD_GLOB = "shard-*.npz"
@@ -53,76 +58,6 @@ class Embeddings:
     class_names: list[str]
     file_names: list[str]
     metadata: dict[str, Any]
-
-
-class Progress:
-    """Prints ``done/total images, images/s, ETA`` at most every ``interval`` seconds."""
-
-    def __init__(self, label: str, total: int | None = None, interval: float = 5.0,
-                 stream: TextIO | None = None) -> None:
-        self.label, self.total, self.interval = label, total, interval
-        self.stream = stream if stream is not None else sys.stderr
-        self.done = 0
-        self._printed = -1  # ``done`` at the last printed line: the final line prints once
-        self.start = self._last = time.perf_counter()
-
-    def update(self, n: int, force: bool = False) -> None:
-        self.done += n
-        now = time.perf_counter()
-        if (force and self.done != self._printed) or now - self._last >= self.interval:
-            self._last, self._printed = now, self.done
-            self.stream.write(self.line() + "\n")
-            self.stream.flush()
-
-    def rate(self) -> float:
-        elapsed = time.perf_counter() - self.start
-        return self.done / elapsed if elapsed > 0 else 0.0
-
-    def line(self) -> str:
-        rate = self.rate()
-        text = f"{self.label}: {self.done:,}"
-        if self.total:
-            text += f"/{self.total:,} images ({100 * self.done / self.total:.0f}%)"
-            if rate > 0 and self.done < self.total:
-                text += f", {rate:.1f} images/s, ETA {_duration((self.total - self.done) / rate)}"
-            else:
-                text += f", {rate:.1f} images/s"
-        else:
-            text += f" images, {rate:.1f} images/s"
-        return text
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
-def model_fingerprint(model: Any) -> str:
-    """sha256 over the model's weights (names, shapes and values), in layer order.
-
-    Two embedding files with the same fingerprint came from the same weights,
-    whatever file or checkpoint they were loaded from.
-    """
-    h = hashlib.sha256()
-    for w in model.weights:
-        value = np.ascontiguousarray(np.asarray(w.numpy() if hasattr(w, "numpy") else w))
-        h.update(f"{w.path if hasattr(w, 'path') else w.name}:{value.dtype}:{value.shape};"
-                 .encode())
-        h.update(value.tobytes())
-    return "sha256:" + h.hexdigest()
-
-
-def file_sha256(path: str) -> str:
-    """sha256 of a file, for recording which weights file was used."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return "sha256:" + h.hexdigest()
 
 
 def _batches(model: Any, dataset: Iterable[Any], limit: int | None = None
@@ -378,85 +313,7 @@ def check_compatible(a: dict[str, Any], b: dict[str, Any], what: str) -> None:
                             f"({a.get(key)!r} vs {b.get(key)!r}); embed both with one model")
 
 
-def preprocessing_description(backbone: str, resize_mode: str) -> str:
-    """A short text naming the preprocessing, stored in the metadata."""
-    from illustration_tl.models import backbones
-
-    b = backbones.get(backbone)
-    return f"{resize_mode} resize; {b.preprocessing}"
-
-
-
 # --- Which model and layer produce the embeddings (paper §6.1) -------------------------
-
-@dataclasses.dataclass
-class EmbeddingSource:
-    """An embedding model and what it is: written into every split's metadata."""
-
-    model: Any
-    backbone: str
-    image_size: int
-    layer: str
-    weights_source: str
-    resize_mode: str = "squash"
-    class_names_of_model: list[str] | None = None
-    # The arguments of :func:`embedding_source` that rebuild this model (the
-    # manifest later stages read, so that no setting has to be repeated).
-    recipe: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    def metadata(self) -> dict[str, Any]:
-        return {"backbone": self.backbone, "image_size": self.image_size, "layer": self.layer,
-                "weights_source": self.weights_source, "resize_mode": self.resize_mode,
-                "preprocessing": preprocessing_description(self.backbone, self.resize_mode),
-                "source": self.recipe}
-
-
-def pooled_embedding_model(model: Any, layer: str | None = None) -> tuple[Any, str]:
-    """The embedding model of ``model`` at ``layer`` and the layer's name.
-
-    ``layer=None`` picks fc2 for VGG with its top, ``avg_pool`` for a classifier
-    with a pooled head, and for a bare convolutional base (no top, e.g. the
-    shared VGG16 conv base) the global average pool of its last conv block.
-    A convolutional ``layer`` is global-average-pooled into a vector.
-    """
-    import keras
-
-    names = {x.name for x in model.layers}
-    if layer is None:
-        layer = next((n for n in ("fc2", "avg_pool") if n in names), None)
-    if layer is None:
-        out, layer = model.output, model.layers[-1].name
-    elif layer not in names:
-        raise UserError(f"--layer={layer!r} is not a layer of {model.name}; its last layers "
-                        f"are {', '.join(x.name for x in model.layers[-6:])}")
-    else:
-        out = model.get_layer(layer).output
-    if len(out.shape) == 4:
-        out = keras.layers.GlobalAveragePooling2D(name=f"{layer}_gap")(out)
-        layer = f"gap({layer})"
-    elif len(out.shape) != 2:
-        raise UserError(f"layer {layer!r} outputs shape {tuple(out.shape[1:])}; pick a dense "
-                        "or convolutional layer")
-    return keras.Model(model.inputs, out, name=f"{model.name}_embedding"), layer
-
-
-def keeps_top(backbone: str, source: str | None, size: int, include_top: str = "auto") -> bool:
-    """Whether to build the ImageNet classifier top (``--include_top``): ``auto`` keeps it
-    when the weights have one at this input size (``imagenet`` only at the backbone's
-    native size, where Keras builds its top; a no-top file or random init: no)."""
-    from illustration_tl.models import backbones, layer_surgery
-
-    if include_top not in ("auto", "yes", "no"):
-        raise UserError(f"--include_top={include_top!r}: choose auto, yes or no")
-    if include_top != "auto":
-        return include_top == "yes"
-    spec = backbones.get(backbone)
-    if source == "imagenet":
-        return size == spec.image_size
-    if source is None:
-        return False
-    return layer_surgery.weights_file_top(source) is not None
-
 
 @dataclasses.dataclass
 class EmbedConfig:

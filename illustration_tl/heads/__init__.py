@@ -1,1 +1,7 @@
-"""Classifiers on frozen features: SVMs, the fit search, calibration, the TF head graph (§6.1)."""
+"""Classifiers on frozen features (paper §6.1, §7.2): the paper's SVM grid, the ``fit``
+search and its cross-validation, the fitted head (numpy and TensorFlow), calibration,
+and SVMs as TensorFlow operations.
+"""
+
+__all__ = ["calibration", "classifiers", "config", "grids", "head", "search", "svm", "svm_cv",
+           "svm_graph", "svm_params"]

@@ -1,9 +1,10 @@
 """The classifier ``fit`` chooses, on top of the frozen features: numpy and TensorFlow.
 
-A :class:`Head` holds the chosen :class:`illustration_tl.heads.search.Config`, the fitted
-normalization, the classifier (an SVM as :class:`illustration_tl.heads.svm_graph.SvmTensors`
-or a logistic regression's weights) and the calibration temperature. It turns the
-raw feature blocks of an image (and of its mirror, with flip test-time averaging)
+A :class:`Head` holds the chosen :class:`illustration_tl.heads.config.Config`, the
+fitted normalization, the classifier (an SVM as
+:class:`illustration_tl.heads.svm_graph.SvmTensors`, or a linear classifier's weights:
+see :mod:`illustration_tl.heads.classifiers`) and the calibration temperature. It
+turns the raw feature blocks of an image (and of its mirror, with flip test-time averaging)
 into class probabilities, with the same steps in numpy (:meth:`Head.probabilities`,
 used for the test split) and in TensorFlow (:meth:`Head.tf_probabilities`, inside the
 exported SavedModel). Stored as ``head.npz`` (plain arrays, no pickle) + ``head.json``.
@@ -20,14 +21,9 @@ import numpy as np
 
 from illustration_tl.core import files
 from illustration_tl.features import multilayer as features
-from illustration_tl.heads import calibration, svm_graph
-from illustration_tl.heads.search import (
-    Config,
-    Normalizer,
-    fit_quietly,
-    make_classifier,
-    resolve_gamma,
-)
+from illustration_tl.heads import calibration, classifiers, svm_graph
+from illustration_tl.heads.config import Config, Normalizer, resolve_gamma
+from illustration_tl.heads.search import fit_quietly, make_classifier
 
 NPZ = "head.npz"
 JSON = "head.json"
@@ -40,7 +36,7 @@ class Head:
     normalizer: Normalizer
     temperature: float = 1.0
     svm: svm_graph.SvmTensors | None = None
-    weights: np.ndarray | None = None      # logistic regression (d, C)
+    weights: np.ndarray | None = None      # a linear classifier (d, C)
     bias: np.ndarray | None = None         # (C,)
     gamma: float | None = None
 
@@ -166,9 +162,9 @@ def fit(store: features.FeatureStore, cfg: Config, splits: Sequence[str],
     temperature = 1.0
     if oof_scores is not None:
         temperature = calibration.fit_temperature(oof_scores, y)
-    if cfg.classifier == "logreg":
-        w = model.coef_.T.astype(np.float64)
-        b = model.intercept_.astype(np.float64)
+    if classifiers.get(cfg.classifier).family == "linear":
+        w = np.atleast_2d(model.coef_).T.astype(np.float64)  # (d, C), or (d, 1) if binary
+        b = np.atleast_1d(model.intercept_).astype(np.float64)
         if w.shape[1] == 1:  # binary: decision d -> scores [-d, d]
             w, b = np.concatenate([-w, w], axis=1), np.concatenate([-b, b])
         full_w = np.zeros((w.shape[0], num_classes))

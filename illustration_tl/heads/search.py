@@ -8,14 +8,19 @@ normalization of the concatenated features (``none``, ``standard``, ``l2``,
 (rbf, linear, poly, sigmoid; ``ovo`` = sklearn ``SVC``, ``ovr`` = true
 one-vs-rest, as :mod:`illustration_tl.heads.svm`) whose γ is either relative to the
 feature scale (``scale`` = sklearn's ``1 / (d * X.var())``, and multiples such as
-``4*scale``) or absolute (the paper's ``1e-3``, ``1e-4``), or a multinomial
-logistic-regression linear probe (``logreg``).
+``4*scale``) or absolute (the paper's ``1e-3``, ``1e-4``), or a linear classifier
+(``logreg``, a multinomial logistic-regression probe, and the other linear rows
+of the registry).
 
-Only the training split (train + validation) is used: stratified folds over
-*images*, so an image and its mirror are always in the same fold. For every
-feature set (resize, blocks, flips, normalization) the Gram matrix of all rows
-is computed once (one matrix product) and every kernel, γ, C and strategy of
-every fold is fitted on slices of it (``SVC(kernel="precomputed")``).
+Only the training images (train + validation splits) are used: stratified folds
+over *images*, so an image and its mirror are always in the same fold. Nothing a
+fold holds out is seen by what is fitted on it: a relative γ (``scale``) is
+resolved on the fold's training images, and a normalization with statistics
+(``standard``) is fitted on them. For every feature set (resize, blocks, flips,
+normalization; per fold for ``standard``) the Gram matrix of all rows is computed
+once (one matrix product) and every kernel, C and strategy of a fold is fitted on
+slices of it (``SVC(kernel="precomputed")``). The classifiers come from the
+registry in :mod:`illustration_tl.heads.classifiers`.
 
 Modes (``--search``):
 
@@ -55,224 +60,27 @@ import numpy as np
 from illustration_tl.errors import UserError
 from illustration_tl.evaluation.metrics import top_k_accuracy, top_k_applicable
 from illustration_tl.features import multilayer as feats
+from illustration_tl.heads import classifiers
+from illustration_tl.heads.config import (
+    FOLD_FITTED_NORMS,
+    MODES,
+    Config,
+    Normalizer,
+    resolve_gamma,
+)
+from illustration_tl.heads.grids import (
+    FAST_FEATURE_SETS,
+    THOROUGH_FEATURE_SETS,
+    candidates,
+    is_fast_probe,
+    is_probe,
+)
 
-MODES = ("paper", "fast", "thorough")
-NORMS = ("none", "standard", "l2", "power_l2")
-CLASSIFIERS = ("svm", "logreg")
-FAST_GAMMAS = ("scale", "2*scale", "0.5*scale")
-FAST_CS = (1.0, 10.0)
-FAST_OVR_CS = (3.0, 10.0)   # true one-vs-rest RBF SVMs, gamma = scale
-FAST_LOGREG_CS = (30.0,)
-FAST_FEATURE_SETS = 2       # feature sets (resize x blocks) that get fast's whole list
-THOROUGH_FEATURE_SETS = 6   # feature sets that get the full classifier grid
-LOGREG_MAX_ITER = 100
+__all__ = ["MODES", "Config", "Result", "FeatureSet", "candidates", "feature_set",
+           "make_classifier", "fit_quietly", "run", "leaderboard_markdown"]
+
 FEATURE_SET_CACHE = 2  # feature sets kept in memory (each: Gram + kernels)
 KERNEL_CACHE = 2     # kernel matrices kept per feature set (one per gamma)
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-    """One point of the search."""
-
-    resize: str = "squash"
-    blocks: tuple[str, ...] = (feats.PAPER_BLOCK,)
-    flip_train: bool = False
-    flip_test: bool = False
-    norm: str = "none"
-    classifier: str = "svm"
-    kernel: str = "rbf"
-    C: float = 1.0
-    gamma: str = "scale"        # "scale", "<k>*scale" or an absolute number
-    multiclass: str = "ovo"
-
-    def __post_init__(self) -> None:
-        if self.norm not in NORMS:
-            raise UserError(f"normalization {self.norm!r} is not one of {', '.join(NORMS)}")
-        if self.classifier not in CLASSIFIERS:
-            raise UserError(f"classifier {self.classifier!r} is not one of "
-                            f"{', '.join(CLASSIFIERS)}")
-
-    def feature_key(self) -> tuple:
-        return (self.resize, self.blocks, self.flip_train, self.flip_test, self.norm)
-
-    def label(self) -> str:
-        layers = "+".join(self.blocks)
-        flip = ("" if not (self.flip_train or self.flip_test) else
-                " flip" + ("-train" if self.flip_train else "") + ("-tta" if self.flip_test
-                                                                   else ""))
-        if self.classifier == "logreg":
-            head = f"logreg C={self.C:g}"
-        else:
-            head = f"svm {self.kernel} C={self.C:g}"
-            if self.kernel != "linear":
-                head += f" gamma={self.gamma}"
-            head += f" {self.multiclass}"
-        return f"[{self.resize} {layers}{flip} norm={self.norm}] {head}"
-
-    def as_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["blocks"] = list(self.blocks)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Config:
-        d = dict(d)
-        d["blocks"] = tuple(d["blocks"])
-        return cls(**d)
-
-
-def resolve_gamma(rule: str, x: np.ndarray) -> float:
-    """γ from a rule: ``scale`` = sklearn's ``1 / (n_features * X.var())``, ``k*scale``,
-    or an absolute number."""
-    rule = str(rule)
-    if rule.endswith("scale"):
-        factor = float(rule[:-len("scale")].rstrip("*") or 1.0)
-        var = float(np.asarray(x).var())
-        return factor / (x.shape[1] * var) if var > 0 else factor
-    return float(rule)
-
-
-# --- Normalization -------------------------------------------------------------------
-
-@dataclasses.dataclass
-class Normalizer:
-    """The normalization of a config, fitted (``standard``: mean and std)."""
-
-    norm: str
-    mean: np.ndarray | None = None
-    std: np.ndarray | None = None
-
-    @classmethod
-    def fit(cls, norm: str, x: np.ndarray) -> Normalizer:
-        if norm == "standard":
-            std = x.std(axis=0)
-            return cls(norm, x.mean(axis=0), np.where(std > 0, std, 1.0))
-        return cls(norm)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, np.float64)
-        if self.norm == "standard":
-            return (x - self.mean) / self.std
-        if self.norm == "l2":
-            n = np.linalg.norm(x, axis=1, keepdims=True)
-            return x / np.where(n > 0, n, 1.0)
-        if self.norm == "power_l2":
-            return feats.power_l2(x)
-        return x
-
-
-# --- Candidate lists -------------------------------------------------------------------
-
-def _block_sets(store_blocks: Sequence[str], layers: Sequence[str], wide: bool
-                ) -> list[tuple[str, ...]]:
-    # a transformer's blocks also have a class-token pool (hub_backbones)
-    cls = any(b.endswith(":cls") for b in store_blocks)
-    pools = feats.TOKEN_POOLS if cls else feats.POOLS
-
-    def both(ls):
-        return tuple(feats.block_name(layer, p) for layer in ls for p in pools)
-
-    # the issue's recipe first (the last two blocks), then every transfer layer
-    sets = [both(layers[-2:])] if len(layers) > 2 else []
-    sets.append(both(layers))
-    if wide:
-        sets.append(both(layers[-1:]))
-        sets.append(tuple(feats.block_name(layer, "avg") for layer in layers))
-        if cls:  # the class tokens of every transfer block (DINOv2's linear probes)
-            sets.append(tuple(feats.block_name(layer, "cls") for layer in layers))
-    return [s for s in dict.fromkeys(sets) if all(b in store_blocks for b in s)]
-
-
-def distinct_resize_modes(store: feats.FeatureStore) -> list[str]:
-    """The store's resize modes less those whose features equal an earlier mode's (pad is
-    squash when every image is square, e.g. an icon set): searching both would only
-    double the work."""
-    out: list[str] = []
-    block = next((b for b in store.blocks if b != feats.PAPER_BLOCK), store.blocks[0])
-    for mode in store.resize_modes:
-        mine = [store.arrays[s].get(feats.key(mode, "orig", block)) for s in store.arrays]
-        if not any(all(a is not None and b is not None and np.array_equal(a, b)
-                       for a, b in zip(mine, [store.arrays[s].get(feats.key(o, "orig", block))
-                                              for s in store.arrays]))
-                   for o in out):
-            out.append(mode)
-    return out
-
-
-def candidates(mode: str, store: feats.FeatureStore) -> list[Config]:
-    """The ordered candidate list of a search mode on this feature store."""
-    if mode not in MODES:
-        raise UserError(f"--search={mode!r}: choose from {', '.join(MODES)}")
-    if mode == "paper":
-        from illustration_tl.heads import svm
-
-        mode0 = "squash" if "squash" in store.resize_modes else store.resize_modes[0]
-        return [Config(mode0, (feats.PAPER_BLOCK,), False, False, "none", "svm", p.kernel,
-                       p.C, f"{p.gamma:g}", p.multiclass) for p in svm.paper_grid()]
-    layers = list(store.meta.get("layers") or [])
-    flips = [(True, True)] if "flip" in store.views else [(False, False)]
-    out: list[Config] = []
-    if mode == "fast":
-        # Features: each resize mode x (last two blocks, every block), global avg + max
-        # pooled, each block power-l2-normalized (FeatureStore.assemble), the
-        # concatenation l2-normalized; mirrors in training + flip test-time averaging.
-        # Classifiers: RBF SVMs with gamma relative to the feature scale, and a
-        # logistic-regression probe. run() decides the order (see the module doc).
-        for resize in distinct_resize_modes(store):
-            for blocks in _block_sets(store.blocks, layers, wide=False):
-                for f_train, f_test in flips:
-                    base = dict(resize=resize, blocks=blocks, flip_train=f_train,
-                                flip_test=f_test, norm="l2")
-                    for g in FAST_GAMMAS:
-                        for C in FAST_CS:
-                            out.append(Config(**base, kernel="rbf", C=C, gamma=g,
-                                              multiclass="ovo"))
-                    for C in FAST_OVR_CS:
-                        out.append(Config(**base, kernel="rbf", C=C, gamma="scale",
-                                          multiclass="ovr"))
-                    for C in FAST_LOGREG_CS:
-                        out.append(Config(**base, classifier="logreg", C=C))
-        return out
-    # thorough: every fast candidate, plus more layers, flip variants, normalizations and
-    # classifiers. run() first ranks the feature sets with a few probe fits, then grids
-    # the classifiers on the best ones.
-    out = candidates("fast", store)
-    if "flip" in store.views:
-        flips = [(True, True), (False, True), (False, False)]
-    for resize in distinct_resize_modes(store):
-        for blocks in _block_sets(store.blocks, layers, wide=True):
-            for f_train, f_test in flips:
-                for norm in ("l2", "power_l2", "standard"):
-                    base = dict(resize=resize, blocks=blocks, flip_train=f_train,
-                                flip_test=f_test, norm=norm)
-                    for g in ("scale", "2*scale", "0.5*scale", "4*scale"):
-                        for C in (1.0, 10.0, 3.0, 30.0, 100.0):
-                            out.append(Config(**base, kernel="rbf", C=C, gamma=g,
-                                              multiclass="ovo"))
-                    for C in (3.0, 10.0):
-                        out.append(Config(**base, kernel="rbf", C=C, gamma="scale",
-                                          multiclass="ovr"))
-                    for C in (0.1, 1.0):
-                        out.append(Config(**base, kernel="linear", C=C, multiclass="ovo"))
-                    out.append(Config(**base, kernel="poly", C=10.0, gamma="scale"))
-                    out.append(Config(**base, kernel="sigmoid", C=10.0, gamma="scale"))
-                    for g in ("1e-3", "1e-4"):
-                        out.append(Config(**base, kernel="rbf", C=10.0, gamma=g))
-                    for C in (3.0, 30.0, 300.0):
-                        out.append(Config(**base, classifier="logreg", C=C))
-    return list(dict.fromkeys(out))
-
-
-def _is_fast_probe(c: Config) -> bool:
-    """The fits that rank feature sets in ``fast``."""
-    return (c.classifier == "svm" and c.kernel == "rbf" and c.multiclass == "ovo"
-            and c.gamma in ("scale", "2*scale") and c.C == 10.0)
-
-
-def _is_probe(c: Config) -> bool:
-    """The fits that rank feature sets in ``thorough`` (cheap RBF SVMs)."""
-    return (c.classifier == "svm" and c.kernel == "rbf" and c.multiclass == "ovo"
-            and c.gamma in ("scale", "2*scale") and c.C in (1.0, 10.0))
 
 
 # --- Data of one feature set -----------------------------------------------------------
@@ -328,13 +136,16 @@ class FeatureSet:
             return m
 
 
-def feature_set(store: feats.FeatureStore, splits: Sequence[str], cfg: Config) -> FeatureSet:
+def feature_set(store: feats.FeatureStore, splits: Sequence[str], cfg: Config,
+                fit_rows: np.ndarray | None = None) -> FeatureSet:
+    """The rows of ``cfg``'s features, normalized by a normalizer fitted on the images
+    ``fit_rows`` (a CV fold's training images; all images when None)."""
     orig = store.assemble(splits, cfg.resize, "orig", cfg.blocks)
     n = len(orig)
     use_flip = cfg.flip_train or cfg.flip_test
     rows = [orig] + ([store.assemble(splits, cfg.resize, "flip", cfg.blocks)] if use_flip
                      else [])
-    normalizer = Normalizer.fit(cfg.norm, orig)
+    normalizer = Normalizer.fit(cfg.norm, orig if fit_rows is None else orig[fit_rows])
     return FeatureSet(normalizer(np.concatenate(rows)), n, use_flip, normalizer,
                       unit_rows=cfg.norm in ("l2", "power_l2"))
 
@@ -365,17 +176,9 @@ class Result:
 
 
 def make_classifier(cfg: Config, gamma: float, kernel: str | None = None) -> Any:
-    """The sklearn estimator of ``cfg`` (``kernel="precomputed"`` for the Gram slices)."""
-    if cfg.classifier == "logreg":
-        from sklearn.linear_model import LogisticRegression
-
-        # a probe: lbfgs to a loose tolerance (weakly regularized multinomial fits on
-        # unit-norm features otherwise run for thousands of iterations)
-        return LogisticRegression(C=cfg.C, max_iter=LOGREG_MAX_ITER, tol=1e-3)
-    from illustration_tl.heads import svm
-
-    return svm.make_classifier(svm.SvmParams(kernel=cfg.kernel, C=cfg.C, gamma=gamma,
-                                             multiclass=cfg.multiclass), kernel=kernel)
+    """The sklearn estimator of ``cfg`` (``kernel="precomputed"`` for the Gram slices),
+    from the classifier registry (:mod:`illustration_tl.heads.classifiers`)."""
+    return classifiers.get(cfg.classifier).build(cfg, gamma, kernel)
 
 
 def fit_quietly(model: Any, x: np.ndarray, y: np.ndarray) -> Any:
@@ -403,7 +206,7 @@ def _fit_fold(fs: FeatureSet, y: np.ndarray, cfg: Config, gamma: float, train: n
     tr_rows = np.concatenate([train, train + n]) if cfg.flip_train else train
     y_tr = y[tr_rows % n]
     val_rows = [val] + ([val + n] if cfg.flip_test else [])
-    if cfg.classifier == "logreg":
+    if classifiers.get(cfg.classifier).family == "linear":
         model = fit_quietly(make_classifier(cfg, gamma), fs.x[tr_rows], y_tr)
         outs = [_scores(model, fs.x[r], num_classes) for r in val_rows]
     else:
@@ -446,36 +249,42 @@ def run(store: feats.FeatureStore, mode: str = "fast", *, splits: Sequence[str] 
     cache: dict[tuple, FeatureSet] = {}
     start = time.perf_counter()
 
-    def fs_of(c: Config) -> FeatureSet:
-        k = c.feature_key()
+    total = len(cands) * folds  # fits if no candidate were dropped by halving
+
+    def fs_of(c: Config, fold: int) -> FeatureSet:
+        """The feature set of ``c``; a normalization with fitted statistics is fitted on
+        the fold's training images only, so no statistic sees the fold's held-out rows."""
+        k = _set_key(c, fold)
         if k not in cache:
             while len(cache) >= FEATURE_SET_CACHE:  # Gram and kernel matrices are big
                 cache.pop(next(iter(cache)))
-            cache[k] = feature_set(store, splits, c)
+            fit_rows = fold_idx[fold][0] if c.norm in FOLD_FITTED_NORMS else None
+            cache[k] = feature_set(store, splits, c, fit_rows)
         cache[k] = cache.pop(k)  # most recently used last
         return cache[k]
 
     def evaluate(configs_: Sequence[Config], fold_ids: Sequence[int]) -> None:
-        by_key: dict[tuple, list[Config]] = {}
-        # grouped by feature set, then by kernel and gamma so that consecutive fits
-        # share a cached kernel matrix
+        groups: dict[tuple, list[tuple[Config, int]]] = {}
+        # grouped by feature set, then fold-major and by kernel and gamma, so that
+        # consecutive fits share a cached kernel matrix (γ is resolved per fold)
         for c in sorted(configs_, key=lambda c: (c.classifier, c.kernel, str(c.gamma))):
-            by_key.setdefault(c.feature_key(), []).append(c)
-        for key_configs in by_key.values():
-            fs = fs_of(key_configs[0])
+            for f in fold_ids:
+                if f not in results[c].fold_top1:
+                    groups.setdefault(_set_key(c, f), []).append((c, f))
+        for tasks in groups.values():
+            tasks.sort(key=lambda t: t[1])  # stable: the kernel order within each fold
+            fs = fs_of(*tasks[0])
             fs.dot()
-            base_x = fs.x[:fs.n]
 
-            def task(c: Config, f: int, fs: FeatureSet = fs, base_x: np.ndarray = base_x
-                     ) -> tuple:
+            def task(c: Config, f: int, fs: FeatureSet = fs) -> tuple:
                 t0 = time.perf_counter()
                 tr, va = fold_idx[f]
-                s = _fit_fold(fs, y, c, resolve_gamma(c.gamma, base_x), tr, va, num_classes)
+                gamma = resolve_gamma(c.gamma, fs.x[tr])  # the fold's training images
+                s = _fit_fold(fs, y, c, gamma, tr, va, num_classes)
                 return c, f, s, time.perf_counter() - t0
 
-            jobs = [delayed(task)(c, f) for c in key_configs for f in fold_ids
-                    if f not in results[c].fold_top1]
-            for c, f, s, sec in Parallel(n_jobs=n_jobs, backend="threading")(jobs):
+            for c, f, s, sec in Parallel(n_jobs=n_jobs, backend="threading")(
+                    delayed(task)(c, f) for c, f in tasks):
                 va = fold_idx[f][1]
                 r = results[c]
                 r.fold_top1[f] = top_k_accuracy(s, y[va], 1)
@@ -483,8 +292,12 @@ def run(store: feats.FeatureStore, mode: str = "fast", *, splits: Sequence[str] 
                 r.seconds += sec
                 oof.setdefault(c, np.zeros((len(y), num_classes)))[va] = s
             if log:
-                log(f"search: {sum(len(r.fold_top1) for r in results.values())} fits, "
-                    f"{time.perf_counter() - start:.0f}s elapsed")
+                done = sum(len(r.fold_top1) for r in results.values())
+                elapsed = time.perf_counter() - start
+                left = max(0, total - done)
+                log(f"search: {done} fits done, at most {left} left (successive halving "
+                    f"drops most), {elapsed:.0f}s elapsed, at most "
+                    f"{elapsed / max(done, 1) * left:.0f}s left")
 
     def halve(stage: Sequence[Config], keep: float) -> None:
         """Successive halving: ``stage`` on the first fold, the best ``keep`` on all."""
@@ -510,14 +323,14 @@ def run(store: feats.FeatureStore, mode: str = "fast", *, splits: Sequence[str] 
     if configs is not None or mode == "paper" or len(cands) <= 3:
         evaluate(cands, range(folds))
     elif mode == "fast":
-        probe_then_halve(cands, _is_fast_probe, FAST_FEATURE_SETS, 1 / 3)
+        probe_then_halve(cands, is_fast_probe, FAST_FEATURE_SETS, 1 / 3)
     else:
         # thorough = fast's search (so its best is never below fast's), then the wider
         # grid on the best THOROUGH_FEATURE_SETS feature sets of the wider list
         fast = set(candidates("fast", store))
-        probe_then_halve([c for c in cands if c in fast], _is_fast_probe,
+        probe_then_halve([c for c in cands if c in fast], is_fast_probe,
                          FAST_FEATURE_SETS, 1 / 3)
-        probe_then_halve(cands, _is_probe, THOROUGH_FEATURE_SETS, 1 / 2)
+        probe_then_halve(cands, is_probe, THOROUGH_FEATURE_SETS, 1 / 2)
     done = [r for r in results.values() if len(r.fold_top1) == folds]
     for r in done:
         r.oof = oof[r.config]
@@ -527,6 +340,12 @@ def run(store: feats.FeatureStore, mode: str = "fast", *, splits: Sequence[str] 
     return ordered + rest
 
 
+def _set_key(c: Config, fold: int) -> tuple:
+    """Which cached feature set serves ``c`` on ``fold``: one per fold when the
+    normalization has fitted statistics, else one for every fold."""
+    return c.feature_key() + ((fold,) if c.norm in FOLD_FITTED_NORMS else ())
+
+
 def _rank_key(r: Result, order: Sequence[Config]) -> tuple:
     return (-round(r.top1, 12), -round(r.top5 or 0.0, 12), order.index(r.config))
 
@@ -534,8 +353,9 @@ def _rank_key(r: Result, order: Sequence[Config]) -> tuple:
 def leaderboard_markdown(results: Sequence[Result], chosen: Config, mode: str,
                          seconds: float) -> str:
     lines = [f"# Search leaderboard (`--search={mode}`, {seconds:.1f} s)", "",
-             "CV on the training split only; rows with fewer folds were dropped after the "
-             "first fold (successive halving). **chosen** marks the model that was fitted.",
+             "CV on the training images (train + validation splits); rows with fewer folds "
+             "were dropped after the first fold (successive halving). **chosen** marks the "
+             "model that was fitted.",
              "", "| # | configuration | folds | CV top-1 | CV top-5 | seconds |",
              "|---|---|---|---|---|---|"]
     for i, r in enumerate(results, 1):

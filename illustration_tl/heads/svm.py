@@ -44,7 +44,6 @@ versions) is never read.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import os
 import sys
@@ -60,35 +59,42 @@ from illustration_tl.errors import UserError
 from illustration_tl.evaluation.metrics import (
     EvalResult,
     atomic_write_json,
-    scores_2d,
     top_k_accuracy,
-    top_k_applicable,
 )
 from illustration_tl.heads import svm_graph
-
-KERNELS = ("rbf", "poly", "sigmoid", "linear")
-MULTICLASS = ("ovr", "ovo")
-SCALINGS = ("none", "standard", "l2")
-APPROXIMATIONS = ("none", "nystroem")
-
-# The paper's grid (§6.1): 4 kernels x 2 gammas x 4 Cs x 2 strategies = 64.
-PAPER_KERNELS = KERNELS
-PAPER_GAMMAS = (1e-3, 1e-4)
-PAPER_CS = (1.0, 10.0, 100.0, 1000.0)
-PAPER_MULTICLASS = MULTICLASS
+from illustration_tl.heads.svm_cv import CvResult, cross_validate, select_best
+from illustration_tl.heads.svm_params import (
+    APPROXIMATIONS,
+    KERNELS,
+    MISSING_CLASS_SCORE,
+    MULTICLASS,
+    PAPER_CS,
+    PAPER_GAMMAS,
+    PAPER_KERNELS,
+    PAPER_MULTICLASS,
+    SCALINGS,
+    SvmParams,
+    decision_scores,
+    grid,
+    make_classifier,
+    make_pipeline,
+    make_scaler,
+    paper_grid,
+)
 
 MODEL_FILE = "svm.npz"
 INFO_FILE = "svm.json"
 LEGACY_PICKLE = "svm.joblib"  # written by earlier versions; never loaded (a pickle runs code)
 OUTPUT_MARKER = "svm"         # the svm command's outputs.prepare_output marker
-# Classes absent from the training rows get this score, so they rank last.
-MISSING_CLASS_SCORE = svm_graph.MISSING_CLASS_SCORE
 # The stored arrays must reproduce sklearn's decision_function this closely.
 PARITY_RTOL = 1e-6
 
+# The SVM stage's API; the estimators live in svm_params, the grid search in svm_cv.
 __all__ = ["SvmConfig", "SvmParams", "SvmFit", "CvResult", "paper_grid", "grid",
-           "make_pipeline", "fit", "cross_validate", "decision_scores", "evaluate", "save",
-           "load", "top_k_accuracy"]
+           "make_pipeline", "make_classifier", "make_scaler", "fit", "cross_validate",
+           "select_best", "decision_scores", "evaluate", "save", "load", "top_k_accuracy",
+           "APPROXIMATIONS", "KERNELS", "MISSING_CLASS_SCORE", "MULTICLASS", "PAPER_CS",
+           "PAPER_GAMMAS", "PAPER_KERNELS", "PAPER_MULTICLASS", "SCALINGS"]
 
 
 @dataclasses.dataclass
@@ -139,299 +145,6 @@ class SvmConfig:
     def precompute(self) -> bool | None:
         """``precompute_kernels`` for :func:`train_and_evaluate` (None: auto)."""
         return {"auto": None, "yes": True, "no": False}[self.precompute_kernels]
-
-
-@dataclasses.dataclass(frozen=True)
-class SvmParams:
-    """One SVM configuration (one point of the grid)."""
-
-    kernel: str = "rbf"
-    C: float = 1.0
-    gamma: float = 1e-4
-    multiclass: str = "ovo"
-    scaling: str = "none"
-    degree: int = 3                  # poly kernel (sklearn default)
-    coef0: float = 0.0               # poly and sigmoid kernels (sklearn default)
-    approximation: str = "none"      # "nystroem": kernel approximation + linear SVM
-    nystroem_components: int = 1024
-    max_iter: int = -1               # libsvm iteration cap; -1 = until converged (sklearn)
-
-    def __post_init__(self) -> None:
-        for name, value, allowed in [("kernel", self.kernel, KERNELS),
-                                     ("multiclass", self.multiclass, MULTICLASS),
-                                     ("scaling", self.scaling, SCALINGS),
-                                     ("approximation", self.approximation, APPROXIMATIONS)]:
-            if value not in allowed:
-                raise UserError(f"--{name}={value!r} is not one of {', '.join(allowed)}")
-        if self.C <= 0 or self.gamma <= 0:
-            raise UserError(f"C and gamma must be positive (got C={self.C}, "
-                            f"gamma={self.gamma})")
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def label(self) -> str:
-        """Short text such as ``rbf C=1 γ=0.0001 ovo``."""
-        text = f"{self.kernel} C={self.C:g}"
-        if self.kernel != "linear":
-            text += f" gamma={self.gamma:g}"
-        text += f" {self.multiclass}"
-        if self.scaling != "none":
-            text += f" scale={self.scaling}"
-        if self.approximation != "none":
-            text += f" nystroem({self.nystroem_components})"
-        return text
-
-    def kernel_key(self) -> tuple:
-        """What determines the kernel matrix (a linear kernel ignores gamma)."""
-        gamma = None if self.kernel == "linear" else self.gamma
-        return (self.scaling, self.kernel, gamma, self.degree, self.coef0)
-
-
-def grid(kernels: Sequence[str] = PAPER_KERNELS, gammas: Sequence[float] = PAPER_GAMMAS,
-         Cs: Sequence[float] = PAPER_CS, multiclass: Sequence[str] = PAPER_MULTICLASS,
-         scalings: Sequence[str] = ("none",), **common: Any) -> list[SvmParams]:
-    """Every combination of the given values (the Cartesian product, in this order)."""
-    return [SvmParams(kernel=k, gamma=float(g), C=float(c), multiclass=m, scaling=s, **common)
-            for s, k, g, c, m in itertools.product(scalings, kernels, gammas, Cs, multiclass)]
-
-
-def paper_grid(scalings: Sequence[str] = ("none",), **common: Any) -> list[SvmParams]:
-    """The paper's 64-point grid (§6.1), optionally crossed with feature scalings."""
-    return grid(PAPER_KERNELS, PAPER_GAMMAS, PAPER_CS, PAPER_MULTICLASS, scalings, **common)
-
-
-# --- Building the sklearn pipeline ----------------------------------------------------
-
-def make_scaler(scaling: str) -> Any:
-    from sklearn.preprocessing import Normalizer, StandardScaler
-
-    return {"none": None, "standard": StandardScaler(), "l2": Normalizer(norm="l2")}[scaling]
-
-
-def make_classifier(params: SvmParams, kernel: str | None = None, cache_size: float = 500
-                    ) -> Any:
-    """``SVC`` (one-vs-one) or ``OneVsRestClassifier(SVC)`` (true one-vs-rest)."""
-    from sklearn.multiclass import OneVsRestClassifier
-    from sklearn.svm import SVC
-
-    svc = SVC(kernel=kernel or params.kernel, C=params.C, gamma=params.gamma,
-              degree=params.degree, coef0=params.coef0, cache_size=cache_size,
-              max_iter=params.max_iter, decision_function_shape="ovr")
-    return OneVsRestClassifier(svc) if params.multiclass == "ovr" else svc
-
-
-def _linear_classifier(params: SvmParams) -> Any:
-    from sklearn.multiclass import OneVsOneClassifier
-    from sklearn.svm import LinearSVC
-
-    svc = LinearSVC(C=params.C, dual="auto",
-                    max_iter=params.max_iter if params.max_iter > 0 else 10000)
-    return svc if params.multiclass == "ovr" else OneVsOneClassifier(svc)
-
-
-def make_pipeline(params: SvmParams, seed: int = 0) -> Any:
-    """The unfitted pipeline: optional ``scale``, optional ``features`` (Nystroem), ``svm``."""
-    from sklearn.kernel_approximation import Nystroem
-    from sklearn.pipeline import Pipeline
-
-    steps: list[tuple[str, Any]] = []
-    scaler = make_scaler(params.scaling)
-    if scaler is not None:
-        steps.append(("scale", scaler))
-    if params.approximation == "nystroem":
-        steps.append(("features", Nystroem(kernel=params.kernel, gamma=params.gamma,
-                                           degree=params.degree, coef0=params.coef0,
-                                           n_components=params.nystroem_components,
-                                           random_state=seed)))
-        steps.append(("svm", _linear_classifier(params)))
-    else:
-        steps.append(("svm", make_classifier(params)))
-    return Pipeline(steps)
-
-
-def decision_scores(model: Any, x: np.ndarray, num_classes: int | None = None) -> np.ndarray:
-    """One score per class from ``decision_function``, as (n, num_classes).
-
-    Columns follow the integer labels the model was trained on; a class that
-    had no training rows gets :data:`MISSING_CLASS_SCORE`.
-    """
-    scores = scores_2d(model.decision_function(x))
-    classes = np.asarray(model.classes_, dtype=np.int64)
-    num_classes = num_classes or int(classes.max()) + 1
-    if len(classes) == num_classes and np.array_equal(classes, np.arange(num_classes)):
-        return scores
-    full = np.full((len(scores), num_classes), MISSING_CLASS_SCORE)
-    full[:, classes] = scores
-    return full
-
-
-# --- Kernels computed once per fold ---------------------------------------------------
-
-def _gram_kernel(params: SvmParams, dot: np.ndarray, sq_a: np.ndarray | None,
-                 sq_b: np.ndarray | None) -> np.ndarray:
-    """The kernel matrix from the dot products (sklearn's kernel definitions)."""
-    if params.kernel == "linear":
-        return dot
-    if params.kernel == "rbf":
-        d2 = sq_a[:, None] + sq_b[None, :] - 2.0 * dot
-        return np.exp(-params.gamma * np.maximum(d2, 0.0))
-    if params.kernel == "poly":
-        return (params.gamma * dot + params.coef0) ** params.degree
-    return np.tanh(params.gamma * dot + params.coef0)
-
-
-@dataclasses.dataclass
-class CvResult:
-    """Cross-validated top-1/top-5 of one grid point (top-5 None with <= 5 classes)."""
-
-    params: SvmParams
-    fold_top1: list[float]
-    fold_top5: list[float | None]  # None: 5 classes or fewer (top-5 not applicable)
-    fit_seconds: float
-
-    @property
-    def mean_top1(self) -> float:
-        return float(np.mean(self.fold_top1))
-
-    @property
-    def mean_top5(self) -> float | None:
-        if any(v is None for v in self.fold_top5):
-            return None
-        return float(np.mean(self.fold_top5))
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"params": self.params.as_dict(), "label": self.params.label(),
-                "mean_top1": self.mean_top1, "std_top1": float(np.std(self.fold_top1)),
-                "mean_top5": self.mean_top5, "fold_top1": self.fold_top1,
-                "fold_top5": self.fold_top5, "fit_seconds": round(self.fit_seconds, 3)}
-
-
-Score = tuple  # (fold, params, top1, top5, seconds)
-
-
-def _precomputed_task(x: np.ndarray, y: np.ndarray, fold: int, train: np.ndarray,
-                      val: np.ndarray, group: list[SvmParams], num_classes: int
-                      ) -> list[Score]:
-    """Fits every C/strategy of one (fold, scaling, kernel, gamma) on one kernel matrix."""
-    first = group[0]
-    xa, xb = x[train], x[val]
-    scaler = make_scaler(first.scaling)
-    if scaler is not None:
-        xa = scaler.fit_transform(xa)
-        xb = scaler.transform(xb)
-    xa = np.asarray(xa, dtype=np.float64)
-    xb = np.asarray(xb, dtype=np.float64)
-    sq_a = np.einsum("ij,ij->i", xa, xa)
-    sq_b = np.einsum("ij,ij->i", xb, xb)
-    k_train = _gram_kernel(first, xa @ xa.T, sq_a, sq_a)
-    k_val = _gram_kernel(first, xb @ xa.T, sq_b, sq_a)
-    out = []
-    for p in group:
-        start = time.perf_counter()
-        clf = make_classifier(p, kernel="precomputed").fit(k_train, y[train])
-        s = decision_scores(clf, k_val, num_classes)
-        out.append((fold, p, top_k_accuracy(s, y[val], 1), _top5(s, y[val]),
-                    time.perf_counter() - start))
-    return out
-
-
-def _top5(scores: np.ndarray, labels: np.ndarray) -> float | None:
-    """Top-5 accuracy, or None where it is meaningless (5 classes or fewer)."""
-    if not top_k_applicable(5, scores.shape[1]):
-        return None
-    return top_k_accuracy(scores, labels, 5)
-
-
-def _pipeline_task(x: np.ndarray, y: np.ndarray, fold: int, train: np.ndarray,
-                   val: np.ndarray, p: SvmParams, num_classes: int, seed: int
-                   ) -> list[Score]:
-    start = time.perf_counter()
-    model = make_pipeline(p, seed).fit(x[train], y[train])
-    s = decision_scores(model, x[val], num_classes)
-    return [(fold, p, top_k_accuracy(s, y[val], 1), _top5(s, y[val]),
-             time.perf_counter() - start)]
-
-
-def _result_key(p: SvmParams) -> tuple:
-    """Grid points with equal keys give equal fits (a linear kernel ignores gamma)."""
-    return p.kernel_key() + (p.C, p.multiclass, p.approximation, p.max_iter,
-                             p.nystroem_components if p.approximation != "none" else None)
-
-
-def cross_validate(x: np.ndarray, y: np.ndarray, candidates: Sequence[SvmParams], *,
-                   folds: int = 3, n_jobs: int = -1, seed: int = 0,
-                   precompute: bool | None = None, precompute_max_rows: int = 12000,
-                   log: Any = None, progress_interval: float = 10.0) -> list[CvResult]:
-    """Stratified ``folds``-fold CV of every candidate, in parallel (``n_jobs`` processes).
-
-    Exact-kernel candidates share one kernel matrix per (fold, scaling, kernel, γ)
-    when ``precompute`` (default: when a training fold has at most
-    ``precompute_max_rows`` rows). Candidates that differ only in an ignored
-    parameter (γ of a linear kernel) are fitted once.
-    """
-    from joblib import Parallel, delayed
-    from sklearn.model_selection import StratifiedKFold
-
-    y = np.asarray(y, dtype=np.int64)
-    counts = np.bincount(y)
-    if folds < 2:
-        raise UserError(f"--cv_folds={folds}: cross-validation needs at least 2 folds")
-    if (counts[counts > 0] < folds).any():
-        small = int(counts[counts > 0].min())
-        raise UserError(f"{folds}-fold cross-validation needs at least {folds} training "
-                        f"examples per class, but one class has {small}; lower --cv_folds "
-                        "or give single parameter values to skip the grid search")
-    num_classes = int(y.max()) + 1
-    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y))
-    if precompute is None:
-        precompute = len(x) * (folds - 1) / folds <= precompute_max_rows
-
-    unique: dict[tuple, SvmParams] = {}
-    for p in candidates:
-        unique.setdefault(_result_key(p), p)
-    by_kernel: dict[tuple, list[SvmParams]] = {}
-    single: list[SvmParams] = []
-    for p in unique.values():
-        if precompute and p.approximation == "none":
-            by_kernel.setdefault(p.kernel_key(), []).append(p)
-        else:
-            single.append(p)
-    tasks = []
-    for f, (tr, va) in enumerate(splits):
-        tasks += [delayed(_precomputed_task)(x, y, f, tr, va, g, num_classes)
-                  for g in by_kernel.values()]
-        tasks += [delayed(_pipeline_task)(x, y, f, tr, va, p, num_classes, seed)
-                  for p in single]
-
-    scores: dict[tuple, dict[int, tuple[float, float]]] = {}
-    seconds: dict[tuple, float] = {}
-    start = time.perf_counter()
-    results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks)
-    last_line = start
-    for done, task_out in enumerate(results, 1):
-        for fold, p, top1, top5, sec in task_out:
-            key = _result_key(p)
-            scores.setdefault(key, {})[fold] = (top1, top5)
-            seconds[key] = seconds.get(key, 0.0) + sec
-        now = time.perf_counter()
-        if log and (done == len(tasks) or now - last_line >= progress_interval):
-            last_line = now
-            log(f"svm grid: {done}/{len(tasks)} tasks ({len(unique)} distinct fits x "
-                f"{folds} folds), {time.perf_counter() - start:.0f}s elapsed")
-    out = []
-    for p in candidates:
-        key = _result_key(p)
-        per_fold = [scores[key][f] for f in range(folds)]
-        out.append(CvResult(p, [a for a, _ in per_fold], [b for _, b in per_fold],
-                            seconds[key]))
-    return out
-
-
-def select_best(results: Sequence[CvResult]) -> CvResult:
-    """Highest mean CV top-1, then top-5; the earliest grid point wins remaining ties."""
-    return max(results, key=lambda r: (round(r.mean_top1, 12), round(r.mean_top5 or 0.0, 12),
-                                       -results.index(r)))
 
 
 @dataclasses.dataclass

@@ -193,10 +193,10 @@ def feature_outputs(backbone: str, weights: str | None = "imagenet",
                     ) -> tuple[Any, Any, list[tuple[str, str, Any]], Any]:
     """The tensors :func:`illustration_tl.features.multilayer.extractor` makes its model of, for a
     KerasHub backbone: ``(image input, the family's own embedding, [(block_<k>, pool,
-    pooled tokens), ...], the embeddings.EmbeddingSource)``; inputs are preprocessed."""
+    pooled tokens), ...], the extractor.EmbeddingSource)``; inputs are preprocessed."""
     import keras
 
-    from illustration_tl.features import embeddings
+    from illustration_tl.models import extractor
 
     spec = backbones.get(backbone)
     family = spec.hub
@@ -221,6 +221,6 @@ def feature_outputs(backbone: str, weights: str | None = "imagenet",
     recipe = {"model_dir": None, "backbone": spec.name, "weights": _weights(weights),
               "image_size": size, "layer": None, "seed": seed,
               "hub_config": hub_config or None}
-    source = embeddings.EmbeddingSource(keras.Model(image, paper), spec.name, size,
+    source = extractor.EmbeddingSource(keras.Model(image, paper), spec.name, size,
                                         paper_layer, described, recipe=recipe)
     return image, paper, pooled, source

@@ -1,1 +1,5 @@
-"""End-to-end journeys in resumable stages: reproduce (the paper), fit, class selection."""
+"""End-to-end journeys in resumable stages: ``reproduce`` (the paper's Table 3),
+``fit`` (the best classifier for a folder) and class selection (paper §4.2).
+"""
+
+__all__ = ["class_ranking", "class_selection", "fit", "reproduce", "stages"]

@@ -137,6 +137,10 @@ def write_archive(path: str, *, tracked: Sequence[Any], classify: Callable[[Any]
     on white, resized with ``resize_mode`` as in training, then ``classify``) and
     ``metadata`` (``metadata`` as JSON, also written beside as :data:`METADATA_FILE`).
     ``tracked``: the Keras models / ``tf.Module``s whose variables ``classify`` uses.
+    They are not passed to ``ExportArchive.track``: Keras finds every variable the
+    endpoints use by itself (its ``_all_variables``), and tracking a Keras model as
+    well stores each variable a second time (keras-team/keras#23553: a VGG16 model
+    was 122 MB instead of 59 MB); the checkpoint then holds each variable once.
     """
     import keras
     import tensorflow as tf
@@ -151,10 +155,9 @@ def write_archive(path: str, *, tracked: Sequence[Any], classify: Callable[[Any]
             [image_size, image_size, 3], tf.float32))
         return classify(images)
 
+    del tracked  # found through the endpoints: see the docstring
     meta_json = json.dumps(metadata, sort_keys=True)
     archive = keras.export.ExportArchive()
-    for item in tracked:
-        archive.track(item)
     archive.add_endpoint("serving_default", serve_bytes, input_signature=[
         tf.TensorSpec([None], tf.string, name="image_bytes")])
     archive.add_endpoint("classify_images", classify, input_signature=[
@@ -166,12 +169,52 @@ def write_archive(path: str, *, tracked: Sequence[Any], classify: Callable[[Any]
         f.write(meta_json)
 
 
-def read_metadata(path: str) -> dict:
-    """The metadata of an export, from its ``metadata`` signature."""
-    import tensorflow as tf
+MAX_METADATA_BYTES = 64 * 1024 * 1024
 
-    loaded = tf.saved_model.load(path)
-    return json.loads(loaded.metadata()["metadata"].numpy().decode("utf-8"))
+
+def read_metadata(path: str, flag: str = "--model") -> dict:
+    """The metadata of the SavedModel folder ``path``, from :data:`METADATA_FILE`
+    beside ``saved_model.pb``; never by running the model's ``metadata`` function
+    (that would run the model's graph). One-line :class:`UserError` when missing
+    (an export of an earlier version: re-export it) or malformed."""
+    from illustration_tl.core import files
+    from illustration_tl.errors import UserError
+
+    file = os.path.join(path, METADATA_FILE)
+    if not os.path.lexists(file):
+        raise UserError(f"{flag}={path}: no {METADATA_FILE} beside saved_model.pb (an export "
+                        "of an earlier version, or not one of this project's); re-export it "
+                        "with this version (`illustration-tl export`, or rerun `fit`)")
+    try:
+        meta = json.loads(files.read_regular_file(file, MAX_METADATA_BYTES).decode("utf-8"))
+    except (files.UnreadableFile, UnicodeDecodeError, ValueError) as e:
+        why = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise UserError(f"{flag}={path}: {METADATA_FILE} is not readable JSON ({why}); "
+                        "re-export the model") from None
+    problem = _metadata_problem(meta)
+    if problem:
+        raise UserError(f"{flag}={path}: {METADATA_FILE}: {problem}; re-export the model")
+    return meta
+
+
+def _metadata_problem(meta: Any) -> str | None:
+    """Why ``meta`` cannot describe a classifier of this project (None if it can)."""
+    if not isinstance(meta, dict):
+        return "not a JSON object"
+    names = meta.get("class_names")
+    if not isinstance(names, list) or len(names) < 2 or \
+            not all(isinstance(n, str) and n.isprintable() and
+                    n.encode("utf-8", "replace").decode("utf-8") == n for n in names):
+        return "`class_names` is not a list of at least 2 printable strings"
+    size = meta.get("image_size")
+    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 4096:
+        return "`image_size` is not a whole number of pixels from 1 to 4096"
+    if meta.get("resize_mode", "squash") not in common_settings.RESIZE_MODES:
+        return f"unknown `resize_mode` {str(meta.get('resize_mode'))[:40]!r}"
+    side = meta.get("max_side")
+    if side is not None and (not isinstance(side, int) or isinstance(side, bool) or side < 1):
+        return "`max_side` is not a positive whole number"
+    return None
 
 
 @dataclasses.dataclass

@@ -13,8 +13,8 @@ on images given as
   the manifest's folder), ``label`` and any others, one of which
   ``group_by`` names (``--group_by=style``).
 
-A label is matched to the model's classes by name (case, ``_`` and spaces
-ignored) or through ImageNet (a wnid or any synonym of the same ImageNet
+A label is matched to the model's classes by exact name (``Cat`` and ``cat``
+are different classes) or through ImageNet (a wnid or any synonym of the same ImageNet
 class, e.g. a ``tabby`` folder for a model whose class is ``n02123045``).
 Images without a label (files directly in the folder, an empty ``label``) or
 with a label the model does not know are still classified and listed in
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import os
 import sys
 from typing import Any, Sequence
@@ -75,17 +76,22 @@ def _level(group_by: str | None) -> int | None:
     return level
 
 
-def items_from_folder(root: str, group_by: str | None = None) -> list[Item]:
+def items_from_folder(root: str, group_by: str | None = None,
+                      skipped: list[tuple[str, str]] | None = None) -> list[Item]:
     """Every regular file under ``root``: the class is its folder, the group the folder
-    at level ``group_by`` (files directly in ``root`` are unlabelled)."""
+    at level ``group_by`` (files directly in ``root`` are unlabelled). What
+    :func:`files.walk` leaves out (symlinks leading out of ``root``, FIFOs, devices,
+    sockets; never opened) is appended to ``skipped`` as ``(shown name, reason)``."""
     if not os.path.isdir(root):
         raise UserError(f"--images={root!r} is not a folder")
     level = _level(group_by)
-    skipped: list[str] = []
+    left_out = skipped if skipped is not None else []
     out = []
-    for rel in files.walk(root, on_skip=lambda s: skipped.append(s.rel)):
+    for rel in files.walk(root, on_skip=lambda s: left_out.append(
+            (files.display_name(s.rel), s.reason))):
         parts = rel.split("/")
         folders = parts[:-1]
+        folders = [files.display_name(f) for f in folders]  # printable on any console
         label = folders[-1] if folders else UNLABELLED
         group = ""
         if level is not None:
@@ -100,16 +106,61 @@ def items_from_folder(root: str, group_by: str | None = None) -> list[Item]:
     return out
 
 
+MAX_MANIFEST_BYTES = 256 * 1024 * 1024
+MAX_FIELD_CHARS = 128 * 1024
+"""Longest manifest cell (csv's own default limit): a longer one is a one-line error."""
+
+
+def _manifest_rows(manifest: str) -> csv.DictReader:
+    """The manifest's rows; UserError for a file that is not UTF-8 CSV text."""
+    try:
+        data = files.read_regular_file(manifest, MAX_MANIFEST_BYTES)
+    except files.UnreadableFile as e:
+        raise UserError(f"--manifest={manifest!r}: {e}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise UserError(f"--manifest={manifest!r}: line {line} is not UTF-8 text (a Latin-1 "
+                        "or other legacy encoding?); save the CSV as UTF-8") from None
+    return csv.DictReader(io.StringIO(text, newline=""))
+
+
+def _manifest_path(root: str, name: str) -> tuple[str | None, str]:
+    """The path a manifest's ``file`` names under ``root``, or None and why it is refused:
+    absolute paths, ``..`` and links leading out of ``root`` are never opened."""
+    parts = name.replace("\\", "/").split("/")
+    if os.path.isabs(name) or name.startswith("\\") or (len(name) > 1 and name[1] == ":"):
+        return None, "absolute path; manifest paths are relative to the images folder"
+    if ".." in parts:
+        return None, "`..` in the path; manifest paths stay inside the images folder"
+    path = os.path.join(root, *[p for p in parts if p not in ("", ".")])
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+        return None, "symlink to a path outside the images folder; not followed"
+    return path, ""
+
+
 def items_from_manifest(manifest: str, images: str | None = None,
-                        group_by: str | None = None) -> list[Item]:
-    """Rows of a CSV with ``file`` and ``label`` columns (and ``group_by``)."""
+                        group_by: str | None = None,
+                        skipped: list[tuple[str, str]] | None = None) -> list[Item]:
+    """Rows of a UTF-8 CSV with ``file`` and ``label`` columns (and ``group_by``).
+
+    ``file`` is relative to ``images`` (else to the manifest's folder); absolute
+    paths, ``..`` and symlinks leading out are appended to ``skipped`` as
+    ``(file, reason)`` and never opened. A file that is not UTF-8, or a cell over
+    :data:`MAX_FIELD_CHARS` characters, is a one-line :class:`UserError`."""
     if not os.path.isfile(manifest):
         raise UserError(f"--manifest={manifest!r} is not a file")
     root = images or os.path.dirname(os.path.abspath(manifest))
     if images and not os.path.isdir(images):
         raise UserError(f"--images={images!r} is not a folder")
-    with open(manifest, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
+    left_out = skipped if skipped is not None else []
+    reader = _manifest_rows(manifest)
+    limit = csv.field_size_limit()
+    csv.field_size_limit(MAX_FIELD_CHARS)
+    try:
         columns = reader.fieldnames or []
         for needed in ("file", "label"):
             if needed not in columns:
@@ -123,10 +174,18 @@ def items_from_manifest(manifest: str, images: str | None = None,
             name = (row.get("file") or "").strip()
             if not name:
                 raise UserError(f"--manifest={manifest}: line {i} has an empty `file`")
-            path = name if os.path.isabs(name) else os.path.join(root, name)
-            out.append(Item(path, name, (row.get("label") or "").strip(),
+            path, why = _manifest_path(root, name)
+            if path is None:
+                left_out.append((files.display_name(name), why))
+                continue
+            out.append(Item(path, files.display_name(name), (row.get("label") or "").strip(),
                             (row.get(group_by) or "").strip() if group_by else ""))
-    if not out:
+    except csv.Error as e:
+        raise UserError(f"--manifest={manifest}: line {reader.line_num}: not readable CSV "
+                        f"({e}); cells hold at most {MAX_FIELD_CHARS:,} characters") from None
+    finally:
+        csv.field_size_limit(limit)
+    if not out and not left_out:
         raise UserError(f"--manifest={manifest} lists no files")
     return out
 
@@ -136,8 +195,16 @@ def _key(text: str) -> str:
 
 
 def label_matcher(class_names: Sequence[str], wnids: Sequence[str] | None = None):
-    """A function from a label text to a model class index (or None)."""
-    by_name = {_key(c): i for i, c in enumerate(class_names)}
+    """A function from a label text to a model class index (or None).
+
+    A label matches the class of exactly its name (``Cat`` and ``cat`` are two
+    classes; no case or ``_``/space folding, which merged classes and gave wrong
+    numbers). A label that names no class exactly may still match through ImageNet
+    (a wnid, or any synonym of the same ImageNet class: a ``tabby`` folder for a
+    model whose class is ``n02123045``), unless it differs from a model class only
+    by case, ``_`` or spaces: such a label is not scored (reported as unknown)."""
+    by_name = {c: i for i, c in enumerate(class_names)}
+    folded = {_key(c) for c in class_names}
     by_wnid: dict[str, int] = {}
     for i, c in enumerate(class_names):
         wnid = (wnids[i] if wnids and i < len(wnids) else "") or ""
@@ -149,8 +216,10 @@ def label_matcher(class_names: Sequence[str], wnids: Sequence[str] | None = None
     def match(label: str) -> int | None:
         if not label:
             return None
-        if _key(label) in by_name:
-            return by_name[_key(label)]
+        if label in by_name:
+            return by_name[label]
+        if _key(label) in folded:
+            return None
         found = imagenet.find(label.strip())
         return by_wnid.get(found.wnid) if found is not None else None
 
@@ -180,7 +249,7 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = [f"# Evaluation of {doc['model']}", "",
              f"- images: {doc['images']} ({doc['scored']} scored, {doc['unscored']} not scored: "
              f"no label or a label the model does not know; {doc['skipped']} skipped: "
-             "not decodable)",
+             "not decodable, or not a regular file inside the input)",
              f"- classes in the model: {doc['model_classes']}"]
     if o:
         lines += [f"- top-1 {_pct(o['top1'])}, top-5 {_pct(o['top5'])}", ""]
@@ -239,15 +308,18 @@ def evaluate(*, model: str, output: str, images: str | None = None,
         raise UserError("--images (a folder) or --manifest (a CSV) is required")
     if batch_size < 1:
         raise UserError(f"--batch_size={batch_size}: at least 1")
+    if max_side is not None and max_side < 1:
+        raise UserError(f"--max_side={max_side}: give a positive number of pixels")
     outputs.prepare_output(output, overwrite=overwrite, marker=OUTPUT_MARKER)
-    items = (items_from_manifest(manifest, images, group_by) if manifest
-             else items_from_folder(images, group_by))
+    skipped: list[tuple[str, str]] = []  # (shown name, reason): listed, never scored
+    items = (items_from_manifest(manifest, images, group_by, skipped) if manifest
+             else items_from_folder(images, group_by, skipped))
+    left_out = len(skipped)  # never opened: links out, FIFOs, paths out of the root
     predictor = predict.Predictor(model)
     match = label_matcher(predictor.class_names, predictor.metadata.get("wnids"))
     progress_every = max(1, 10 * batch_size)
     kept: list[Item] = []
     scores: list[np.ndarray] = []
-    skipped: list[tuple[str, str]] = []
     batch: list[tuple[Item, Any]] = []
 
     def flush() -> None:
@@ -259,11 +331,9 @@ def evaluate(*, model: str, output: str, images: str | None = None,
 
     for n, item in enumerate(items, start=1):
         try:
-            if not os.path.isfile(item.path):
-                raise ingestion.IngestionError("not a file")
             batch.append((item, predictor.prepare(item.path, max_side)))
-        except ingestion.IngestionError as e:
-            skipped.append((item.name, str(e)))
+        except ingestion.IngestionError as e:  # only regular files are opened
+            skipped.append((item.name, predict.safe_reason(str(e))))
         if len(batch) >= batch_size:
             flush()
         if n % progress_every == 0:
@@ -287,8 +357,8 @@ def evaluate(*, model: str, output: str, images: str | None = None,
     order = np.argsort(-all_scores, axis=1, kind="stable")[:, :k]
     unscored = [i for i, lab in enumerate(labels) if lab is None]
     doc = {
-        "model": os.path.abspath(model), "model_classes": len(names),
-        "images": len(items), "scored": len(scored), "unscored": len(unscored),
+        "model": files.display_name(os.path.abspath(model)), "model_classes": len(names),
+        "images": len(items) + left_out, "scored": len(scored), "unscored": len(unscored),
         "skipped": len(skipped), "skipped_files": [{"file": f, "reason": r}
                                                    for f, r in skipped],
         "group_by": group_by,
@@ -306,7 +376,7 @@ def evaluate(*, model: str, output: str, images: str | None = None,
     with outputs.writing(output, overwrite=overwrite, marker=OUTPUT_MARKER) as tmp:
         with open(os.path.join(tmp, "predictions.csv"), "w", newline="",
                   encoding="utf-8") as f:
-            w = csv.writer(f)
+            w = _SafeWriter(csv.writer(f))
             w.writerow(["file", "label", "group", "scored", "top1_correct"]
                        + [f"top{j + 1}" for j in range(k)]
                        + [f"top{j + 1}_score" for j in range(k)])
@@ -325,6 +395,32 @@ def evaluate(*, model: str, output: str, images: str | None = None,
         with open(os.path.join(tmp, "evaluation.md"), "w", encoding="utf-8") as f:
             f.write(markdown(doc))
     return doc
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""A CSV cell starting with one of these is a formula to a spreadsheet (OWASP)."""
+
+
+def csv_cell(value: Any) -> Any:
+    """``value`` safe for a spreadsheet: a text starting with :data:`FORMULA_STARTS` gets
+    a leading ``'`` (so ``=HYPERLINK(...)`` is shown, not run); numbers such as
+    ``-0.25`` are kept."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        try:
+            float(value)  # a number such as -0.25 stays a number
+        except ValueError:
+            return "'" + value
+    return value
+
+
+class _SafeWriter:
+    """A ``csv.writer`` whose every cell goes through :func:`csv_cell`."""
+
+    def __init__(self, writer: Any):
+        self._writer = writer
+
+    def writerow(self, row: Sequence[Any]) -> None:
+        self._writer.writerow([csv_cell(v) for v in row])
 
 
 def counts_by_group(doc: dict[str, Any]) -> dict[str, tuple[int, float]]:

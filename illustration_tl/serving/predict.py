@@ -17,7 +17,11 @@ import dataclasses
 import glob
 import json
 import os
-from typing import Any, Iterable, Iterator, Sequence
+import re
+import stat
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
 
 from illustration_tl.core import common_settings
 from illustration_tl.core.config_flags import optional, setting
@@ -66,28 +70,64 @@ class PredictConfig:
                                     f"{DEFAULT_MAX_SIDE}).")
 
 
-class Predictor:
-    """A loaded export plus its metadata."""
+MODEL_LAYOUTS = (("", "an `export` output or the SavedModel folder itself"),
+                 ("model", "a `fit` run folder"),
+                 (os.path.join("export", "saved_model"), "a `reproduce` output folder"))
+"""Where each kind of folder keeps its SavedModel, relative to the folder given."""
 
-    def __init__(self, path: str):
+
+def resolve_model_dir(path: str, flag: str = "--model") -> str:
+    """The SavedModel folder of ``path``: a `fit` run folder (``run/model``), a
+    ``reproduce`` output folder (``out/export/saved_model``), an ``export`` folder or
+    the SavedModel folder itself. One-line :class:`UserError` naming the four kinds
+    otherwise. Only regular files count (a FIFO named ``saved_model.pb`` does not)."""
+    if not os.path.isdir(path):
+        raise UserError(f"{flag}={path!r} is not a folder; give a `fit` run folder, a "
+                        "`reproduce` output folder, an `export` folder or a SavedModel folder")
+    for sub, _ in MODEL_LAYOUTS:
+        candidate = os.path.join(path, sub) if sub else path
+        try:
+            st = os.stat(os.path.join(candidate, "saved_model.pb"))
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            return candidate
+    raise UserError(f"{flag}={path!r} is not a SavedModel folder written by illustration-tl "
+                    "(no saved_model.pb in it, in model/ or in export/saved_model/); give a "
+                    "`fit` run folder, a `reproduce` output folder, an `export` folder or the "
+                    "SavedModel folder itself")
+
+
+class Predictor:
+    """A loaded export plus its metadata.
+
+    ``path``: any folder :func:`resolve_model_dir` accepts. Before TensorFlow loads
+    anything, the SavedModel's ops are checked against the project's allowlist
+    (:mod:`illustration_tl.serving.model_check`) and the metadata is read from the
+    JSON file beside it (never by running a model function); ``flag`` names the
+    flag or argument in error lines."""
+
+    def __init__(self, path: str, flag: str = "--model"):
         import tensorflow as tf
 
-        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-            raise UserError(f"--model={path!r} is not a SavedModel folder written by "
-                            "`illustration-tl export`")
-        self.path = path
+        from illustration_tl.serving import export, model_check
+
+        model_dir = resolve_model_dir(path, flag)
+        self.path = model_dir
+        model_check.check_saved_model(model_dir, flag)
+        self.metadata = export.read_metadata(model_dir, flag)
+        self.image_size = int(self.metadata["image_size"])
+        self.class_names = [str(c) for c in self.metadata["class_names"]]
+        # The dataset's stored side (builder max_side), as recorded through embed/svm.
+        self.max_side = int(self.metadata.get("max_side") or DEFAULT_MAX_SIDE)
         try:
-            self._loaded = tf.saved_model.load(path)
-            self.metadata = json.loads(self._loaded.metadata()["metadata"].numpy().decode())
-            self.image_size = int(self.metadata["image_size"])
-            self.class_names = [str(c) for c in self.metadata["class_names"]]
-            # The dataset's stored side (builder max_side), as recorded through embed/svm.
-            self.max_side = int(self.metadata.get("max_side") or DEFAULT_MAX_SIDE)
+            self._loaded = tf.saved_model.load(model_dir)
             self._loaded.signatures["classify_images"]
-        except Exception as e:  # truncated variables, foreign SavedModel, bad metadata
+        except Exception as e:  # truncated variables, foreign SavedModel
             text = " ".join(str(e).split())[:200] or type(e).__name__
-            raise UserError(f"--model={path!r}: cannot load this export ({type(e).__name__}: "
-                            f"{text}); re-run `illustration-tl export`") from None
+            raise UserError(f"{flag}={model_dir!r}: cannot load this export "
+                            f"({type(e).__name__}: {text}); re-run `illustration-tl export`"
+                            ) from None
 
     @property
     def num_classes(self) -> int:
@@ -105,37 +145,131 @@ class Predictor:
 
         return ingestion.load_image(path, max_side=max_side)
 
-    def prepare(self, path: str, max_side: int | None) -> Any:
-        """Decodes ``path`` like the dataset builder, then resizes like training."""
+    def _resize(self, pixels: Any) -> Any:
         from illustration_tl.datasets import input_pipeline
 
-        return input_pipeline.resize(self.decode(path, max_side)[None], self.image_size,
+        return input_pipeline.resize(pixels[None], self.image_size,
                                      self.metadata.get("resize_mode", "squash"))[0]
 
+    def prepare(self, path: str, max_side: int | None) -> Any:
+        """Decodes ``path`` (a file path, or an encoded image's bytes) like the dataset
+        builder, then resizes like training."""
+        return self._resize(self.decode(path, max_side))
 
-def expand_inputs(patterns: Sequence[str]) -> list[str]:
-    """Files from paths, folders (recursive, every file) and globs, in order."""
+    def decode_bytes(self, data: bytes, max_side: int | None) -> Any:
+        """:meth:`prepare` for the bytes of an encoded image (what ``serve`` receives)."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise UnsupportedInput(f"expected bytes, got {type(data).__name__}")
+        return self.prepare(bytes(data), max_side)
+
+    def prepare_any(self, item: Any, max_side: int | None) -> Any:
+        """:meth:`prepare` for a path, bytes, a PIL image or a NumPy array (H x W x 3 RGB,
+        H x W x 4 RGBA or H x W gray; uint8, or floats on the 0-255 scale, rounded):
+        every kind becomes a Pillow image decoded like a dataset file (alpha on white,
+        ``max_side`` downscale), then is resized like training. Raises
+        :class:`~illustration_tl.datasets.ingestion.IngestionError` or
+        :class:`UnsupportedInput` with a one-line reason."""
+        from PIL import Image
+
+        from illustration_tl.datasets import ingestion
+
+        if isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)):
+            return self.prepare(item, max_side)
+        if isinstance(item, Image.Image):
+            image = item
+        elif isinstance(item, np.ndarray):
+            image = _array_image(item)
+        else:
+            raise UnsupportedInput(f"cannot classify a {type(item).__name__}: give a path, "
+                                   "bytes, a PIL image or a NumPy array")
+        try:
+            image.load()
+            return self._resize(ingestion.to_rgb_array(image, max_side=max_side))
+        except (OSError, ValueError, SyntaxError) as e:
+            raise ingestion.IngestionError(f"image could not be decoded: "
+                                           f"{type(e).__name__}") from None
+
+
+class UnsupportedInput(ValueError):
+    """An input of a kind :meth:`Predictor.prepare_any` does not take (one line)."""
+
+
+def _array_image(array: np.ndarray) -> Any:
+    """A NumPy image as a Pillow image (see :meth:`Predictor.prepare_any`)."""
+    from PIL import Image
+
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4) or min(array.shape[:2]) < 1:
+        raise UnsupportedInput(f"an array image is H x W x 3 (or x 4, or H x W); got shape "
+                               f"{tuple(array.shape)}")
+    if array.dtype != np.uint8:
+        if array.dtype.kind not in "fiu":
+            raise UnsupportedInput(f"an array image holds numbers; got dtype {array.dtype}")
+        values = array.astype(np.float64)
+        if not np.isfinite(values).all():
+            raise UnsupportedInput("the array holds NaN or infinite values")
+        array = np.clip(np.round(values), 0, 255).astype(np.uint8)
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[array.shape[2]]
+    return Image.fromarray(array[..., 0] if mode == "L" else array, mode)
+
+
+_BYTES_ECHO = re.compile(r" starting with b(['\"]).*$")
+
+
+def safe_reason(reason: str) -> str:
+    """An ingestion error as one printable line that quotes none of the file's bytes."""
+    from illustration_tl.core import files
+
+    return files.display_name(_BYTES_ECHO.sub("", " ".join(reason.split())))[:300]
+
+
+def expand_inputs(patterns: Sequence[str],
+                  on_skip: Callable[[str, str], None] | None = None) -> list[str]:
+    """Files from paths, folders (recursive) and globs, in order.
+
+    Only regular files are kept. A folder is walked with
+    :func:`illustration_tl.core.files.walk`: symlinks leading out of it, FIFOs,
+    devices, sockets and hidden entries are left out, each but hidden ones reported to
+    ``on_skip(shown path, reason)``, and never opened. A glob keeps the regular files it
+    matches that are not symlinks (a symlink matched by a glob is reported); a file
+    named explicitly is kept as given (opening it later refuses anything but a regular
+    file)."""
+    from illustration_tl.core import files
+
+    report = on_skip or (lambda path, reason: None)
     out: list[str] = []
     for pattern in patterns:
         if os.path.isdir(pattern):
-            for root, dirs, names in os.walk(pattern):
-                dirs.sort()
-                out += [os.path.join(root, n) for n in sorted(names)]
-        elif os.path.exists(pattern):
+            def skipped(s: Any, root: str = pattern) -> None:
+                report(files.display_name(os.path.join(root, s.rel)), s.reason)
+            out += [os.path.join(pattern, *rel.split("/"))
+                    for rel in files.walk(pattern, on_skip=skipped)]
+        elif os.path.lexists(pattern):
             out.append(pattern)
         else:
             matched = sorted(glob.glob(pattern, recursive=True))
             if not matched:
-                raise UserError(f"--images={pattern!r} matches no file or folder")
-            out += [m for m in matched if os.path.isfile(m)]
+                raise UserError(f"--images={files.display_name(pattern)!r} matches no file or "
+                                "folder")
+            for m in matched:
+                st = os.lstat(m)
+                if stat.S_ISREG(st.st_mode):
+                    out.append(m)
+                elif not stat.S_ISDIR(st.st_mode):
+                    report(files.display_name(m), "a symlink or special file matched by a "
+                           "glob; not opened")
     return out
 
 
 def predict_files(predictor: Predictor, paths: Iterable[str], top_k: int = 5,
                   batch_size: int = 32, max_side: int | None = 512) -> Iterator[Prediction]:
-    """Yields one :class:`Prediction` per path, in order; bad files carry an error."""
+    """Yields one :class:`Prediction` per path, in order; bad files carry an error.
+    Paths are shown with :func:`~illustration_tl.core.files.display_name` (printable on a
+    strict UTF-8 console) and errors quote none of a file's bytes."""
     import tensorflow as tf
 
+    from illustration_tl.core import files
     from illustration_tl.datasets import ingestion
 
     batch: list[tuple[str, Any]] = []
@@ -146,7 +280,8 @@ def predict_files(predictor: Predictor, paths: Iterable[str], top_k: int = 5,
         out = predictor.classify_pixels(tf.stack([img for _, img in batch]))
         for row, (path, _) in enumerate(batch):
             k = min(top_k, out["scores"].shape[1])
-            yield Prediction(path, [n.decode() for n in out["class_names"][row][:k]],
+            yield Prediction(files.display_name(path),
+                             [n.decode("utf-8", "replace") for n in out["class_names"][row][:k]],
                              out["class_indices"][row][:k].tolist(),
                              out["scores"][row][:k].astype(float).tolist())
         batch.clear()
@@ -155,9 +290,8 @@ def predict_files(predictor: Predictor, paths: Iterable[str], top_k: int = 5,
         try:
             batch.append((path, predictor.prepare(path, max_side)))
         except ingestion.IngestionError as e:
-            yield Prediction(path, error=str(e))
+            yield Prediction(files.display_name(path), error=safe_reason(str(e)))
             continue
         if len(batch) == batch_size:
             yield from flush()
     yield from flush()
-

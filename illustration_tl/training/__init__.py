@@ -21,8 +21,12 @@ learning rate reduced on plateau. One module per concern:
 * :mod:`.loop`: :func:`~.loop.optimize`, the custom ``tf.distribute`` loop
   (TensorFlow backend);
 * :mod:`.fit_loop`: :func:`~.fit_loop.fit`, the same recipe through
-  ``model.fit`` on any Keras backend (JAX included).
+  ``model.fit`` on any Keras backend (JAX included);
+* :mod:`.run`: :func:`~.run.train`, which picks the loop for the Keras backend.
 
 The package's ``__init__`` imports nothing, so ``training.config`` (which the
 command line needs to define its flags) loads without Keras.
 """
+
+__all__ = ["checkpoints", "config", "data", "distribute", "fit_loop", "history", "loop",
+           "lr_multipliers", "model", "plateau", "reporting", "run", "steps"]

@@ -1,0 +1,53 @@
+"""Progress lines for long work: counts, rate and ETA, as plain text on stderr."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+class Progress:
+    """Prints ``done/total images, images/s, ETA`` at most every ``interval`` seconds."""
+
+    def __init__(self, label: str, total: int | None = None, interval: float = 5.0,
+                 stream: TextIO | None = None) -> None:
+        self.label, self.total, self.interval = label, total, interval
+        self.stream = stream if stream is not None else sys.stderr
+        self.done = 0
+        self._printed = -1  # ``done`` at the last printed line: the final line prints once
+        self.start = self._last = time.perf_counter()
+
+    def update(self, n: int, force: bool = False) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if (force and self.done != self._printed) or now - self._last >= self.interval:
+            self._last, self._printed = now, self.done
+            self.stream.write(self.line() + "\n")
+            self.stream.flush()
+
+    def rate(self) -> float:
+        elapsed = time.perf_counter() - self.start
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    def line(self) -> str:
+        rate = self.rate()
+        text = f"{self.label}: {self.done:,}"
+        if self.total:
+            text += f"/{self.total:,} images ({100 * self.done / self.total:.0f}%)"
+            if rate > 0 and self.done < self.total:
+                text += f", {rate:.1f} images/s, ETA {_duration((self.total - self.done) / rate)}"
+            else:
+                text += f", {rate:.1f} images/s"
+        else:
+            text += f" images, {rate:.1f} images/s"
+        return text
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

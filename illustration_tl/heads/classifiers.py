@@ -1,0 +1,92 @@
+"""The classifiers a head can use, one registry row each (paper §6.1 and beyond).
+
+A :class:`ClassifierKind` says how to build the scikit-learn estimator of a search
+point and which *family* it belongs to; the family decides how the fitted model is
+stored and served, so a new classifier needs no other code:
+
+* ``kernel``: SVMs (``SVC`` one-vs-one or true one-vs-rest; the paper's classifier).
+  The search fits them on precomputed kernel matrices (one per feature set, fold and
+  γ), the head stores them as :class:`illustration_tl.heads.svm_graph.SvmTensors`.
+* ``linear``: anything with ``coef_`` and ``intercept_`` whose scores are
+  ``x @ coef_.T + intercept_`` (logistic regression, ridge). Fitted on the feature
+  rows; the head stores ``weights`` (d, C) and ``bias`` (C,).
+
+``fast_cs`` and ``thorough_cs`` are the values of ``C`` (the inverse regularization
+strength, the search's one scalar knob) that ``--search=fast`` and
+``--search=thorough`` try for a linear kind; the SVM grids live in
+:mod:`illustration_tl.heads.search`. To add a classifier, append a row to
+:data:`KINDS` (see ``docs/architecture.md``, "Add a classifier head").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+from illustration_tl.errors import UserError
+
+# A search point (:class:`illustration_tl.heads.config.Config`, which validates its
+# classifier against this registry, so it is not imported here).
+Config = Any
+
+FAMILIES = ("kernel", "linear")
+LOGREG_MAX_ITER = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierKind:
+    """One classifier a search point can name (``Config.classifier``)."""
+
+    name: str
+    family: str
+    # (config, resolved γ, "precomputed" or None) -> an unfitted sklearn estimator
+    build: Callable[[Config, float, str | None], Any]
+    fast_cs: tuple[float, ...] = ()
+    thorough_cs: tuple[float, ...] = ()
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"classifier {self.name}: family {self.family!r} is not one of "
+                             f"{FAMILIES}")
+
+
+def _svm(cfg: Config, gamma: float, kernel: str | None) -> Any:
+    from illustration_tl.heads import svm
+
+    return svm.make_classifier(svm.SvmParams(kernel=cfg.kernel, C=cfg.C, gamma=gamma,
+                                             multiclass=cfg.multiclass), kernel=kernel)
+
+
+def _logreg(cfg: Config, gamma: float, kernel: str | None) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    # a probe: lbfgs to a loose tolerance (weakly regularized multinomial fits on
+    # unit-norm features otherwise run for thousands of iterations)
+    return LogisticRegression(C=cfg.C, max_iter=LOGREG_MAX_ITER, tol=1e-3)
+
+
+def _ridge(cfg: Config, gamma: float, kernel: str | None) -> Any:
+    from sklearn.linear_model import RidgeClassifier
+
+    # one least-squares solve for every class: linear time in the rows, a useful
+    # baseline for large folders (α = 1 / C, so that C reads as for the other kinds)
+    return RidgeClassifier(alpha=1.0 / cfg.C)
+
+
+KINDS: dict[str, ClassifierKind] = {k.name: k for k in [
+    ClassifierKind("svm", "kernel", _svm, description="SVM (rbf, linear, poly, sigmoid; "
+                   "one-vs-one or true one-vs-rest)"),
+    ClassifierKind("logreg", "linear", _logreg, fast_cs=(30.0,),
+                   thorough_cs=(3.0, 30.0, 300.0),
+                   description="multinomial logistic regression (a linear probe)"),
+    ClassifierKind("ridge", "linear", _ridge, thorough_cs=(0.3, 3.0, 30.0),
+                   description="ridge regression on one-hot targets (RidgeClassifier)"),
+]}
+
+
+def get(name: str) -> ClassifierKind:
+    """The registry row of ``name``; a one-line :class:`UserError` for an unknown one."""
+    if name not in KINDS:
+        raise UserError(f"classifier {name!r} is not one of {', '.join(KINDS)}")
+    return KINDS[name]

@@ -1,0 +1,111 @@
+"""One point of the ``fit`` search: features, normalization, classifier (paper §6.1).
+
+A :class:`Config` names which feature blocks at which resize mode, the mirrors, the
+normalization of the concatenated features and the classifier with its parameters;
+:func:`resolve_gamma` turns its γ rule into a number on the rows a classifier is
+fitted on, and :class:`Normalizer` is its fitted normalization.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from illustration_tl.errors import UserError
+from illustration_tl.features import multilayer as feats
+from illustration_tl.heads import classifiers
+
+MODES = ("paper", "fast", "thorough")
+NORMS = ("none", "standard", "l2", "power_l2")
+FOLD_FITTED_NORMS = ("standard",)  # normalizations with fitted statistics: fitted per fold
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One point of the search."""
+
+    resize: str = "squash"
+    blocks: tuple[str, ...] = (feats.PAPER_BLOCK,)
+    flip_train: bool = False
+    flip_test: bool = False
+    norm: str = "none"
+    classifier: str = "svm"
+    kernel: str = "rbf"
+    C: float = 1.0
+    gamma: str = "scale"        # "scale", "<k>*scale" or an absolute number
+    multiclass: str = "ovo"
+
+    def __post_init__(self) -> None:
+        if self.norm not in NORMS:
+            raise UserError(f"normalization {self.norm!r} is not one of {', '.join(NORMS)}")
+        classifiers.get(self.classifier)
+
+    def feature_key(self) -> tuple:
+        return (self.resize, self.blocks, self.flip_train, self.flip_test, self.norm)
+
+    def label(self) -> str:
+        layers = "+".join(self.blocks)
+        flip = ("" if not (self.flip_train or self.flip_test) else
+                " flip" + ("-train" if self.flip_train else "") + ("-tta" if self.flip_test
+                                                                   else ""))
+        if classifiers.get(self.classifier).family == "linear":
+            head = f"{self.classifier} C={self.C:g}"
+        else:
+            head = f"svm {self.kernel} C={self.C:g}"
+            if self.kernel != "linear":
+                head += f" gamma={self.gamma}"
+            head += f" {self.multiclass}"
+        return f"[{self.resize} {layers}{flip} norm={self.norm}] {head}"
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["blocks"] = list(self.blocks)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Config:
+        d = dict(d)
+        d["blocks"] = tuple(d["blocks"])
+        return cls(**d)
+
+
+def resolve_gamma(rule: str, x: np.ndarray) -> float:
+    """γ from a rule: ``scale`` = sklearn's ``1 / (n_features * X.var())``, ``k*scale``,
+    or an absolute number."""
+    rule = str(rule)
+    if rule.endswith("scale"):
+        factor = float(rule[:-len("scale")].rstrip("*") or 1.0)
+        var = float(np.asarray(x).var())
+        return factor / (x.shape[1] * var) if var > 0 else factor
+    return float(rule)
+
+
+# --- Normalization -------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Normalizer:
+    """The normalization of a config, fitted (``standard``: mean and std)."""
+
+    norm: str
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
+
+    @classmethod
+    def fit(cls, norm: str, x: np.ndarray) -> Normalizer:
+        if norm == "standard":
+            std = x.std(axis=0)
+            return cls(norm, x.mean(axis=0), np.where(std > 0, std, 1.0))
+        return cls(norm)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float64)
+        if self.norm == "standard":
+            return (x - self.mean) / self.std
+        if self.norm == "l2":
+            n = np.linalg.norm(x, axis=1, keepdims=True)
+            return x / np.where(n > 0, n, 1.0)
+        if self.norm == "power_l2":
+            return feats.power_l2(x)
+        return x

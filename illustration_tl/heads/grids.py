@@ -1,0 +1,142 @@
+"""The candidate lists of the ``fit`` search modes (``paper``, ``fast``, ``thorough``).
+
+``paper`` is :func:`illustration_tl.heads.svm.paper_grid` on the paper's embedding;
+``fast`` and ``thorough`` are ordered lists over resize modes, transfer-block sets,
+mirrors, normalizations and the classifiers of the registry
+(:mod:`illustration_tl.heads.classifiers`); :func:`is_fast_probe` and
+:func:`is_probe` name the cheap fits that rank feature sets before the others run
+(see :mod:`illustration_tl.heads.search`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from illustration_tl.errors import UserError
+from illustration_tl.features import multilayer as feats
+from illustration_tl.heads import classifiers
+from illustration_tl.heads.config import MODES, Config
+
+FAST_GAMMAS = ("scale", "2*scale", "0.5*scale")
+FAST_CS = (1.0, 10.0)
+FAST_OVR_CS = (3.0, 10.0)   # true one-vs-rest RBF SVMs, gamma = scale
+FAST_FEATURE_SETS = 2       # feature sets (resize x blocks) that get fast's whole list
+THOROUGH_FEATURE_SETS = 6   # feature sets that get the full classifier grid
+
+
+def _block_sets(store_blocks: Sequence[str], layers: Sequence[str], wide: bool
+                ) -> list[tuple[str, ...]]:
+    # a transformer's blocks also have a class-token pool (hub_backbones)
+    cls = any(b.endswith(":cls") for b in store_blocks)
+    pools = feats.TOKEN_POOLS if cls else feats.POOLS
+
+    def both(ls):
+        return tuple(feats.block_name(layer, p) for layer in ls for p in pools)
+
+    # the issue's recipe first (the last two blocks), then every transfer layer
+    sets = [both(layers[-2:])] if len(layers) > 2 else []
+    sets.append(both(layers))
+    if wide:
+        sets.append(both(layers[-1:]))
+        sets.append(tuple(feats.block_name(layer, "avg") for layer in layers))
+        if cls:  # the class tokens of every transfer block (DINOv2's linear probes)
+            sets.append(tuple(feats.block_name(layer, "cls") for layer in layers))
+    return [s for s in dict.fromkeys(sets) if all(b in store_blocks for b in s)]
+
+
+def distinct_resize_modes(store: feats.FeatureStore) -> list[str]:
+    """The store's resize modes less those whose features equal an earlier mode's (pad is
+    squash when every image is square, e.g. an icon set): searching both would only
+    double the work."""
+    out: list[str] = []
+    block = next((b for b in store.blocks if b != feats.PAPER_BLOCK), store.blocks[0])
+    for mode in store.resize_modes:
+        mine = [store.arrays[s].get(feats.key(mode, "orig", block)) for s in store.arrays]
+        if not any(all(a is not None and b is not None and np.array_equal(a, b)
+                       for a, b in zip(mine, [store.arrays[s].get(feats.key(o, "orig", block))
+                                              for s in store.arrays]))
+                   for o in out):
+            out.append(mode)
+    return out
+
+
+def candidates(mode: str, store: feats.FeatureStore) -> list[Config]:
+    """The ordered candidate list of a search mode on this feature store."""
+    if mode not in MODES:
+        raise UserError(f"--search={mode!r}: choose from {', '.join(MODES)}")
+    if mode == "paper":
+        from illustration_tl.heads import svm
+
+        mode0 = "squash" if "squash" in store.resize_modes else store.resize_modes[0]
+        return [Config(mode0, (feats.PAPER_BLOCK,), False, False, "none", "svm", p.kernel,
+                       p.C, f"{p.gamma:g}", p.multiclass) for p in svm.paper_grid()]
+    layers = list(store.meta.get("layers") or [])
+    flips = [(True, True)] if "flip" in store.views else [(False, False)]
+    out: list[Config] = []
+    if mode == "fast":
+        # Features: each resize mode x (last two blocks, every block), global avg + max
+        # pooled, each block power-l2-normalized (FeatureStore.assemble), the
+        # concatenation l2-normalized; mirrors in training + flip test-time averaging.
+        # Classifiers: RBF SVMs with gamma relative to the feature scale, and a
+        # logistic-regression probe. run() decides the order (see the module doc).
+        for resize in distinct_resize_modes(store):
+            for blocks in _block_sets(store.blocks, layers, wide=False):
+                for f_train, f_test in flips:
+                    base = dict(resize=resize, blocks=blocks, flip_train=f_train,
+                                flip_test=f_test, norm="l2")
+                    for g in FAST_GAMMAS:
+                        for C in FAST_CS:
+                            out.append(Config(**base, kernel="rbf", C=C, gamma=g,
+                                              multiclass="ovo"))
+                    for C in FAST_OVR_CS:
+                        out.append(Config(**base, kernel="rbf", C=C, gamma="scale",
+                                          multiclass="ovr"))
+                    out += _linear_configs(base, "fast_cs")
+        return out
+    # thorough: every fast candidate, plus more layers, flip variants, normalizations and
+    # classifiers. run() first ranks the feature sets with a few probe fits, then grids
+    # the classifiers on the best ones.
+    out = candidates("fast", store)
+    if "flip" in store.views:
+        flips = [(True, True), (False, True), (False, False)]
+    for resize in distinct_resize_modes(store):
+        for blocks in _block_sets(store.blocks, layers, wide=True):
+            for f_train, f_test in flips:
+                for norm in ("l2", "power_l2", "standard"):
+                    base = dict(resize=resize, blocks=blocks, flip_train=f_train,
+                                flip_test=f_test, norm=norm)
+                    for g in ("scale", "2*scale", "0.5*scale", "4*scale"):
+                        for C in (1.0, 10.0, 3.0, 30.0, 100.0):
+                            out.append(Config(**base, kernel="rbf", C=C, gamma=g,
+                                              multiclass="ovo"))
+                    for C in (3.0, 10.0):
+                        out.append(Config(**base, kernel="rbf", C=C, gamma="scale",
+                                          multiclass="ovr"))
+                    for C in (0.1, 1.0):
+                        out.append(Config(**base, kernel="linear", C=C, multiclass="ovo"))
+                    out.append(Config(**base, kernel="poly", C=10.0, gamma="scale"))
+                    out.append(Config(**base, kernel="sigmoid", C=10.0, gamma="scale"))
+                    for g in ("1e-3", "1e-4"):
+                        out.append(Config(**base, kernel="rbf", C=10.0, gamma=g))
+                    out += _linear_configs(base, "thorough_cs")
+    return list(dict.fromkeys(out))
+
+
+def _linear_configs(base: dict[str, Any], grid: str) -> list[Config]:
+    """Every registered linear classifier at its ``fast_cs`` or ``thorough_cs``."""
+    return [Config(**base, classifier=kind.name, C=C) for kind in classifiers.KINDS.values()
+            if kind.family == "linear" for C in getattr(kind, grid)]
+
+
+def is_fast_probe(c: Config) -> bool:
+    """The fits that rank feature sets in ``fast``."""
+    return (c.classifier == "svm" and c.kernel == "rbf" and c.multiclass == "ovo"
+            and c.gamma in ("scale", "2*scale") and c.C == 10.0)
+
+
+def is_probe(c: Config) -> bool:
+    """The fits that rank feature sets in ``thorough`` (cheap RBF SVMs)."""
+    return (c.classifier == "svm" and c.kernel == "rbf" and c.multiclass == "ovo"
+            and c.gamma in ("scale", "2*scale") and c.C in (1.0, 10.0))
