@@ -139,7 +139,7 @@ def main() -> None:
         bodies = [json.dumps({"instances": [{"image_bytes": {
             "b64": base64.b64encode(data).decode()}}]}).encode() for data in images]
 
-        srv = server.make_server(predictor, model_dir, port=0)
+        srv = server.make_server(predictor, port=0)
         thread = threading.Thread(target=srv.serve_forever, daemon=True)
         thread.start()
         port = srv.server_address[1]

@@ -47,7 +47,7 @@ class Running:
         from illustration_tl.serving import server
         from illustration_tl.serving.predict import Predictor
 
-        self.server = server.make_server(Predictor(model_dir), model_dir, port=0,
+        self.server = server.make_server(Predictor(model_dir), port=0,
                                          limits=server.Limits(**limits))
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever,

@@ -295,3 +295,18 @@ def test_serve_flags_and_their_shared_help():
     from illustration_tl.core import common_settings
 
     assert found["model"][1] == common_settings.export_dir().metadata["help"]
+
+
+def test_a_fit_run_folder_is_served_from_its_model_folder(exported, tmp_path):
+    import shutil
+
+    shutil.copytree(exported, tmp_path / "run" / "model")
+    r = Running(str(tmp_path / "run"))
+    try:
+        status, meta = r.request("GET", "/v1/models/model/metadata")
+        assert status == 200 and "serving_default" in (
+            meta["metadata"]["signature_def"]["signature_def"])
+        status, body = r.predict({"instances": [{"b64": b64(clipart_files(1)[0])}]})
+        assert status == 200 and len(body["predictions"]) == 1
+    finally:
+        r.close()

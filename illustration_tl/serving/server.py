@@ -122,12 +122,11 @@ def signature_defs(model_dir: str) -> dict:
 class ModelService:
     """One loaded model behind TensorFlow Serving's REST semantics; thread-safe."""
 
-    def __init__(self, predictor: Any, model_dir: str, name: str = "model",
-                 limits: Limits = Limits()):
+    def __init__(self, predictor: Any, name: str = "model", limits: Limits = Limits()):
         self.predictor = predictor
         self.name = name
         self.limits = limits
-        self._signatures = signature_defs(model_dir)
+        self._signatures = signature_defs(predictor.path)
         self._slots = threading.BoundedSemaphore(limits.inference_slots)
         self._admitted = threading.BoundedSemaphore(limits.inference_slots + limits.max_waiting)
         meta = predictor.metadata
@@ -200,14 +199,12 @@ class ModelService:
 
     def prepare(self, index: int, data: bytes) -> Any:
         """Pixels of one instance exactly as ``Predictor.prepare`` gives a file's."""
-        from illustration_tl.datasets import ingestion, input_pipeline
+        from illustration_tl.datasets import ingestion
 
         try:
-            pixels = ingestion.load_image(data, max_side=self.predictor.max_side)
+            return self.predictor.decode_bytes(data, self.predictor.max_side)
         except ingestion.IngestionError as e:
             raise HttpError(400, f"instance {index}: {e}") from None
-        mode = self.predictor.metadata.get("resize_mode", "squash")
-        return input_pipeline.resize(pixels[None], self.predictor.image_size, mode)[0]
 
 
 def _instance_bytes(index: int, item: Any, named: bool) -> bytes:
@@ -426,12 +423,12 @@ def _refuse(request: socket.socket) -> None:
         pass
 
 
-def make_server(predictor: Any, model_dir: str, *, host: str = "127.0.0.1",
+def make_server(predictor: Any, *, host: str = "127.0.0.1",
                 port: int = 8501, name: str = "model", limits: Limits = Limits(),
                 verbose: bool = False) -> ModelHTTPServer:
     """A bound (not yet serving) server for a loaded :class:`Predictor`; a port in use
     or an address that cannot be bound is a :class:`UserError`."""
-    service = ModelService(predictor, model_dir, name, limits)
+    service = ModelService(predictor, name, limits)
     try:
         return ModelHTTPServer((host, port), service, verbose)
     except OSError as e:
@@ -445,10 +442,10 @@ def serve(cfg: ServeConfig, verbose: bool = False) -> None:
 
     check_config(cfg)
     predictor = Predictor(cfg.model)
-    server = make_server(predictor, cfg.model, host=cfg.host, port=cfg.port,
+    server = make_server(predictor, host=cfg.host, port=cfg.port,
                          name=cfg.model_name, verbose=verbose)
     url = server.url
-    print(f"serving {cfg.model} as {cfg.model_name!r} ({len(predictor.class_names)} "
+    print(f"serving {predictor.path} as {cfg.model_name!r} ({len(predictor.class_names)} "
           f"classes) at {url}\n  page:    {url}\n  predict: POST {url}v1/models/"
           f"{cfg.model_name}:predict  (Ctrl-C stops)", flush=True)
     signal.signal(signal.SIGTERM, _interrupt)  # `docker stop`, `kill`: stop as on Ctrl-C
