@@ -36,8 +36,6 @@ setup(
         "importlib_resources",
         # TF 2.21 needs protobuf >= 6.31; apache-beam (the tfds-cli extra) needs < 7.
         "protobuf>=6.31.1,<7",
-        # TensorBoard reads the logs that `optimize` writes.
-        "tensorboard",
         # SVG and Iconify icons are rasterized with resvg (noisy dataset).
         "resvg-py>=0.5",
         "scikit-learn>=1.3",
@@ -53,10 +51,15 @@ setup(
         # KerasHub vision towers for `fit --backbone=keras_hub:<preset>` (CLIP, SigLIP,
         # DINOv2). keras-hub 0.32 needs keras >= 3.15 and tensorflow-text (TF >= 2.20).
         "hub": ["keras-hub>=0.32"],
+        # TensorBoard's server, to read the logs `optimize` writes (writing them needs
+        # only TensorFlow).
+        "tensorboard": ["tensorboard"],
         # jax: the JAX-backend checks of layer surgery and the LR multipliers;
-        # keras-hub: the KerasHub backbone tests (tiny random towers, offline).
+        # keras-hub: the KerasHub backbone tests (tiny random towers, offline);
+        # selenium: `serve`'s page in headless Chromium (Debian's chromium-driver).
         "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.5", "jax>=0.4.30",
-                 "apache-beam>=2.77,<3", "mlcroissant>=1.0", "dill", "keras-hub>=0.32"],
+                 "apache-beam>=2.77,<3", "mlcroissant>=1.0", "dill", "keras-hub>=0.32",
+                 "selenium>=4.10"],
         "and-cuda": ["tensorflow[and-cuda]>=2.16,<2.22"],
     },
     entry_points={"console_scripts": ["illustration-tl=illustration_tl.cli:main"]},

@@ -7,6 +7,7 @@ listing them does not import TensorFlow.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
 
@@ -39,6 +40,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("predict", "Classify image files with an exported model."),
     "evaluate": ("evaluate", "Score an exported model on a folder or manifest of images: "
                  "top-1/top-5 per class and per group (style, source; photographs, Fig. 7)."),
+    "serve": ("serve", "Serve an export with TensorFlow Serving's REST API, and a page "
+              "to drop an image on."),
     "presets": ("presets", "List the named flag presets "
                 "(`COMMAND --preset=NAME`)."),
 }
@@ -46,14 +49,24 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def usage() -> str:
     width = max(len(n) for n in COMMANDS)
-    lines = ["usage: illustration-tl COMMAND [--flags]   (COMMAND --helpshort for its flags)",
+    lines = ["usage: illustration-tl COMMAND [--flags]   (`help COMMAND` for its flags)",
              "       illustration-tl --version", "", "commands:"]
     lines += [f"  {name:<{width}}  {desc}" for name, (_, desc) in COMMANDS.items()]
     return "\n".join(lines)
 
 
+def unknown_command(name: str) -> str:
+    """The one-line error for a command that does not exist, with the closest one."""
+    close = difflib.get_close_matches(name, COMMANDS, n=1, cutoff=0.6)
+    if close:
+        return f"unknown command {name!r}; did you mean {close[0]!r}?"
+    return f"unknown command {name!r}; the commands are {', '.join(COMMANDS)}"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
+    if len(argv) >= 3 and argv[1] == "help":  # `help fit` is `fit --helpshort`
+        argv = [argv[0], argv[2], "--helpshort"]
     if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
         print(usage())
         return 0 if len(argv) >= 2 else 1
@@ -64,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"illustration-tl {__version__}")
         return 0
     if name not in COMMANDS:
-        print(f"illustration-tl: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        print(f"illustration-tl: error: {unknown_command(name)}", file=sys.stderr)
         return 2
     from absl import flags
 

@@ -137,3 +137,52 @@ def test_a_build_that_writes_records_prints_no_tensorflow_lines(tmp_path):
              or "oneDNN" in line or "cuda" in line.lower()]
     assert noise == []
     assert any("decoding" in line for line in r.stderr.splitlines())
+
+
+def test_unknown_command_suggests_the_closest_one():
+    r = cli("fitt")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr == "illustration-tl: error: unknown command 'fitt'; did you mean 'fit'?\n"
+    r = cli("map_names")
+    assert r.returncode == 2 and "did you mean 'map-names'?" in r.stderr
+    r = cli("zzzz")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "the commands are vocab, map-names," in r.stderr
+
+
+def test_help_command_prints_its_flags_like_helpshort():
+    r = cli("help", "map-names")
+    assert r.returncode == 0, r.stderr
+    assert "--input" in r.stdout and "--[no]phrase_mode" in r.stdout
+    assert r.stdout == cli("map-names", "--helpshort").stdout
+    r = cli("help", "fitt")
+    assert r.returncode == 2 and "did you mean 'fit'?" in r.stderr
+    assert cli("help").returncode == 0 and "commands:" in cli("help").stdout
+
+
+@pytest.mark.parametrize("flag", ["--help", "--helpshort", "--helpfull"])
+def test_help_flags_exit_0(flag):
+    r = cli("map-names", flag)
+    assert r.returncode == 0, r.stderr
+    assert "--input" in r.stdout and r.stderr == ""
+
+
+@pytest.mark.parametrize("command,args,text", [
+    ("fit", ["--cv_folds=abc"], "flag --cv_folds=abc: invalid literal for int()"),
+    ("fit", ["--nope"], "Unknown command line flag 'nope'"),
+    ("map-names", ["--phrase_mode=maybe"], "--phrase_mode"),
+    ("predict", ["--format=xml"], "--format"),
+    ("vocab", ["--flagfile=/nonexistent/x.flags"], "/nonexistent/x.flags"),
+    ("vocab", ["positional"], "unexpected positional arguments ['positional']"),
+])
+def test_flag_parse_errors_are_one_line_and_exit_2(command, args, text):
+    r = cli(command, *args)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith(f"illustration-tl {command}: error: ") and text in r.stderr
+
+
+def test_flag_parse_error_is_one_line_when_run_as_a_module():
+    r = cli("--top_k=many", module="illustration_tl.commands.predict")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert r.stderr.startswith("predict.py: error: flag --top_k=many")
