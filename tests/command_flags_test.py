@@ -23,7 +23,7 @@ SNAPSHOT = os.path.join(ROOT, "tests", "fixtures", "command_flags.json")
 # Every command module, including the shared flag module two commands adopt.
 MODULES = ("vocab", "map_names", "mapping_flags", "build", "select_classes", "stats",
            "baseline", "embed", "svm", "optimize", "report", "reproduce", "export", "fit",
-           "predict", "evaluate", "presets")
+           "predict", "evaluate", "serve", "presets")
 
 _INTROSPECT = r'''
 import importlib, json, sys

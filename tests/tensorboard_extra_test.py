@@ -2,10 +2,9 @@
 still writes its logs without the package.
 
 On the TensorFlow backend ``optimize`` trains with the custom loop, whose scalars are
-written by ``training.reporting`` with TensorFlow alone. The ``model.fit`` loop (other
-backends) logs through ``keras.callbacks.TensorBoard``, whose ``tf.summary.scalar``
-raises ``TBNotInstalledError`` without the package: that check is a strict xfail until
-``training/fit_loop.py`` writes its epoch scalars through ``training.reporting``.
+written by ``training.reporting`` with TensorFlow alone; the ``model.fit`` loop (other
+backends) writes its epoch scalars through ``training.reporting`` too (Keras's own
+TensorBoard callback raises ``TBNotInstalledError`` without the package).
 """
 
 import json
@@ -13,8 +12,6 @@ import os
 import re
 import subprocess
 import sys
-
-import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.join(ROOT, "tests")
@@ -70,8 +67,6 @@ def test_optimize_writes_logs_without_the_tensorboard_package(tmp_path):
     assert {"epoch/val_top1", "epoch/train_loss", "train/loss"} <= set(tags)
 
 
-@pytest.mark.xfail(strict=True, reason="fit_loop logs through keras.callbacks.TensorBoard, "
-                   "which needs the tensorboard package for tf.summary.scalar")
 def test_fit_loop_writes_logs_without_the_tensorboard_package(tmp_path):
     """The model.fit loop: what `optimize` runs on the JAX and torch backends."""
     tags = _train_without_tensorboard(tmp_path, "fit")

@@ -2,4 +2,4 @@
 files, and evaluation on folders grouped by style or source.
 """
 
-__all__ = ["export", "grouped_evaluation", "model_check", "predict"]
+__all__ = ["export", "grouped_evaluation", "model_check", "page", "predict", "server"]

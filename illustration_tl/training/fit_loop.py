@@ -141,14 +141,12 @@ def compile_model(model: Any, optimizer: Any, config: TrainConfig, num_classes: 
 
 
 def callbacks(config: TrainConfig) -> list[Any]:
-    """The Keras callbacks of every ``model.fit`` call: TensorBoard into ``logs/`` with
-    ``--summaries`` (epoch-level metrics and learning rate, under ``logs/train``)."""
-    import keras
-
+    """The Keras callbacks of every ``model.fit`` call: TensorBoard scalars into ``logs/``
+    with ``--summaries`` (epoch-level metrics and learning rate, under ``logs/train`` and
+    ``logs/validation``), written without the TensorBoard package."""
     if not config.summaries:
         return []
-    return [keras.callbacks.TensorBoard(log_dir=reporting.log_dir(config.output_dir),
-                                        write_graph=False)]
+    return [reporting.epoch_scalars_callback(config.output_dir)]
 
 
 def evaluate(model: Any, make: Callable[[], Any], batch_size: int) -> dict[str, float]:

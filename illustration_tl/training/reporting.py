@@ -85,3 +85,43 @@ def write_epoch(writer: Any, record: dict[str, Any]) -> None:
             if key not in ("epoch", "step") and isinstance(value, (int, float)):
                 scalar(f"epoch/{key}", value)
     writer.flush()
+
+
+def epoch_scalars_callback(output_dir: str) -> Any:
+    """A Keras callback writing ``model.fit``'s epoch metrics as Keras's TensorBoard
+    callback names them (``logs/train`` and ``logs/validation``, ``epoch_<metric>`` at
+    step = epoch index, ``epoch_learning_rate`` included) with :func:`scalar`, so no
+    TensorBoard package is needed."""
+    import keras
+    import tensorflow as tf
+
+    class EpochScalars(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self._writers: dict[str, Any] = {}
+
+        def _writer(self, split: str) -> Any:
+            if split not in self._writers:
+                self._writers[split] = tf.summary.create_file_writer(
+                    os.path.join(log_dir(output_dir), split))
+            return self._writers[split]
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            logs = dict(logs or {})
+            optimizer = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)
+            logs.setdefault("learning_rate",
+                            float(keras.ops.convert_to_numpy(optimizer.learning_rate)))
+            for key, value in logs.items():
+                split, name = ("validation", key[4:]) if key.startswith("val_") else (
+                    "train", key)
+                with self._writer(split).as_default(step=epoch):
+                    scalar(f"epoch_{name}", float(value))
+            for writer in self._writers.values():
+                writer.flush()
+
+        def on_train_end(self, logs: dict | None = None) -> None:
+            for writer in self._writers.values():
+                writer.close()
+            self._writers.clear()
+
+    return EpochScalars()
