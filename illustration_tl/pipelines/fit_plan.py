@@ -20,6 +20,7 @@ import json
 import os
 import re
 import time
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -89,6 +90,13 @@ class Eta:
         st.on_done.append(self.stage_done)
 
     def stage_done(self, name: str, seconds: float) -> None:
+        done = [s for s in STAGES if s in self.st.timings]
+        left = [s for s in STAGES if s not in self.st.timings]
+        elapsed = f"{len(done)}/{len(STAGES)} stages done, " \
+                  f"{time.perf_counter() - self.start:.0f} s elapsed"
+        if not left:
+            self.log(f"[eta] {elapsed}")
+            return
         if self.estimate is None:
             try:
                 with open(os.path.join(self.st.root, "dataset", "dataset.json"),
@@ -98,15 +106,11 @@ class Eta:
                                                                             self.top))
             except (OSError, ValueError, KeyError):
                 return
-        done = [s for s in STAGES if s in self.st.timings]
-        left = [s for s in STAGES if s not in self.st.timings]
         ran = [s for s in done if s not in self.st.skipped and s != "dataset"]
         guess = sum(self.estimate[s] for s in ran)
         scale = sum(self.st.timings[s] for s in ran) / guess if guess > 0 else 1.0
         remaining = scale * sum(self.estimate[s] for s in left)
-        self.log(f"[eta] {len(done)}/{len(STAGES)} stages done, "
-                 f"{time.perf_counter() - self.start:.0f} s elapsed"
-                 + (f", about {remaining:.0f} s left" if left else ""))
+        self.log(f"[eta] {elapsed}, about {remaining:.0f} s left")
 
     def finish(self) -> None:
         if self.stage_done in self.st.on_done:
@@ -148,10 +152,12 @@ def probe(cfg: Any, include_top: str, classes: int = 4,
     model, blocks, source = features.extractor(cfg.backbone, weights, cfg.image_size,
                                                cfg.layers or None, cfg.seed,
                                                cfg.hub_config or None, include_top)
-    x = np.zeros((PROBE_IMAGES, source.image_size, source.image_size, 3), np.float32)
-    outs = model(x, training=False)  # warm-up (graph building)
-    start = time.perf_counter()
-    model(x, training=False)
+    x = keras.ops.zeros((PROBE_IMAGES, source.image_size, source.image_size, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras's input-structure notice
+        outs = model([x], training=False)  # warm-up (graph building)
+        start = time.perf_counter()
+        model([x], training=False)
     per_image = (time.perf_counter() - start) / PROBE_IMAGES
     dims = [int(o.shape[-1]) for o in outs]
     keras.backend.clear_session()

@@ -33,7 +33,7 @@ from typing import Any, Callable
 from illustration_tl.core import files, outputs
 
 STAGE_FILE = "stage.json"
-LOCK_FILE = ".reproduce.lock"
+LOCK_FILE = ".illustration_tl.lock"
 _TMP, _OLD = ".stage-tmp-", ".stage-old-"
 
 
