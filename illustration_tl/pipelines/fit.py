@@ -244,10 +244,8 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
         import time
 
         t0 = time.perf_counter()
-        progress = fit_plan.search_progress(len(search.candidates(cfg.search, store())),
-                                            cfg.folds, log)
         results = search.run(store(), cfg.search, splits=TRAIN_SPLITS, folds=cfg.folds,
-                             seed=cfg.seed, n_jobs=cfg.n_jobs, log=progress)
+                             seed=cfg.seed, n_jobs=cfg.n_jobs, log=log)
         seconds = time.perf_counter() - t0
         best = results[0]
         doc = {"mode": cfg.search, "seconds": round(seconds, 2), "folds": cfg.folds,

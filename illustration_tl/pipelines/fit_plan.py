@@ -8,7 +8,8 @@
 * :class:`Eta`: after each stage of a real run, the stages done, the time so far
   and about how long is left (the same estimate, scaled by how the finished stages
   compared with it).
-* :func:`search_progress`, :func:`log_skipped`: console lines with totals.
+* :func:`log_skipped`: the files the dataset left out, named on the console (the
+  search's own progress lines give its total: :func:`illustration_tl.heads.search.run`).
 
 ``cfg`` is a :class:`illustration_tl.pipelines.fit.FitConfig` (not imported here:
 ``fit`` imports this module).
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 import warnings
 from typing import Any, Callable
@@ -30,36 +30,11 @@ SPLITS = ("train", "validation", "test")
 DECODE_SECONDS = 0.01   # per file, one core (ingestion of small clip art; measured order)
 EXPORT_SECONDS = 20.0   # tracing and writing the SavedModel (VGG16 order on 2 cores)
 PROBE_IMAGES = 4
-_FITS = re.compile(r"search: (\d+) fits, (\d+(?:\.\d+)?)s elapsed")
 
-__all__ = ["STAGES", "dry_run", "estimate", "Eta", "search_progress", "log_skipped"]
+__all__ = ["STAGES", "dry_run", "estimate", "Eta", "log_skipped"]
 
 
 # --------------------------------------------------------------------------- progress
-
-
-def search_progress(configurations: int, folds: int, log: Callable[[str], None]
-                    ) -> Callable[[str], None]:
-    """The search's log with its total: ``search: 12/40 configurations ...``.
-
-    :func:`illustration_tl.heads.search.run` reports ``search: N fits, S s elapsed``;
-    with ``configurations`` x ``folds`` fits at most (successive halving drops some,
-    so the time left is an upper bound) this adds the total and the time left.
-    """
-    total = max(1, configurations * folds)
-
-    def progress(message: str) -> None:
-        m = _FITS.match(message)
-        if not m:
-            log(message)
-            return
-        fits, elapsed = int(m.group(1)), float(m.group(2))
-        left = elapsed / fits * max(0, total - fits) if fits else 0.0
-        log(f"search: {min(configurations, -(-fits // folds))}/{configurations} "
-            f"configurations ({fits}/{total} fits at most), {elapsed:.0f} s elapsed, "
-            f"~{left:.0f} s left at most")
-
-    return progress
 
 
 def log_skipped(path: str, log: Callable[[str], None], show: int = 5) -> list[str]:
