@@ -224,6 +224,21 @@ def test_missing_or_edited_outputs_are_redone_and_so_is_downstream(tmp_path):
     OUTCOMES["upstream rerun, downstream consistent"] = "redone"
 
 
+def test_fifos_in_a_stage_folder_are_redone_without_hanging(tmp_path):
+    root = str(tmp_path / "run")
+    outputs.claim(root, marker="fit")
+    _stages(root).run("search", {}, _write("leaderboard.json", "{}"))
+    os.remove(os.path.join(root, "search", "leaderboard.json"))
+    os.mkfifo(os.path.join(root, "search", "leaderboard.json"))
+    os.remove(os.path.join(root, "search", stages.STAGE_FILE))
+    os.mkfifo(os.path.join(root, "search", stages.STAGE_FILE))
+    ran = []
+    _stages(root).run("search", {}, lambda out: (ran.append(1), _write("leaderboard.json",
+                                                                       "{}")(out)))
+    assert ran == [1] and os.path.isfile(os.path.join(root, "search", "leaderboard.json"))
+    OUTCOMES["FIFO in place of a stage's files"] = "redone"
+
+
 KILLED_STAGE = textwrap.dedent("""
     import os, signal, sys
     from illustration_tl.pipelines import stages

@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import time
 import uuid
 from typing import Any, Callable
@@ -88,7 +89,8 @@ def open_output(path: str, marker: str, inputs: dict[str, str], flag: str) -> fi
 
 def content_hash(directory: str) -> str:
     """A hash of every entry under ``directory`` (relative path and bytes; a link's
-    target text, never followed), but its top-level ``stage.json``."""
+    target text, never followed; a FIFO or device by its kind, never opened), but its
+    top-level ``stage.json``."""
     h = hashlib.sha256()
     for dirpath, dirnames, names in os.walk(directory, followlinks=False):
         dirnames.sort()
@@ -102,6 +104,9 @@ def content_hash(directory: str) -> str:
             h.update(rel.encode("utf-8", "surrogateescape") + b"\0")
             if os.path.islink(full):
                 h.update(b"link\0" + os.fsencode(os.readlink(full)))
+                continue
+            if not stat.S_ISREG(os.lstat(full).st_mode):  # a FIFO is never opened
+                h.update(b"special\0")
                 continue
             with open(full, "rb") as f:
                 for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -155,9 +160,9 @@ class Stages:
 
     def _read(self, name: str) -> dict[str, Any]:
         try:
-            with open(os.path.join(self.path(name), STAGE_FILE), encoding="utf-8") as f:
-                doc = json.load(f)
-        except (OSError, ValueError):
+            doc = json.loads(files.read_regular_file(os.path.join(self.path(name), STAGE_FILE),
+                                                     max_bytes=1 << 20))
+        except (files.UnreadableFile, ValueError):
             return {}
         return doc if isinstance(doc, dict) else {}
 
