@@ -77,12 +77,18 @@ def lock_output(root: str, what: str = "a reproduce run") -> files.FolderLock:
 def open_output(path: str, marker: str, inputs: dict[str, str], flag: str) -> files.FolderLock:
     """Claims ``path`` as ``marker``'s resumable output (:func:`outputs.claim`), locks it
     and lists the lock in the manifest; returns the lock (release it when done)."""
-    root = outputs.claim(path, marker=marker, flag=flag, inputs=inputs)
-    lock = lock_output(root, what=f"a {marker} run")
+    ours = (os.path.isdir(path) and not os.path.islink(path)
+            and (outputs.read_manifest(path) or {}).get("written_by") == marker)
+    # An earlier output of this command: lock first, so a run still writing it is
+    # named as the holder (not mistaken for foreign files it has yet to list).
+    lock = lock_output(os.path.abspath(path), what=f"a {marker} run") if ours else None
     try:
+        root = outputs.claim(path, marker=marker, flag=flag, inputs=inputs)
+        lock = lock or lock_output(root, what=f"a {marker} run")
         outputs.record(root, marker, outputs.pending(root))
     except BaseException:
-        lock.release()
+        if lock is not None:
+            lock.release()
         raise
     return lock
 
