@@ -110,6 +110,10 @@ OWN_TEXT = {
     "image_size": (("optimize", "reproduce"), "a fixed size (224), not the backbone's"),
     "resize_mode": (("reproduce",), "reproduce: one mode for every stage, training included"),
     "augment": (ALL, "optimize states the crop size; reproduce passes it on to optimize"),
+    "max_pixels": (("fit",), "build: unset keeps the preset's value; fit: a number, and "
+                             "skipped.tsv names what it skipped"),
+    "dry_run": (("fit",), "optimize: the layers and their origin; fit: the stages' plan and "
+                          "their time on this machine"),
 }
 # Commands whose flag still has its own text because the command's flags are not yet
 # generated from a typed config with the shared settings (issue 11): name -> commands.

@@ -357,7 +357,10 @@ def _alive(pid: int) -> bool:
 HOLD_LOCK = textwrap.dedent("""
     import sys, time
     from illustration_tl.pipelines import stages
-    stages.lock_output(sys.argv[1])
+    if len(sys.argv) > 2:  # a run of that command: its manifest, then its lock
+        stages.open_output(sys.argv[1], sys.argv[2], {}, "--output")
+    else:
+        stages.lock_output(sys.argv[1])
     print("locked", flush=True)
     time.sleep(600)
 """)
@@ -617,7 +620,7 @@ def test_second_reproduce_on_a_locked_folder_exits_2_at_once(tmp_path):
     for d in ("curated", "noisy"):
         (tmp_path / d).mkdir()
     env = dict(os.environ, PYTHONPATH=ROOT)
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)],
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out), "reproduce"],
                               stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert holder.stdout.readline().strip() == "locked"

@@ -204,7 +204,7 @@ def changed(flag):
     if getattr(f, "parser", None) is not None and hasattr(f.parser, "enum_values"):
         return next(v for v in f.parser.enum_values if v != value)
     if isinstance(value, (int, float)):
-        return str(value + 1)
+        return str(abs(value) + 1)  # in range: -1 (all cores) -> 2
     if isinstance(value, list):
         return ",".join(value + ["colors"])
     return (value or "") + "x"

@@ -11,7 +11,8 @@ SavedModel (image bytes in, calibrated probabilities out) and ``OUT/report.md``:
   illustration-tl predict --model=runs/mine/model --images=new_icon.png
 
 Resumable: rerun the same command after an interruption, or with another --search,
-and only the stages whose inputs changed run again.
+and only the stages whose inputs changed run again. ``--dry_run`` prints what the run
+would do and about how long it would take, and writes nothing.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ def main(argv) -> int:
     cfg = config()
     if not cfg.images:
         raise UserError("--images is required: a folder with one sub-folder per class")
-    summary = fitting.run(cfg)
-    for line in fitting.summary_lines(summary):
+    summary = fitting.run(cfg, log=lambda m: None) if cfg.dry_run else fitting.run(cfg)
+    lines = summary["lines"] if cfg.dry_run else fitting.summary_lines(summary)
+    for line in lines:
         print(line)
     return 0
 

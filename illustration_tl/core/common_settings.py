@@ -22,6 +22,12 @@ from illustration_tl.core.config_flags import optional, setting
 RESIZE_MODES = ("squash", "pad")
 INCLUDE_TOP = ("auto", "yes", "no")
 SPLITS = ("train", "validation", "test")
+MIN_IMAGE_SIZE = 32  # keras.applications' smallest input side
+
+
+def jobs_check(value: int) -> str | None:
+    """joblib's thread counts: a positive number, or -1 for every core."""
+    return None if value >= 1 or value == -1 else "give 1 or more threads, or -1 for all cores"
 
 
 def dataset(default: str | None) -> Any:
@@ -55,7 +61,8 @@ def include_top() -> Any:
 
 
 def image_size() -> Any:
-    return optional("Input side in pixels (default: the backbone's, 224 for VGG).")
+    return optional("Input side in pixels (default: the backbone's, 224 for VGG).",
+                    minimum=MIN_IMAGE_SIZE)
 
 
 def layer() -> Any:
@@ -70,7 +77,7 @@ def resize_mode() -> Any:
 
 
 def batch_size() -> Any:
-    return setting(32, "Images per forward pass.")
+    return setting(32, "Images per forward pass.", minimum=1)
 
 
 def model_dir() -> Any:
@@ -89,16 +96,18 @@ def model_name() -> Any:
 
 def cv_folds(default: int = 3) -> Any:
     """``--cv_folds``, whatever the field's name (``FitConfig.folds``)."""
-    return setting(default, "Cross-validation folds of the search.", flag="cv_folds")
+    return setting(default, "Cross-validation folds of the search.", flag="cv_folds",
+                   minimum=2)
 
 
 def num_workers() -> Any:
-    return optional("Decoding processes (0: one per CPU; 1: in this process).")
+    return optional("Decoding processes (0: one per CPU; 1: in this process).", minimum=0)
 
 
 def top_k() -> Any:
     """How many classes an export returns (``export``; ``reproduce`` exports too)."""
-    return setting(5, "Classes the export returns per image (at most the number of classes).")
+    return setting(5, "Classes the export returns per image (at most the number of classes).",
+                   minimum=1)
 
 
 def force() -> Any:

@@ -22,6 +22,11 @@ An optional setting (``str | None``) is None when its flag says ``none`` or is e
 every text is passed on as given and None means only that the flag was not given,
 e.g. ``export --backbone`` (unset: read from the SVM's record).
 
+A setting may declare its valid range (``minimum=``, ``items=`` for a list's
+elements, or a ``check=`` function): :func:`values` refuses a value out of range in
+one line naming the flag (:class:`UserError`, exit 2) before the command does any
+work, and :func:`check` does the same for a config built in Python (the API).
+
 Presets stay flagfiles (``--preset=NAME``).
 """
 
@@ -31,27 +36,36 @@ import dataclasses
 import sys
 import types
 import typing
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from absl import flags
 
-__all__ = ["setting", "optional", "required", "define", "values", "fields", "flag_name"]
+from illustration_tl.errors import UserError
+
+__all__ = ["setting", "optional", "required", "define", "values", "fields", "flag_name",
+           "check", "check_value"]
 
 NONE_WORDS = ("", "none")
 """Flag values that mean None for an optional setting (``--weights=none``)."""
 
 
 def setting(default: Any, help: str, *, choices: Sequence[str] | None = None,
-            literal: bool = False, flag: str | None = None) -> Any:
+            literal: bool = False, flag: str | None = None, minimum: float | None = None,
+            items: Sequence[str] | None = None,
+            check: Callable[[Any], str | None] | None = None) -> Any:
     """A dataclass field with its flag's help text (and choices, for an enum flag).
 
     ``literal``: for an optional setting, ``none`` and the empty text are values like
     any other (passed on as given); None means only that the flag was not given.
     ``flag``: the flag's name when it is not the field's (``FitConfig.folds`` is
     ``--cv_folds``).
+    ``minimum``: the smallest valid number (None, for an optional setting, is valid).
+    ``items``: a list setting's allowed elements (it must also hold at least one).
+    ``check``: ``value -> None`` if valid, else the fix, e.g. ``"give -1 or more"``.
     """
     metadata = {"help": help, "choices": tuple(choices) if choices else None,
-                "literal": literal, "flag": flag}
+                "literal": literal, "flag": flag, "minimum": minimum,
+                "items": tuple(items) if items else None, "check": check}
     if isinstance(default, (list, dict, set)):
         raise TypeError("use a tuple for a sequence setting")
     if default is dataclasses.MISSING:
@@ -59,9 +73,10 @@ def setting(default: Any, help: str, *, choices: Sequence[str] | None = None,
     return dataclasses.field(default=default, metadata=metadata)
 
 
-def optional(help: str, *, choices: Sequence[str] | None = None) -> Any:
+def optional(help: str, *, choices: Sequence[str] | None = None,
+             minimum: float | None = None) -> Any:
     """A setting that is None unless its flag is given (then taken as given)."""
-    return setting(None, help, choices=choices, literal=True)
+    return setting(None, help, choices=choices, literal=True, minimum=minimum)
 
 
 def required(help: str) -> Any:
@@ -166,4 +181,47 @@ def values(holders: dict[str, flags.FlagHolder], cls: type | None = None) -> dic
             if _kind(cls, name)[1] and name not in literal:
                 value = None
         out[name] = value
+    if cls is not None:
+        chosen = fields(cls)
+        for name, value in out.items():
+            if name in chosen:
+                check_value(chosen[name], value)
     return out
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def check_value(field: dataclasses.Field, value: Any) -> None:
+    """Raises :class:`UserError` (``--flag=value: the fix``) if ``value`` is out of the
+    range ``field`` declares (:func:`setting`'s ``minimum``, ``items``, ``check``)."""
+    meta = field.metadata
+    problem = None
+    minimum, items, fn = meta.get("minimum"), meta.get("items"), meta.get("check")
+    if value is None:
+        return
+    if minimum is not None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problem = f"give a number (at least {minimum:g})"
+        elif value < minimum:
+            problem = f"give at least {minimum:g}"
+    if problem is None and items is not None:
+        chosen = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+        bad = [v for v in chosen if v not in items]
+        if not chosen or bad:
+            problem = (f"{bad[0]!r} is not one of " if bad else "give at least one of ") + \
+                ", ".join(items)
+    if problem is None and fn is not None:
+        problem = fn(value)
+    if problem:
+        raise UserError(f"--{flag_name(field)}={_shown(value)}: {problem}")
+
+
+def check(config: Any) -> None:
+    """Checks every setting of a config dataclass built in Python (the API) as the flags
+    are checked (:func:`check_value`): the same one-line :class:`UserError`."""
+    for name, field in fields(type(config)).items():
+        check_value(field, getattr(config, name))

@@ -88,7 +88,11 @@ def _inside(path: str, root_real: str) -> bool:
     return path == root_real or path.startswith(root_real.rstrip(os.sep) + os.sep)
 
 
-def walk(root: str, *, skip_hidden: bool = True,
+HIDDEN_REASON = ("hidden (its name starts with '.'); not ingested: rename it without the "
+                 "leading dot to include it")
+
+
+def walk(root: str, *, skip_hidden: bool = True, report_hidden: bool = False,
          on_skip: Callable[[Skipped], None] | None = None) -> Iterator[str]:
     """Relative paths ('/'-separated, sorted) of the regular files under ``root``.
 
@@ -97,7 +101,8 @@ def walk(root: str, *, skip_hidden: bool = True,
     folder) is walked once. Left out, each reported to ``on_skip``: links
     leading outside ``root``, dangling or looping links, folder cycles,
     unreadable folders, FIFOs, devices and sockets. Hidden entries (``.*``)
-    are left out silently when ``skip_hidden``.
+    are left out when ``skip_hidden``: reported (:data:`HIDDEN_REASON`; a hidden
+    folder once, as a whole) when ``report_hidden``, else silently.
     """
     root_real = os.path.realpath(root)
     report = on_skip or (lambda s: None)
@@ -107,21 +112,27 @@ def walk(root: str, *, skip_hidden: bool = True,
         report(Skipped(".", f"folder not readable: {e.strerror or e}"))
         return
     seen = {(st.st_dev, st.st_ino)}
-    yield from _walk_dir(root, "", root_real, seen, skip_hidden, report)
+    hidden = report if (skip_hidden and report_hidden) else None
+    yield from _walk_dir(root, "", root_real, seen, skip_hidden, report, hidden)
 
 
 def _walk_dir(path: str, rel: str, root_real: str, seen: set, skip_hidden: bool,
-              report: Callable[[Skipped], None]) -> Iterator[str]:
+              report: Callable[[Skipped], None],
+              hidden: Callable[[Skipped], None] | None = None) -> Iterator[str]:
     try:
         names = sorted(os.listdir(path))
     except OSError as e:
         report(Skipped(rel or ".", f"folder not readable: {e.strerror or e}"))
         return
     for name in names:
-        if skip_hidden and name.startswith("."):
-            continue
         full = os.path.join(path, name)
         child = f"{rel}/{name}" if rel else name
+        if skip_hidden and name.startswith("."):
+            if hidden is not None:
+                folder = os.path.isdir(full) and not os.path.islink(full)
+                hidden(Skipped(child, ("hidden folder" if folder else "hidden file")
+                               + HIDDEN_REASON[len("hidden"):]))
+            continue
         try:
             lst = os.lstat(full)
         except OSError as e:
@@ -153,7 +164,7 @@ def _walk_dir(path: str, rel: str, root_real: str, seen: set, skip_hidden: bool,
                                       "link to it); not walked again"))
                 continue
             seen.add(key)
-            yield from _walk_dir(full, child, root_real, seen, skip_hidden, report)
+            yield from _walk_dir(full, child, root_real, seen, skip_hidden, report, hidden)
         elif stat.S_ISREG(st.st_mode):
             yield child
         else:
@@ -326,8 +337,17 @@ class FolderLock:
         self._fd: int | None = None
 
     def acquire(self) -> FolderLock:
-        os.makedirs(self.folder, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            os.makedirs(self.folder, exist_ok=True)
+            if os.path.islink(self.path) or (os.path.lexists(self.path)
+                                             and not os.path.isfile(self.path)):
+                raise UserError(f"cannot lock {self.path}: it is not a regular file (a "
+                                "folder or a link); remove it or use another output folder")
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+                         | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError as e:
+            raise UserError(f"cannot lock {self.path}: {e.strerror or e}; use another output "
+                            "folder") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:

@@ -39,8 +39,9 @@ import json
 import os
 import shutil
 import uuid
-from typing import Iterator
+from typing import Iterator, Mapping, Sequence
 
+from illustration_tl.core import files
 from illustration_tl.errors import UserError
 
 MANIFEST = "illustration_tl_output.json"
@@ -49,7 +50,7 @@ MANIFEST = "illustration_tl_output.json"
 MANIFEST_FORMAT = "illustration-tl output v1"
 
 __all__ = ["MANIFEST", "OutputPlan", "prepare_output", "writing", "is_own_output",
-           "write_manifest", "read_manifest"]
+           "write_manifest", "read_manifest", "claim", "record", "check_apart"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,20 +69,23 @@ def _entries(directory: str) -> set[str]:
     """Relative paths of everything under ``directory`` (files, folders, links), without
     following symbolic links."""
     found: set[str] = set()
-    for root, dirs, files in os.walk(directory, followlinks=False):
+    for root, dirs, names in os.walk(directory, followlinks=False):
         rel = os.path.relpath(root, directory)
-        for name in dirs + files:
+        for name in dirs + names:
             found.add(os.path.normpath(os.path.join(rel, name)))
     return found
 
 
-def write_manifest(directory: str, marker: str) -> None:
-    """Marks ``directory`` as ``marker``'s output, listing everything now in it."""
+def write_manifest(directory: str, marker: str, pending: Sequence[str] = ()) -> None:
+    """Marks ``directory`` as ``marker``'s output, listing everything now in it.
+
+    ``pending``: entries (relative paths) being written now, whose whole subtree is
+    the command's even if a kill stops the run before the manifest lists it.
+    """
     entries = sorted(_entries(directory) - {MANIFEST})
-    doc = {"format": MANIFEST_FORMAT, "written_by": marker, "entries": entries}
-    with open(os.path.join(directory, MANIFEST), "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=1)
-        f.write("\n")
+    doc = {"format": MANIFEST_FORMAT, "written_by": marker, "entries": entries,
+           "pending": sorted(pending)}
+    files.atomic_write(os.path.join(directory, MANIFEST), json.dumps(doc, indent=1) + "\n")
 
 
 def read_manifest(directory: str) -> dict | None:
@@ -105,7 +109,13 @@ def _foreign(directory: str, marker: str) -> list[str] | None:
     doc = read_manifest(directory)
     if doc is None or doc.get("written_by") != marker:
         return None
-    return sorted(_entries(directory) - {MANIFEST} - {str(e) for e in doc["entries"]})
+    pending = [str(p) for p in doc.get("pending") or [] if isinstance(p, str)]
+
+    def ours(entry: str) -> bool:
+        return any(entry == p or entry.startswith(p.rstrip("/") + "/") for p in pending)
+
+    return sorted(e for e in _entries(directory) - {MANIFEST} - {str(e) for e in doc["entries"]}
+                  if not ours(e))
 
 
 def is_own_output(path: str, marker: str) -> bool:
@@ -122,19 +132,7 @@ def prepare_output(path: str, *, overwrite: bool, marker: str,
     :class:`UserError` (one line naming ``flag``, the folder and
     ``--overwrite``) for anything else. Changes nothing on disk.
     """
-    if not path:
-        raise UserError(f"{flag} is required: the folder to write to")
-    target = os.path.abspath(path)
-    shown = f"{flag}={path}"
-    if os.path.islink(target):
-        raise UserError(f"{shown} is a symbolic link; give the folder itself")
-    if os.path.exists(target) and not os.path.isdir(target):
-        raise UserError(f"{shown} is a file, not a folder; choose a new folder")
-    real = os.path.realpath(target)
-    cwd = os.path.realpath(os.getcwd())
-    if real == cwd or cwd.startswith(real.rstrip(os.sep) + os.sep) or real == os.sep:
-        raise UserError(f"{shown} is the current folder or one of its parents; it is never "
-                        "replaced, even with --overwrite: choose a new folder")
+    target, shown = _check_target(path, flag)
     if not os.path.exists(target):
         return OutputPlan(target, replaces=False)
     if not os.listdir(target):
@@ -149,6 +147,96 @@ def prepare_output(path: str, *, overwrite: bool, marker: str,
         raise UserError(f"{shown} already holds an earlier `{marker}` output; pass "
                         "--overwrite to replace it")
     return OutputPlan(target, replaces=True)
+
+
+def _inside(child: str, parent: str) -> bool:
+    return child == parent or child.startswith(parent.rstrip(os.sep) + os.sep)
+
+
+def _check_target(path: str, flag: str) -> tuple[str, str]:
+    """(absolute target, ``flag=path``) after the checks every output folder gets: given,
+    not a link or a file, not the current folder or one of its parents, and its
+    nearest existing parent a folder (``--output=file/sub``). One-line refusals."""
+    if not path:
+        raise UserError(f"{flag} is required: the folder to write to")
+    target = os.path.abspath(path)
+    shown = f"{flag}={path}"
+    if os.path.islink(target):
+        raise UserError(f"{shown} is a symbolic link; give the folder itself")
+    if os.path.exists(target) and not os.path.isdir(target):
+        raise UserError(f"{shown} is a file, not a folder; choose a new folder")
+    real = os.path.realpath(target)
+    cwd = os.path.realpath(os.getcwd())
+    if _inside(cwd, real) or real == os.sep:
+        raise UserError(f"{shown} is the current folder or one of its parents; it is never "
+                        "replaced, even with --overwrite: choose a new folder")
+    parent = target
+    while not os.path.lexists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UserError(f"{shown}: {parent} is a file, not a folder; choose a folder path")
+    return target, shown
+
+
+def check_apart(output: str, inputs: Mapping[str, str], flag: str = "--output") -> None:
+    """Refuses an output folder inside an input folder (the run would read its own
+    outputs as input) and an input inside the output; ``inputs``: flag -> path."""
+    out = os.path.realpath(os.path.abspath(output))
+    for in_flag, path in inputs.items():
+        if not path:
+            continue
+        real = os.path.realpath(path)
+        if _inside(out, real):
+            raise UserError(f"{flag}={output} is inside {in_flag}={path}: the run would read "
+                            "its own outputs as input; choose an output folder elsewhere")
+        if _inside(real, out):
+            raise UserError(f"{in_flag}={path} is inside {flag}={output}: move the input out "
+                            "of the output folder or choose another output folder")
+
+
+def claim(path: str, *, marker: str, flag: str = "--output",
+          inputs: Mapping[str, str] | None = None, create: bool = True) -> str:
+    """Makes ``path`` the resumable output folder of the command ``marker``; returns it.
+
+    For commands that write a folder stage by stage and resume (``fit``,
+    ``reproduce``): the target must be new, empty, or an earlier output of ``marker``
+    (its manifest, and nothing it does not list or hold as pending). A folder that
+    merely holds files with the right names (a stray ``fit.json``) is foreign and
+    refused. Creates the folder and writes the manifest (unless ``create`` is False:
+    checks only); one-line :class:`UserError` naming ``flag`` for anything else.
+    """
+    target, shown = _check_target(path, flag)
+    check_apart(path, inputs or {}, flag)
+    if os.path.isdir(target) and os.listdir(target):
+        foreign = _foreign(target, marker)
+        if foreign is None:
+            raise UserError(f"{shown} is not empty and is not an earlier `{marker}` output "
+                            f"(it has no {MANIFEST} written by `{marker}`); choose a new or "
+                            "empty folder")
+        if foreign:
+            raise UserError(f"{shown} holds files `{marker}` did not write (e.g. "
+                            f"{foreign[0]}); move them out or choose a new folder")
+        return target
+    if not create:
+        return target
+    try:
+        os.makedirs(target, exist_ok=True)
+        write_manifest(target, marker)
+    except OSError as e:
+        raise UserError(f"{shown}: cannot create the folder ({e.strerror or e}); choose a "
+                        "folder you can write") from None
+    return target
+
+
+def record(path: str, marker: str, pending: Sequence[str] = ()) -> None:
+    """Rewrites the manifest of a folder :func:`claim` made, listing what it now holds."""
+    write_manifest(path, marker, pending)
+
+
+def pending(path: str) -> list[str]:
+    """The entries the manifest of ``path`` holds as being written (see :func:`record`)."""
+    doc = read_manifest(path) or {}
+    return [p for p in doc.get("pending") or [] if isinstance(p, str)]
 
 
 def _sibling(target: str, kind: str) -> str:

@@ -85,14 +85,18 @@ def transfer_layers(backbone: str, layers: Sequence[str] | None = None) -> tuple
 
 def extractor(backbone: str, weights: str | None = "imagenet", image_size: int | None = None,
               layers: Sequence[str] | None = None, seed: int = 0,
-              hub_config: dict[str, Any] | None = None) -> tuple[Any, list[str], Any]:
+              hub_config: dict[str, Any] | None = None, include_top: str = "auto"
+              ) -> tuple[Any, list[str], Any]:
     """A Keras model from preprocessed images to ``[paper, <layer>:avg, <layer>:max, ...]``.
 
     Returns ``(model, block names in output order, the embeddings.EmbeddingSource)``.
     The network is the one ``embed`` builds (same weights logic), so the
     ``paper`` block equals ``embed``'s default embedding. A ``keras_hub:`` backbone
     (``hub_config``: its random tower's constructor arguments) is built by
-    :func:`illustration_tl.models.hub_backbones.feature_outputs`.
+    :func:`illustration_tl.models.hub_backbones.feature_outputs`. ``include_top``:
+    ``no`` builds only the conv base (the ``paper`` block is then its pooled last
+    block), so ``imagenet`` fetches the no-top file (``fit`` unless ``--search=paper``).
+    A failed ImageNet download is one line (:mod:`illustration_tl.models.imagenet_weights`).
     """
     import keras
 
@@ -112,8 +116,16 @@ def extractor(backbone: str, weights: str | None = "imagenet", image_size: int |
         raise UserError(f"--hub_config applies to KerasHub backbones "
                         f"({backbones.HUB_PREFIX}<family>), not --backbone={backbone}")
 
-    source = embeddings.embedding_source(backbone=backbone, weights=weights,
-                                         image_size=image_size, seed=seed)
+    try:
+        source = embeddings.embedding_source(backbone=backbone, weights=weights,
+                                             image_size=image_size, seed=seed,
+                                             include_top=include_top)
+    except Exception as e:  # noqa: BLE001 - only a failed download becomes one line
+        from illustration_tl.models import imagenet_weights
+
+        if weights == "imagenet" and imagenet_weights.is_download_failure(e):
+            raise imagenet_weights.download_error(backbone, e) from None
+        raise
     emb = source.model
     names = {layer.name for layer in emb.layers}
     chosen = transfer_layers(source.backbone, layers)
@@ -204,7 +216,8 @@ def extract(dataset: str, data_dir: str | None, splits: Sequence[str], *, backbo
             weights: str | None, image_size: int | None = None,
             layers: Sequence[str] | None = None, resize_modes: Sequence[str] = ("squash",),
             flip: bool = True, batch_size: int = 32, seed: int = 0,
-            log: Any = None, hub_config: dict[str, Any] | None = None) -> FeatureStore:
+            log: Any = None, hub_config: dict[str, Any] | None = None,
+            include_top: str = "auto") -> FeatureStore:
     """Runs the backbone once per image, resize mode and view over ``splits`` of a built
     dataset (decoded exactly as ``embed`` decodes it) and keeps every raw block."""
     import tensorflow as tf
@@ -212,7 +225,8 @@ def extract(dataset: str, data_dir: str | None, splits: Sequence[str], *, backbo
     from illustration_tl.datasets import input_pipeline
     from illustration_tl.features import embeddings
 
-    model, blocks, source = extractor(backbone, weights, image_size, layers, seed, hub_config)
+    model, blocks, source = extractor(backbone, weights, image_size, layers, seed, hub_config,
+                                      include_top)
     views = list(VIEWS if flip else VIEWS[:1])
     arrays: dict[str, dict[str, list[np.ndarray]]] = {}
     labels: dict[str, np.ndarray] = {}

@@ -2,4 +2,4 @@
 ``fit`` (the best classifier for a folder) and class selection (paper §4.2).
 """
 
-__all__ = ["class_ranking", "class_selection", "fit", "reproduce", "stages"]
+__all__ = ["class_ranking", "class_selection", "fit", "fit_plan", "reproduce", "stages"]

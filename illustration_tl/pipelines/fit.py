@@ -5,7 +5,7 @@ a rerun skips what is up to date and redoes what a changed input affects):
 
 1. ``dataset``: the `illustrations` TFDS dataset from the folder (``<class>/*``, or
    the authors' ``train/`` + ``val/`` layout, ``val`` being the test split), in
-   ``OUT/tfds``;
+   ``OUT/dataset/tfds``; the files it left out are named on the console;
 2. ``features``: every transfer layer's pooled blocks, per resize mode and view
    (:mod:`illustration_tl.features.multilayer`), for every split;
 3. ``search``: cross-validation on train + validation only
@@ -16,6 +16,15 @@ a rerun skips what is up to date and redoes what a changed input affects):
 6. ``model``: one SavedModel, image bytes in, calibrated probabilities out;
 7. ``report``: ``OUT/report.md`` (test top-1/top-5, the chosen configuration and
    the leaderboard).
+
+``OUT`` carries the output manifest (:mod:`illustration_tl.core.outputs`): a folder
+that is not an earlier ``fit`` output (a stray ``fit.json`` is not one) is refused,
+as are ``--output`` inside ``--images`` and the reverse. Each stage is written
+beside its folder and swapped in when complete, and its key holds the content
+hashes of the stages it reads (:mod:`illustration_tl.pipelines.stages`), so a stage
+with missing or edited outputs is redone, and so is everything downstream of it.
+``fit.json`` says ``running`` until the run finishes. ``--dry_run`` says what a run
+would do and cost (:mod:`illustration_tl.pipelines.fit_plan`).
 """
 
 from __future__ import annotations
@@ -28,13 +37,15 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from illustration_tl.core import common_settings, files
+from illustration_tl.core import common_settings, config_flags, files, outputs
 from illustration_tl.core.config_flags import optional, required, setting
+from illustration_tl.datasets.ingestion import DEFAULT_MAX_PIXELS
 from illustration_tl.errors import UserError
 from illustration_tl.heads import search as search_lib
-from illustration_tl.pipelines import stages
+from illustration_tl.pipelines import fit_plan, stages
 
 MARKER = "fit.json"
+OUTPUT_MARKER = "fit"  # the output manifest's ``written_by`` (core/outputs.py)
 TRAIN_SPLITS = ("train", "validation")
 TEST_SPLIT = "test"
 DATASET = "illustrations/curated"
@@ -43,7 +54,8 @@ DATASET = "illustrations/curated"
 @dataclasses.dataclass
 class FitConfig:
     """What ``fit`` does; the fields with a help text are ``illustration-tl fit``'s flags
-    (:mod:`config_flags`; ``folds`` is ``--cv_folds``)."""
+    (:mod:`config_flags`; ``folds`` is ``--cv_folds``). Values out of range are refused
+    in one line before any work, from the flags and from Python alike."""
 
     images: str = required("Folder of images, one sub-folder per class.")
     output: str = required("Folder for the run (new, empty, or an earlier `fit` output, "
@@ -59,17 +71,25 @@ class FitConfig:
                                       "backbones.py).")
     resize_modes: tuple[str, ...] = setting(common_settings.RESIZE_MODES, "Resize modes to "
                                             "search: squash (the paper's plain resize), pad "
-                                            "(to a white square).")
+                                            "(to a white square).",
+                                            items=common_settings.RESIZE_MODES)
     flip: bool = setting(True, "Also embed mirror images: train on them and average each "
                          "test image's scores with its mirror's (searched).")
     search: str = setting("fast", "paper: the paper's 64-point SVM grid on its fc2/pooled "
                           "embedding; fast: a short ordered list with successive halving; "
                           "thorough: a wide grid.", choices=search_lib.MODES)
     folds: int = common_settings.cv_folds(3)
-    seed: int = setting(0, "Seed of the folds (and of random weights).")
+    seed: int = setting(0, "Seed of the folds (and of random weights).", minimum=0)
     batch_size: int = common_settings.batch_size()
     num_workers: int | None = common_settings.num_workers()  # 1: decode in this process
-    n_jobs: int = setting(2, "Search threads.")
+    n_jobs: int = setting(2, "Search threads.", check=common_settings.jobs_check)
+    max_pixels: int = setting(DEFAULT_MAX_PIXELS, "Skip images declaring more pixels than "
+                              "this (decompression-bomb guard); raise it for large images "
+                              "you trust (skipped.tsv names those it skipped).", minimum=1)
+    dry_run: bool = setting(False, "Say what the run would do (classes, images per split, "
+                            "forward passes, configurations to search) and about how long "
+                            "it would take on this machine (a short timed probe); writes "
+                            "nothing.")
     top_k: int = 5
     force: bool = common_settings.force()
     # KerasHub backbones only (keras_hub:<family>, --weights=none): the random tower's
@@ -84,19 +104,10 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def check_output(path: str) -> None:
-    """``OUT`` must be new, empty, or an earlier ``fit`` output (never clobber others)."""
-    if not path:
-        raise UserError("--output is required: the folder for the run")
-    if os.path.islink(path) or (os.path.exists(path) and not os.path.isdir(path)):
-        raise UserError(f"--output={path} is not a folder")
-    if os.path.isdir(path) and os.listdir(path) and not os.path.isfile(
-            os.path.join(path, MARKER)):
-        raise UserError(f"--output={path} is not empty and is not an earlier `fit` output "
-                        f"(no {MARKER}); choose a new or empty folder")
-    real, cwd = os.path.realpath(path), os.path.realpath(os.getcwd())
-    if real == cwd or cwd.startswith(real.rstrip(os.sep) + os.sep):
-        raise UserError(f"--output={path} is the current folder or one of its parents")
+def check_output(path: str, images: str = "") -> None:
+    """``OUT`` must be new, empty, or an earlier ``fit`` output (its manifest, nothing it
+    does not list), apart from ``--images``; checks only, writes nothing."""
+    outputs.claim(path, marker=OUTPUT_MARKER, inputs={"--images": images}, create=False)
 
 
 def _weights_description(weights: str | None) -> str | None:
@@ -107,23 +118,51 @@ def _weights_description(weights: str | None) -> str | None:
     return f"{os.path.abspath(weights)} {embeddings.file_sha256(weights)}"
 
 
-def run(cfg: FitConfig, log: Callable[[str], None] = _log) -> dict[str, Any]:
-    """Runs (or resumes) every stage; returns the summary (also ``OUT/fit.json``)."""
+def include_top(cfg: FitConfig) -> str:
+    """``no`` (the conv base only: Keras fetches the no-top ImageNet file) unless the
+    paper's fc2 embedding is searched (``--search=paper``) or a weights file decides."""
+    return "no" if cfg.weights == "imagenet" and cfg.search != "paper" else "auto"
+
+
+def check(cfg: FitConfig) -> None:
+    """Every check that needs no work: settings in range, folders, backbone, output."""
+    config_flags.check(cfg)
     if cfg.search not in search_lib.MODES:
         raise UserError(f"--search={cfg.search!r}: choose from {', '.join(search_lib.MODES)}")
+    if not cfg.images:
+        raise UserError("--images is required: a folder with one sub-folder per class")
     if not os.path.isdir(cfg.images):
         raise UserError(f"--images={cfg.images!r} is not a folder of images")
     _check_backbone(cfg)
-    check_output(cfg.output)
-    os.makedirs(cfg.output, exist_ok=True)
-    marker = os.path.join(cfg.output, MARKER)
-    if not os.path.exists(marker):
-        files.atomic_write_json(marker, {"status": "running"})
-    lock = stages.lock_output(cfg.output)
+    check_output(cfg.output, cfg.images)
+
+
+def run(cfg: FitConfig, log: Callable[[str], None] = _log) -> dict[str, Any]:
+    """Runs (or resumes) every stage; returns the summary (also ``OUT/fit.json``).
+    With ``cfg.dry_run``: the plan and its estimated time, nothing written."""
+    check(cfg)
+    if cfg.dry_run:
+        return fit_plan.dry_run(cfg, log, include_top(cfg))
+    _fetch_weights(cfg)
+    lock = stages.open_output(cfg.output, OUTPUT_MARKER, {"--images": cfg.images},
+                              "--output")
     try:
         return _run(cfg, log)
     finally:
         lock.release()
+
+
+def _fetch_weights(cfg: FitConfig) -> None:
+    """``--weights=imagenet``: the one file the run needs, fetched before any work (a
+    failed download is one line naming ``--weights=PATH`` and the Keras cache)."""
+    from illustration_tl.models import backbones, imagenet_weights
+
+    spec = backbones.get(cfg.backbone)
+    if cfg.weights != "imagenet" or spec.hub is not None:
+        return
+    size = int(cfg.image_size or spec.image_size)
+    top = include_top(cfg) == "auto" and spec.has_fc_top and size == spec.image_size
+    imagenet_weights.fetch(spec, top, size)
 
 
 def _check_backbone(cfg: FitConfig) -> None:
@@ -140,35 +179,55 @@ def _check_backbone(cfg: FitConfig) -> None:
     elif cfg.hub_config:
         raise UserError(f"--hub_config applies to KerasHub backbones "
                         f"({backbones.HUB_PREFIX}<family>), not --backbone={cfg.backbone}")
+    if cfg.weights not in (None, "", "none", "imagenet") and not os.path.isfile(cfg.weights):
+        raise UserError(f"--weights={cfg.weights}: no such file; give a .h5/.weights.h5 "
+                        "file, imagenet or none")
+
+
+def dataset_name(cfg: FitConfig) -> tuple[str, dict[str, Any]]:
+    """The TFDS config name and the builder options that differ from the preset."""
+    options = {"max_pixels": cfg.max_pixels} if cfg.max_pixels != DEFAULT_MAX_PIXELS else {}
+    if not options:
+        return "curated", options
+    return f"curated_{stages.stage_key('curated', options)[:8]}", options
 
 
 def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
     from illustration_tl.features import multilayer as features
     from illustration_tl.heads import search
 
-    root = cfg.output
-    data_dir = os.path.join(root, "tfds")
-    st = stages.Stages(root, force=cfg.force, log=log)
-    st.run("dataset", {"images": stages.tree_fingerprint(cfg.images), "data_dir": "tfds"},
-           lambda out: _build(cfg, data_dir, out))
+    root = os.path.abspath(cfg.output)
+    files.atomic_write_json(os.path.join(root, MARKER), {"status": "running"})
+    st = stages.Stages(root, force=cfg.force, log=log, marker=OUTPUT_MARKER)
+    eta = fit_plan.Eta(cfg, st, include_top(cfg), log)
+    name, options = dataset_name(cfg)
+    ds_dir = st.run("dataset", {"images": stages.tree_fingerprint(cfg.images),
+                                "data_dir": "dataset/tfds", **options},
+                    lambda out: _build(cfg, name, options, out, log))
+    data_dir = os.path.join(ds_dir, "tfds")
+    with open(os.path.join(ds_dir, "dataset.json"), encoding="utf-8") as f:
+        dataset = json.load(f)["dataset"]
     splits = list(TRAIN_SPLITS) + [TEST_SPLIT]
+    top = include_top(cfg)
     feat_params = {"backbone": cfg.backbone, "weights": _weights_description(cfg.weights),
                    "image_size": cfg.image_size, "layers": list(cfg.layers),
                    "resize_modes": list(cfg.resize_modes), "flip": cfg.flip,
                    "seed": cfg.seed, "batch_size": cfg.batch_size}
+    if top != "auto":
+        feat_params["include_top"] = top
     if cfg.hub_config:
         feat_params["hub_config"] = cfg.hub_config
 
     def do_features(out: str) -> None:
-        store = features.extract(DATASET, data_dir, splits, backbone=cfg.backbone,
+        store = features.extract(dataset, data_dir, splits, backbone=cfg.backbone,
                                  weights=cfg.weights, image_size=cfg.image_size,
                                  layers=cfg.layers or None, resize_modes=cfg.resize_modes,
                                  flip=cfg.flip, batch_size=cfg.batch_size, seed=cfg.seed,
-                                 log=log, hub_config=cfg.hub_config or None)
+                                 log=log, hub_config=cfg.hub_config or None, include_top=top)
         store.meta["recipe"] = {"backbone": cfg.backbone, "weights": (
             cfg.weights if cfg.weights in (None, "imagenet", "none") else
             os.path.abspath(cfg.weights)), "image_size": cfg.image_size,
-            "layers": list(cfg.layers), "seed": cfg.seed}
+            "layers": list(cfg.layers), "seed": cfg.seed, "include_top": top}
         if cfg.hub_config:
             store.meta["recipe"]["hub_config"] = cfg.hub_config
         store.save(os.path.join(out, features.FILE))
@@ -204,26 +263,26 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
     def do_final(out: str) -> None:
         from illustration_tl.heads import head
 
-        with open(os.path.join(search_dir, "leaderboard.json")) as f:
-            chosen = search.Config.from_dict(json.load(f)["chosen"]["config"])
+        board = _read_board(search_dir)
+        chosen = search.Config.from_dict(board["chosen"]["config"])
         oof = np.load(os.path.join(search_dir, "oof_scores.npy"), allow_pickle=False)
         head.fit(store(), chosen, TRAIN_SPLITS, oof).save(out)
 
-    final_dir = st.run("final", {}, do_final, ["search"])
+    final_dir = st.run("final", {}, do_final, ["features", "search"])
 
     def do_evaluate(out: str) -> None:
         ev = _evaluate(store(), final_dir, cfg)
         ev.save(out)
 
-    eval_dir = st.run("evaluate", {}, do_evaluate, ["final"])
+    eval_dir = st.run("evaluate", {}, do_evaluate, ["features", "final"])
     model_dir = os.path.join(root, "model")
     st.run("model", {"top_k": cfg.top_k}, lambda out: export(
-        final_dir, feat_dir, out, top_k=cfg.top_k), ["final"])
+        final_dir, feat_dir, out, top_k=cfg.top_k), ["features", "final"])
+    eta.finish()
     from illustration_tl.evaluation.metrics import EvalResult
 
     ev = EvalResult.load(eval_dir)
-    with open(os.path.join(search_dir, "leaderboard.json")) as f:
-        board = json.load(f)
+    board = _read_board(search_dir)
     summary = {"status": "done", "search": cfg.search, "chosen": board["chosen"],
                "search_seconds": board["seconds"], "test_top1": ev.top_k(1),
                "test_top5": ev.top_k_or_none(5), "num_test": ev.num_examples,
@@ -231,21 +290,31 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
                "timings": {k: round(v, 1) for k, v in st.timings.items()}}
     _write_report(root, summary, search_dir)
     files.atomic_write_json(os.path.join(root, MARKER), summary)
+    outputs.record(root, OUTPUT_MARKER)
     return summary
 
 
-def _build(cfg: FitConfig, data_dir: str, out: str) -> None:
+def _read_board(search_dir: str) -> dict[str, Any]:
+    with open(os.path.join(search_dir, "leaderboard.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _build(cfg: FitConfig, name: str, options: dict[str, Any], out: str,
+           log: Callable[[str], None]) -> None:
     from illustration_tl.datasets.illustrations import illustrations_dataset_builder as b
 
+    data_dir = os.path.join(out, "tfds")
     try:
-        builder = b.build("curated", cfg.images, data_dir, overwrite=True, flag="--images",
-                          num_workers=cfg.num_workers)
+        builder = b.build("curated", cfg.images, data_dir, name=None if name == "curated"
+                          else name, overwrite=True, flag="--images",
+                          num_workers=cfg.num_workers, **options)
     except ValueError as e:
         raise UserError(f"--images={cfg.images!r}: {str(e).splitlines()[0]}") from None
     info = builder.info
-    doc = {"classes": info.features["label"].names,
+    doc = {"dataset": f"illustrations/{name}", "classes": info.features["label"].names,
            "examples": {s: info.splits[s].num_examples for s in info.splits}}
     files.atomic_write_json(os.path.join(out, "dataset.json"), doc)
+    fit_plan.log_skipped(os.path.join(os.fspath(builder.data_dir), b.SKIPPED_FILE), log)
 
 
 def _evaluate(store: Any, final_dir: str, cfg: FitConfig) -> Any:
@@ -302,7 +371,8 @@ def export(final_dir: str, feat_dir: str, out: str, top_k: int = 5) -> dict[str,
     recipe = meta["recipe"]
     model, blocks, source = features.extractor(
         recipe["backbone"], recipe["weights"], recipe["image_size"],
-        recipe["layers"] or None, recipe["seed"], recipe.get("hub_config"))
+        recipe["layers"] or None, recipe["seed"], recipe.get("hub_config"),
+        recipe.get("include_top", "auto"))
     bb = backbones.get(source.backbone)
     size, mode = source.image_size, h.config.resize
     wanted = [blocks.index(b) for b in h.config.blocks]

@@ -22,10 +22,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from illustration_tl.core import common_settings, files
+from illustration_tl.core import common_settings, config_flags, files, outputs
 from illustration_tl.core.config_flags import setting
 from illustration_tl.errors import UserError
 from illustration_tl.pipelines import stages
+
+OUTPUT_MARKER = "reproduce"  # the output manifest's ``written_by`` (core/outputs.py)
 
 # Paper Table 3 (top-1, top-5 on the curated test set, VGG19).
 PAPER_TABLE3 = {
@@ -63,11 +65,13 @@ class ReproduceConfig:
     weights: str = setting("auto", "auto: ImageNet weights from a download or the Keras cache "
                            "if available, else random initialization (said in one line); "
                            "imagenet; none; or a local .h5/.weights.h5 file.")
-    image_size: int = setting(224, "Input side in pixels, for every stage.")
+    image_size: int = setting(224, "Input side in pixels, for every stage.",
+                              minimum=common_settings.MIN_IMAGE_SIZE)
     resize_mode: str = setting("squash", "squash: plain resize as the paper; pad: white "
                                "square first. Used by every stage (training included).",
                                choices=("squash", "pad"))
-    batch_size: int = setting(32, "Batch size of every stage (training: the global batch).")
+    batch_size: int = setting(32, "Batch size of every stage (training: the global batch).",
+                              minimum=1)
     train_overrides: dict = dataclasses.field(default_factory=dict)  # TrainConfig fields
     augment: bool = setting(False, "Random crop and left-right mirror while training.")
     svm_baseline: str = setting("grid", "'grid' (the paper's 64-point 3-fold search) or "
@@ -77,10 +81,12 @@ class ReproduceConfig:
                                  "sigmoid,10,1e-4,ovr).")
     svm_scalings: tuple[str, ...] = setting(("none",), "Feature scalings the grid searches: "
                                             "none, standard, l2.")
-    svm_jobs: int = setting(-1, "Parallel grid-search jobs (-1: all cores).")
+    svm_jobs: int = setting(-1, "Parallel grid-search jobs (-1: all cores).",
+                            check=common_settings.jobs_check)
     top_k: int = common_settings.top_k()
     force: bool = setting(False, "Rerun every stage even if up to date.")
-    seed: int = setting(0, "Seed of initialization, dropout, data order and SVM folds.")
+    seed: int = setting(0, "Seed of initialization, dropout, data order and SVM folds.",
+                        minimum=0)
 
 
 @dataclasses.dataclass
@@ -123,8 +129,9 @@ def resolve_weights(backbone: str, weights: str, log: Callable[[str], None]) -> 
         spec.application()(include_top=spec.has_fc_top, weights="imagenet")
     except Exception as e:  # offline: URLError, OSError, ValueError from get_file
         if weights == "imagenet":
-            raise UserError(f"--weights=imagenet: could not download {spec.name} weights "
-                            f"({type(e).__name__}); pass a local file with --weights") from None
+            from illustration_tl.models import imagenet_weights
+
+            raise imagenet_weights.download_error(spec.name, e) from None
         log(f"ImageNet weights for {spec.name} are not available (no --weights file, none in "
             f"the Keras cache, download failed: {type(e).__name__}); running from random "
             "initialization.")
@@ -498,6 +505,7 @@ def _export(cfg: ReproduceConfig, w: Weights, root: str, out: str) -> None:
 def reproduce(cfg: ReproduceConfig, log: Callable[[str], None] | None = None) -> str:
     """Runs (or resumes) every stage; returns the text of ``summary.md``."""
     log = log or (lambda m: print(m, flush=True))
+    config_flags.check(cfg)
     if not cfg.noisy_dir:
         return fit_without_noisy_set(cfg, log)
     for flag, path in [("--curated_dir", cfg.curated_dir), ("--noisy_dir", cfg.noisy_dir)]:
@@ -506,7 +514,10 @@ def reproduce(cfg: ReproduceConfig, log: Callable[[str], None] | None = None) ->
     root = cfg.output_dir
     if not root:
         raise UserError("--output_dir is required: the folder for every stage's outputs")
-    lock = stages.lock_output(root)  # one run per output folder; raises UserError if held
+    # The output manifest (a foreign folder is refused), one run per folder (the lock).
+    lock = stages.open_output(root, OUTPUT_MARKER, {"--curated_dir": cfg.curated_dir,
+                                                    "--noisy_dir": cfg.noisy_dir},
+                              "--output_dir")
     try:
         return _reproduce(cfg, root, log, _strategy(cfg))
     finally:
@@ -585,12 +596,15 @@ def _strategy(cfg: ReproduceConfig) -> Any:
 def _reproduce(cfg: ReproduceConfig, root: str, log: Callable[[str], None],
                strategy: Any) -> str:
     data_dir = cfg.tfds_dir or os.path.join(root, "tfds")
-    run = stages.Stages(root, force=cfg.force, log=log)
+    # In place (swap=False): the SVM stages record their folders' absolute paths.
+    run = stages.Stages(root, force=cfg.force, log=log, marker=OUTPUT_MARKER, swap=False)
     weights = resolve_weights(cfg.backbone, cfg.weights, log)
     log(f"weights: {weights.description}")
     params = stage_params(cfg, weights.description, data_dir)
+    inside = os.path.relpath(os.path.abspath(data_dir), os.path.abspath(root))
     ds_dir = run.run("datasets", params["datasets"],
-                     lambda out: _build_datasets(cfg, data_dir, out))
+                     lambda out: _build_datasets(cfg, data_dir, out),
+                     writes=[] if inside.startswith("..") else [inside])
     ds = _read_json(os.path.join(ds_dir, "datasets.json"))
 
     run.run("baseline_cnn", params["baseline_cnn"],
@@ -609,6 +623,7 @@ def _reproduce(cfg: ReproduceConfig, root: str, log: Callable[[str], None],
     run.run("export", params["export"], lambda out: _export(cfg, weights, root, out),
             upstream)
     text = write_summary(root, weights, cfg, ds, run.timings, run.skipped)
+    outputs.record(root, OUTPUT_MARKER)
     log(text)
     return text
 

@@ -279,6 +279,15 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             raise ValueError(f"split(s) {', '.join(empty)} would be empty: {len(examples)} "
                              f"examples are too few for split fractions "
                              f"{config.split_fractions}; add images")
+        untrained = sorted({e.label for sp, e in examples if sp == "test"}
+                           - {e.label for sp, e in examples if sp != "test"})
+        if untrained:
+            raise ValueError(f"class {untrained[0]!r} has test images (val/) but no training "
+                             f"images (train/) under {manual_dir!r}"
+                             + (f" ({len(untrained)} such classes)" if len(untrained) > 1
+                                else "")
+                             + f"; add its images under train/{untrained[0]}/ or remove "
+                             f"val/{untrained[0]}/")
         indices = _class_imagenet_indices(class_names, config.source)
         report = {
             "source": config.source, "layout": plan.layout,
@@ -476,6 +485,31 @@ def build(config: str, manual_dir: str, data_dir: str | None = None, *,
     return builder
 
 
+def curated_plan(manual_dir: str, config: str = "curated") -> dict[str, Any]:
+    """What a curated build of ``manual_dir`` would hold, without decoding anything
+    (``fit --dry_run``): the layout, the classes, about how many images fall in each
+    split (fractions of the preset; the real split hashes pixels), the files left out
+    before decoding, and the number of files to decode."""
+    preset = PRESETS[config]
+    plan = _plan_curated(manual_dir)
+    per_class: dict[str, int] = collections.Counter(c for c, _ in plan.curated.values())
+    fixed = collections.Counter(sp for _, sp in plan.curated.values() if sp)
+    loose = sum(1 for _, sp in plan.curated.values() if not sp)
+    f_train, f_val, f_test = preset.split_fractions
+    examples = {"train": f_train * loose, "validation": f_val * loose, "test": f_test * loose}
+    if fixed:
+        train = fixed["train"]
+        has_val = fixed["validation"] > 0
+        examples["train"] += train * (1 if has_val else 1 - preset.validation_fraction)
+        examples["validation"] += fixed["validation"] + (
+            0 if has_val else train * preset.validation_fraction)
+        examples["test"] += fixed["test"]
+    return {"layout": plan.layout, "classes": sorted(per_class),
+            "images_per_class": dict(sorted(per_class.items())),
+            "examples": {k: int(round(v)) for k, v in examples.items()},
+            "files": len(plan.tasks), "skipped": list(plan.skipped)}
+
+
 def _builder(config: Any, data_dir: str | None, num_workers: int | None,
              shuffle_memory_mb: int) -> Builder:
     builder = Builder(config=config, data_dir=data_dir)
@@ -549,14 +583,15 @@ def _walk(root: str, plan: _Plan) -> Iterator[tuple[str, str]]:
     are not UTF-8 come out backslash-escaped (``caf\\xe9.png``), and that is
     how the file is named in ``file_name`` and ``skipped.tsv``; ``path`` opens
     it. Symlinks are followed only inside ``root``; links leading out, folder
-    cycles, unreadable folders, FIFOs and devices are listed in ``plan.skipped``
-    (see :func:`illustration_tl.core.files.walk`).
+    cycles, unreadable folders, FIFOs, devices, and hidden files and folders (a
+    class folder ``..x``, ``.DS_Store``) are listed in ``plan.skipped`` (see
+    :func:`illustration_tl.core.files.walk`), never dropped silently.
     """
     def skip(entry: files.Skipped) -> None:
         plan.skipped.append((files.display_name(entry.rel), entry.reason))
 
     seen: set[str] = set()
-    for rel in files.walk(root, on_skip=skip):
+    for rel in files.walk(root, report_hidden=True, on_skip=skip):
         name = files.display_name(rel)
         if name in seen:  # a real name that looks like another's escaped form
             plan.skipped.append((name, "file name collides with another once escaped"))
