@@ -90,10 +90,13 @@ class Classifier:
 
         self.run_dir = os.fspath(path)
         self.verbose = verbose
+        self.summary = _fit_summary(self.run_dir)
+        if self.summary and self.summary.get("status") != "done":  # a killed or running fit
+            raise UserError(f"{self.run_dir!r}: the fit run did not finish (fit.json says "
+                            f"{self.summary.get('status')!r}); rerun the same fit command")
         # The same loader, checks, decoding and resizing as `illustration-tl predict`.
         self._predictor = predict.Predictor(self.run_dir, flag="path")
         self.model_dir = self._predictor.path
-        self.summary = _fit_summary(self.run_dir)
         self.metadata = self._predictor.metadata
         self.class_names: list[str] = self._predictor.class_names
         self.image_size = self._predictor.image_size

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable, NoReturn, Sequence
+from typing import Callable, NoReturn, Sequence
 
 from absl import app, flags
 from absl import logging as absl_logging
 
 from illustration_tl.commands import VERBOSE
-from illustration_tl.core import presets
+from illustration_tl.core import presets, quiet
 from illustration_tl.errors import UserError
 
 flags.DEFINE_string("preset", None, "A named preset shipped with the package (see "
@@ -37,7 +37,7 @@ def run(main: Callable[[Sequence[str]], int | None]) -> None:
                   "--flag")
         if not VERBOSE:
             absl_logging.set_verbosity(absl_logging.WARNING)
-            _quiet_python_loggers()
+            quiet.quiet_python_loggers()
         try:
             return main(argv)
         except UserError as e:
@@ -65,27 +65,6 @@ def parse_flags(argv: list[str]) -> list[str]:
 def _fail(message: str) -> NoReturn:
     print(f"{_prog()}: error: {message}", file=sys.stderr)
     sys.exit(USAGE_EXIT_CODE)
-
-
-_LIBRARIES = (f"{os.sep}tensorflow_datasets{os.sep}", f"{os.sep}tensorflow{os.sep}",
-              f"{os.sep}keras{os.sep}", f"{os.sep}tf_keras{os.sep}")
-
-
-def _from_library_below_error(record: Any) -> bool:
-    """True for a log record below ERROR written by TensorFlow, TFDS or Keras code."""
-    import logging
-
-    return record.levelno < logging.ERROR and any(p in record.pathname for p in _LIBRARIES)
-
-
-def _quiet_python_loggers() -> None:
-    """Drops the libraries' INFO and WARNING records (TFDS and TensorFlow log through
-    absl); this project's own absl warnings still show."""
-    import logging
-
-    for name in ("tensorflow", "tensorflow_datasets", "h5py", "matplotlib"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    logging.getLogger("absl").addFilter(lambda record: not _from_library_below_error(record))
 
 
 def _prog() -> str:

@@ -244,7 +244,7 @@ def open_image(path_or_bytes: PathOrBytes, *, max_pixels: int | None = DEFAULT_M
         raise IngestionError("empty file (0 bytes)")
     fmt = sniff_format(data)
     if fmt is None:
-        raise IngestionError(f"not an image: unrecognized content starting with {data[:8]!r}")
+        raise IngestionError("not an image: unrecognized content")
     if fmt == "svg":
         data, fmt = rasterize_svg(data, svg_size), "png"
     pil_limit = Image.MAX_IMAGE_PIXELS

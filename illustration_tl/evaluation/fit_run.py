@@ -5,7 +5,7 @@ and ``oof_scores.npy`` (the chosen configuration's out-of-fold scores: one row p
 image of the training splits, train then validation, mirrors averaged into it; see
 :func:`illustration_tl.heads.search.run`), ``OUT/final/head.json`` (the calibration
 temperature), ``OUT/features/features.npz`` (:class:`FeatureStore`),
-``OUT/dataset/dataset.json`` and the images in ``OUT/tfds``.
+``OUT/dataset/dataset.json`` and the images in ``OUT/dataset/tfds``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from illustration_tl.features import multilayer as features
 
 TRAIN_SPLITS = ("train", "validation")   # fit's cross-validation splits (pipelines.fit)
 TEST_SPLIT = duplicates.TEST_SPLIT
-DATASET = "illustrations/curated"          # the name fit builds its folder under
 THUMB_SIDE = 96
 
 
@@ -112,13 +111,14 @@ def thumbnail_jpeg(image: np.ndarray, side: int = THUMB_SIDE, quality: int = 85)
 
 
 def read_thumbs(root: str, splits: Sequence[str], side: int = THUMB_SIDE) -> Thumbs:
-    """Decodes every image of ``splits`` once from ``OUT/tfds``: the pixel hash and a
-    small JPEG of each (a few KB: thousands fit in memory)."""
+    """Decodes every image of ``splits`` once from ``OUT/dataset/tfds``: the pixel hash
+    and a small JPEG of each (a few KB: thousands fit in memory)."""
     from illustration_tl.datasets import ingestion, input_pipeline
 
+    dataset = _json(os.path.join(root, "dataset", "dataset.json"))["dataset"]
     hashes, jpegs = {}, {}
     for split in splits:
-        ds, _ = input_pipeline.load_split(DATASET, split, os.path.join(root, "tfds"))
+        ds, _ = input_pipeline.load_split(dataset, split, os.path.join(root, "dataset", "tfds"))
         for ex in ds.as_numpy_iterator():
             name = ex["file_name"].decode("utf-8")
             image = np.asarray(ex["image"])

@@ -289,6 +289,9 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
                "num_classes": len(ev.class_names), "model": model_dir,
                "timings": {k: round(v, 1) for k, v in st.timings.items()}}
     _write_report(root, summary, search_dir)
+    from illustration_tl.evaluation import html_report
+
+    html_report.write_fit_report(root, log=log)  # report.html, label_issues, duplicates
     files.atomic_write_json(os.path.join(root, MARKER), summary)
     outputs.record(root, OUTPUT_MARKER)
     return summary
@@ -400,7 +403,7 @@ def export(final_dir: str, feat_dir: str, out: str, top_k: int = 5) -> dict[str,
                 # The name `export`'s models use for every class's score (`evaluate`).
                 "all_scores": tf.cast(probs, tf.float32)}
 
-    export_lib.write_archive(out, tracked=[model, module], classify=classify, image_size=size,
+    export_lib.write_archive(out, classify=classify, image_size=size,
                              resize_mode=mode, metadata=info)
     return info
 

@@ -305,9 +305,9 @@ def _baseline_svm(cfg: ReproduceConfig, w: Weights, ds: dict, out: str) -> None:
 
 
 def _optimize(cfg: ReproduceConfig, w: Weights, ds: dict, out: str, strategy: Any) -> None:
+    from illustration_tl.training import run
     from illustration_tl.training.config import TrainConfig
     from illustration_tl.training.data import tfds_data
-    from illustration_tl.training.loop import optimize
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(cfg.train_overrides) - fields)
@@ -324,7 +324,7 @@ def _optimize(cfg: ReproduceConfig, w: Weights, ds: dict, out: str, strategy: An
                      eval_dataset=ds["curated"]["dataset"],
                      eval_data_dir=ds["curated"]["data_dir"],
                      deterministic=config.deterministic, resize_mode=cfg.resize_mode)
-    optimize(config, data, strategy=strategy)
+    run.train(config, data, strategy=strategy)  # the loop for the Keras backend
 
 
 def _optimized_cnn(cfg: ReproduceConfig, ds: dict, model_dir: str, out: str) -> None:
@@ -581,16 +581,13 @@ def stage_params(cfg: ReproduceConfig, weights: str, data_dir: str) -> dict[str,
 
 
 def _strategy(cfg: ReproduceConfig) -> Any:
-    """The training's ``tf.distribute`` strategy, made before any other TensorFlow op
-    (a multi-worker strategy cannot be created once TensorFlow has run)."""
-    import keras
+    """The training's ``tf.distribute`` strategy (None off TensorFlow), made before any
+    other TensorFlow op (a multi-worker strategy cannot be created once TensorFlow has
+    run)."""
+    from illustration_tl.training import run
 
-    if keras.backend.backend() != "tensorflow":
-        return None
-    from illustration_tl.training import distribute
-
-    return distribute.make_strategy(cfg.train_overrides.get("strategy", "auto"),
-                                    tpu=cfg.train_overrides.get("tpu", ""))
+    return run.make_strategy(cfg.train_overrides.get("strategy", "auto"),
+                             tpu=cfg.train_overrides.get("tpu", ""))
 
 
 def _reproduce(cfg: ReproduceConfig, root: str, log: Callable[[str], None],

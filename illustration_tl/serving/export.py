@@ -121,25 +121,24 @@ def export_classifier(path: str, *, model: Any, backbone: str, image_size: int,
                 "scores": tf.cast(top.values, tf.float32),
                 "all_scores": tf.cast(scores, tf.float32)}
 
-    tracked = [model] if svm_vars is None else [model, svm_vars]
     with outputs.writing(path, overwrite=overwrite, marker=OUTPUT_MARKER) as tmp:
-        write_archive(tmp, tracked=tracked, classify=classify, image_size=image_size,
+        write_archive(tmp, classify=classify, image_size=image_size,
                       resize_mode=resize_mode, metadata=meta)
     return meta
 
 
-def write_archive(path: str, *, tracked: Sequence[Any], classify: Callable[[Any], dict],
-                  image_size: int, resize_mode: str, metadata: dict) -> None:
+def write_archive(path: str, *, classify: Callable[[Any], dict], image_size: int,
+                  resize_mode: str, metadata: dict) -> None:
     """Writes the SavedModel every served model of this project has.
 
     Endpoints: ``classify_images`` (``classify`` on float RGB pixels at
     ``image_size``), ``serving_default`` (encoded image bytes: decoded, composited
     on white, resized with ``resize_mode`` as in training, then ``classify``) and
     ``metadata`` (``metadata`` as JSON, also written beside as :data:`METADATA_FILE`).
-    ``tracked``: the Keras models / ``tf.Module``s whose variables ``classify`` uses.
-    They are not passed to ``ExportArchive.track``: Keras finds every variable the
-    endpoints use by itself (its ``_all_variables``), and tracking a Keras model as
-    well stores each variable a second time (keras-team/keras#23553: a VGG16 model
+    The models whose variables ``classify`` uses are not passed to
+    ``ExportArchive.track``: Keras finds every variable the endpoints use by itself
+    (its ``_all_variables``), and tracking a Keras model as well stores each variable
+    a second time (keras-team/keras#23553: a VGG16 model
     was 122 MB instead of 59 MB); the checkpoint then holds each variable once.
     """
     import keras
@@ -155,7 +154,6 @@ def write_archive(path: str, *, tracked: Sequence[Any], classify: Callable[[Any]
             [image_size, image_size, 3], tf.float32))
         return classify(images)
 
-    del tracked  # found through the endpoints: see the docstring
     meta_json = json.dumps(metadata, sort_keys=True)
     archive = keras.export.ExportArchive()
     archive.add_endpoint("serving_default", serve_bytes, input_signature=[
