@@ -83,7 +83,8 @@ def _batches(model: Any, dataset: Iterable[Any], limit: int | None = None
         else:
             images, labels = batch
             names = np.full(len(labels), "", dtype=str)
-        out = np.asarray(model.predict_on_batch(images), dtype=np.float32)
+        # numpy in: a tf.data tensor is not an array the JAX backend takes
+        out = np.asarray(model.predict_on_batch(np.asarray(images)), dtype=np.float32)
         if out.ndim != 2:
             raise UserError(f"the embedding layer outputs shape {out.shape[1:]}; an embedding "
                             "must be a vector per image (pick a dense or pooled --layer)")

@@ -61,9 +61,15 @@ class Backbone:
         return getattr(keras.applications, self.constructor)
 
     def preprocess_input(self, images: Any) -> Any:
-        """The backbone's own ``preprocess_input`` on float RGB images in [0, 255]."""
+        """The backbone's own ``preprocess_input`` on float RGB images in [0, 255].
+
+        Inside a ``tf.data`` pipeline on another Keras backend (JAX), Keras's function
+        cannot take the graph's tensors: the same arithmetic runs in TensorFlow ops
+        (:data:`TF_DATA_MODES`; a test checks both agree for every row)."""
         if self.hub is not None:
             return self.hub.preprocess_input(images)
+        if _is_graph_tensor_off_tensorflow(images):
+            return _tf_preprocess(images, TF_DATA_MODES[self.module])
         module = importlib.import_module(f"keras.applications.{self.module}")
         return module.preprocess_input(images)
 
@@ -73,6 +79,38 @@ class Backbone:
         if self.hub is not None:
             return self.hub.preprocessing
         return f"keras.applications.{self.module}.preprocess_input"
+
+
+# What each keras.applications module's preprocess_input does (imagenet_utils' modes):
+# caffe: RGB->BGR minus the ImageNet means; tf: to [-1, 1]; torch: ImageNet mean/std on
+# [0, 1]; none: nothing (the network normalizes inside).
+TF_DATA_MODES = {"vgg16": "caffe", "vgg19": "caffe", "resnet50": "caffe", "resnet_v2": "tf",
+                 "mobilenet_v2": "tf", "inception_v3": "tf", "densenet": "torch",
+                 "efficientnet": "none", "convnext": "none"}
+
+
+def _is_graph_tensor_off_tensorflow(images: Any) -> bool:
+    import sys
+
+    tf = sys.modules.get("tensorflow")
+    if tf is None or not isinstance(images, tf.Tensor):
+        return False
+    import keras
+
+    return keras.backend.backend() != "tensorflow"
+
+
+def _tf_preprocess(images: Any, mode: str) -> Any:
+    import tensorflow as tf
+
+    x = tf.cast(images, tf.float32)
+    if mode == "caffe":
+        return x[..., ::-1] - tf.constant([103.939, 116.779, 123.68])
+    if mode == "tf":
+        return x / 127.5 - 1.0
+    if mode == "torch":
+        return (x / 255.0 - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
+    return x
 
 
 @dataclasses.dataclass(frozen=True)
