@@ -90,7 +90,10 @@ def extract(max_seconds: float) -> None:
 
     t0 = time.perf_counter()
     with np.load(os.path.join(WORK, "images.npz")) as z:
-        images = z["images"]
+        images, labels = z["images"], z["labels"]
+    # interleaved: the first shards hold the first icons of every class, so a subset
+    # (the first N/30 icons of each class) is ready before the whole set is
+    order = np.lexsort((labels, _position(labels)))
     base = keras.applications.VGG16(include_top=False, weights=os.environ[
         "ILLUSTRATION_TL_VGG16_WEIGHTS"], input_shape=(SIZE, SIZE, 3))
     outs = []
@@ -98,7 +101,7 @@ def extract(max_seconds: float) -> None:
         o = base.get_layer(name).output
         outs += [keras.layers.GlobalAveragePooling2D()(o), keras.layers.GlobalMaxPooling2D()(o)]
     model = keras.Model(base.input, outs)
-    for start in range(0, len(images), SHARD):
+    for start in range(0, len(order), SHARD):
         path = os.path.join(WORK, f"shard_{start // SHARD:03d}.npz")
         if os.path.exists(path):
             continue
@@ -106,8 +109,9 @@ def extract(max_seconds: float) -> None:
             print("time is up; rerun to continue", flush=True)
             return
         t1 = time.perf_counter()
-        x = images[start:start + SHARD].astype(np.float32)
-        arrays = {}
+        index = order[start:start + SHARD]
+        x = images[index].astype(np.float32)
+        arrays = {"index": index}
         for view, batch in (("orig", x), ("flip", x[:, :, ::-1])):
             pre = keras.applications.vgg16.preprocess_input(batch.copy())
             res = model.predict(pre, batch_size=64, verbose=0)
@@ -122,13 +126,18 @@ def extract(max_seconds: float) -> None:
     print("extraction complete", flush=True)
 
 
-def _split_of(labels: np.ndarray) -> np.ndarray:
-    """0 train, 1 validation, 2 test: per class, the i-th icon by position mod 10."""
+def _position(labels: np.ndarray) -> np.ndarray:
+    """Each icon's position within its class."""
     pos = np.zeros(len(labels), np.int64)
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
         pos[idx] = np.arange(len(idx))
-    r = pos % 10
+    return pos
+
+
+def _split_of(labels: np.ndarray) -> np.ndarray:
+    """0 train, 1 validation, 2 test: per class, the i-th icon by position mod 10."""
+    r = _position(labels) % 10
     return np.where(r < 7, 0, np.where(r < 8, 1, 2))
 
 
@@ -138,25 +147,22 @@ def load_store(n_images: int):
     with np.load(os.path.join(WORK, "images.npz")) as z:
         labels, names, sets = z["labels"], z["names"], [str(s) for s in z["sets"]]
     shards = sorted(glob.glob(os.path.join(WORK, "shard_*.npz")))
+    index = np.concatenate([np.load(p)["index"] for p in shards])   # extracted icons
     per = n_images // len(sets)
-    pos = np.zeros(len(labels), np.int64)
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        pos[idx] = np.arange(len(idx))
-    keep = pos < per
-    keep[SHARD * len(shards):] = False
-    split = _split_of(labels)
+    sel_all = (_position(labels)[index] < per)
+    if (np.bincount(labels[index][sel_all], minlength=len(sets)) < per).any():
+        raise SystemExit(f"{n_images} images are not all extracted yet: run extract")
+    split = _split_of(labels)[index]
     blocks = [features.block_name(n, p) for n in LAYERS for p in features.POOLS]
     arrays: dict[str, dict[str, np.ndarray]] = {s: {} for s in ("train", "validation", "test")}
     for view in features.VIEWS:
         for b in blocks:
             col = np.concatenate([np.load(p)[f"{view}/{b}"] for p in shards])
             for i, s in enumerate(("train", "validation", "test")):
-                sel = keep[:len(col)] & (split[:len(col)] == i)
-                arrays[s][features.key("squash", view, b)] = col[sel[:len(col)]]
+                arrays[s][features.key("squash", view, b)] = col[sel_all & (split == i)]
     out_labels, out_names = {}, {}
     for i, s in enumerate(("train", "validation", "test")):
-        sel = keep & (split == i)
+        sel = index[sel_all & (split == i)]
         out_labels[s] = labels[sel].astype(np.int64)
         out_names[s] = [str(n) for n in names[sel]]
     return features.FeatureStore(arrays, out_labels, out_names, sets, blocks, ["squash"],

@@ -11,9 +11,10 @@ training row and up to :data:`KERNEL_CACHE` kernel matrices: rows² x 8 bytes ea
 * ``approximate``: beyond it, heads that scale linearly in the rows: a linear SVM on
   Nyström features of the RBF kernel (:data:`NYSTROEM_COMPONENTS` components) and the
   registry's linear kinds on the normalized features. The CV runs on a stratified
-  sample of the training images, as large as the budget allows
-  (:data:`APPROX_ROW_FACTOR` x (components + feature dimensions) x 8 bytes per row)
-  and at most :data:`MAX_CV_IMAGES`; the chosen head is refitted on every image.
+  sample of the training images, as large as the budget allows (per row, 8 bytes x
+  ``FEATURE_SET_CACHE x (dims + KERNEL_CACHE x components) + 3 x components``: the
+  cached feature sets with their Nyström features, the training slice and liblinear's
+  copy) and at most :data:`MAX_CV_IMAGES`; the chosen head is refitted on every image.
 
 The default budget is :data:`DEFAULT_MEMORY_FRACTION` of the machine's physical memory.
 """
@@ -32,10 +33,6 @@ DEFAULT_MEMORY_FRACTION = 0.25
 NYSTROEM_COMPONENTS = 2048
 MAX_CV_IMAGES = 20_000   # CV sample cap in the approximate regime (time, not memory)
 MIN_CV_IMAGES = 500      # CV sample floor, whatever the budget
-# per sampled row, float64 numbers held at once by the approximate CV: the Nyström
-# features (cached, the training slice, liblinear's copy at 2 words a value) and the
-# normalized features (cached and sliced)
-APPROX_ROW_FACTOR = 4
 
 
 def default_max_memory_bytes() -> int:
@@ -57,6 +54,11 @@ def max_exact_images(budget: int, rows_per_image: int) -> int:
     """The most images whose exact kernel matrices fit ``budget``."""
     per = FEATURE_SET_CACHE * (1 + KERNEL_CACHE) * 8
     return int((budget / per) ** 0.5) // rows_per_image
+
+
+def approx_row_bytes(components: int, dims: int) -> int:
+    """Bytes the approximate CV holds per sampled row (module doc)."""
+    return 8 * (FEATURE_SET_CACHE * (dims + KERNEL_CACHE * components) + 3 * components)
 
 
 def _gb(n: float) -> str:
@@ -101,7 +103,7 @@ def choose(images: int, rows_per_image: int, budget: int, dims: int) -> Regime:
     if need <= budget:
         return Regime("exact", images, rows, budget, need, images)
     components = min(NYSTROEM_COMPONENTS, images)
-    per_row = APPROX_ROW_FACTOR * (components + dims) * 8
+    per_row = approx_row_bytes(components, dims)
     fit = int(budget // (per_row * rows_per_image))
     cv_images = min(images, MAX_CV_IMAGES, max(MIN_CV_IMAGES, fit))
     return Regime("approximate", images, rows, budget, need, cv_images, components)

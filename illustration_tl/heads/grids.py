@@ -27,9 +27,7 @@ FAST_FEATURE_SETS = 2       # feature sets (resize x blocks) that get fast's who
 THOROUGH_FEATURE_SETS = 6   # feature sets that get the full classifier grid
 IMBALANCE_RATIO = 3.0       # fast also tries class_weight="balanced" beyond this max/min
 APPROX_GAMMAS = ("scale", "2*scale")
-APPROX_CS = (1.0, 10.0)
 APPROX_THOROUGH_GAMMAS = ("scale", "2*scale", "0.5*scale")
-APPROX_THOROUGH_CS = (1.0, 10.0, 100.0)
 
 
 def _block_sets(store_blocks: Sequence[str], layers: Sequence[str], wide: bool
@@ -168,18 +166,20 @@ def _feature_bases(mode: str, store: feats.FeatureStore) -> list[dict[str, Any]]
 def approximate_candidates(mode: str, store: feats.FeatureStore, components: int
                            ) -> list[Config]:
     """The approximate regime's list (:mod:`illustration_tl.heads.budget`): on ``mode``'s
-    feature sets, linear SVMs on ``components`` Nyström features (γ relative to the
-    feature scale, as the exact RBF SVMs) and the registry's linear kinds; ``thorough``
-    a wider γ x C grid and class weights. Every head is linear in the rows."""
-    nys = [k.name for k in classifiers.KINDS.values() if k.family == "nystroem"]
-    gammas, cs, grid = ((APPROX_GAMMAS, APPROX_CS, "fast_cs") if mode == "fast" else
-                        (APPROX_THOROUGH_GAMMAS, APPROX_THOROUGH_CS, "thorough_cs"))
+    feature sets, the registry's Nyström kinds (a linear classifier on ``components``
+    Nyström features; γ relative to the feature scale, as the exact RBF SVMs) and its
+    linear kinds, at their ``fast_cs`` / ``thorough_cs``; ``thorough`` also a wider γ
+    list and class weights. Every head is linear in the rows."""
+    gammas, grid = ((APPROX_GAMMAS, "fast_cs") if mode == "fast" else
+                    (APPROX_THOROUGH_GAMMAS, "thorough_cs"))
+    nys = [(k.name, C) for k in classifiers.KINDS.values() if k.family == "nystroem"
+           for C in getattr(k, grid)]
     out: list[Config] = []
     for base in _feature_bases(mode, store):
         if mode == "thorough" and base["norm"] != "l2":
             continue   # the Nyström γ rule suits unit rows; keep the list linear in time
         here = [Config(**base, classifier=k, C=C, gamma=g, components=components)
-                for k in nys for g in gammas for C in cs]
+                for k, C in nys for g in gammas]
         here += _linear_configs(base, grid)
         if mode == "thorough" or imbalanced(store):
             here += _balanced(here)
@@ -188,9 +188,11 @@ def approximate_candidates(mode: str, store: feats.FeatureStore, components: int
 
 
 def is_approx_probe(c: Config) -> bool:
-    """The fits that rank feature sets in the approximate regime."""
-    return (classifiers.get(c.classifier).family == "nystroem" and c.gamma == "scale"
-            and c.C == 10.0 and not c.class_weight)
+    """The fits that rank feature sets in the approximate regime: the first Nyström
+    kind at its first ``fast_cs``, γ = ``scale``."""
+    kind = next(k for k in classifiers.KINDS.values() if k.family == "nystroem")
+    return (c.classifier == kind.name and c.gamma == "scale" and c.C == kind.fast_cs[0]
+            and not c.class_weight)
 
 
 def _linear_configs(base: dict[str, Any], grid: str) -> list[Config]:
