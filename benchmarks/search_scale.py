@@ -18,7 +18,8 @@ Steps (each resumable, each run under ``flock /tmp/tf.lock``)::
 
 ``one`` prints a JSON line: wall time, peak RSS (``ru_maxrss`` of that process, which
 loads only its subset), the regime, CV and test top-1 of the chosen head.
-``all`` writes ``benchmarks/results/search_scale.json``.
+``all --sizes=... --what=search|exact`` merges its rows into
+``benchmarks/results/search_scale.json``.
 """
 
 from __future__ import annotations
@@ -215,6 +216,13 @@ def one(n_images: int, what: str, budget: int | None, config: str | None) -> dic
                 rss_search, 2), "peak_rss_gb": round(_rss_gb(), 2)}
 
 
+def _rows() -> dict[tuple, dict]:
+    if not os.path.exists(RESULTS):
+        return {}
+    with open(RESULTS, encoding="utf-8") as f:
+        return {(r["images"], r["what"]): r for r in json.load(f)["rows"]}
+
+
 def _child(args: list[str]) -> dict:
     out = subprocess.run([sys.executable, __file__, "one"] + args, check=True,
                          capture_output=True, text=True).stdout
@@ -237,14 +245,19 @@ def main() -> None:
         extract(a.max_seconds)
     elif a.step == "one":
         print(json.dumps(one(a.images, a.what, a.budget, a.config)))
-    else:
-        rows = []
+    else:   # each size in a subprocess, merged into RESULTS as it finishes
         for n in [int(s) for s in a.sizes.split(",")]:
-            rows.append(_child(["--images", str(n)]))
-            print(json.dumps(rows[-1]), flush=True)
-        os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-        with open(RESULTS, "w") as f:
-            json.dump({"rows": rows}, f, indent=1)
+            args = ["--images", str(n), "--what", a.what]
+            if a.what == "exact":   # on the feature set the search chose at this size
+                args += ["--config", json.dumps(_rows()[(n, "search")]["chosen_config"])]
+            row = _child(args)
+            print(json.dumps(row), flush=True)
+            rows = _rows()
+            rows[(n, a.what)] = row
+            os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
+            with open(RESULTS, "w") as f:
+                json.dump({"setup": __doc__.split("Steps")[0].strip(), "rows": [
+                    rows[k] for k in sorted(rows)]}, f, indent=1)
 
 
 if __name__ == "__main__":
