@@ -366,7 +366,8 @@ def run(store: feats.FeatureStore, mode: str = "fast", *, splits: Sequence[str] 
         for tasks in groups.values():
             tasks.sort(key=lambda t: t[1])  # stable: the kernel order within each fold
             fs = fs_of(*tasks[0])
-            fs.dot()
+            if any(classifiers.get(c.classifier).family == "kernel" for c, _ in tasks):
+                fs.dot()   # the Gram matrix, once, before the threads share it
 
             def task(c: Config, f: int, fs: FeatureSet = fs) -> tuple:
                 t0 = time.perf_counter()
