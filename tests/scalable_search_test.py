@@ -188,3 +188,13 @@ def test_class_weights_are_searched_in_thorough_and_in_fast_when_imbalanced():
 def test_paper_mode_refuses_a_folder_over_the_budget():
     with pytest.raises(search.UserError, match="--search=paper .* over the .* budget"):
         search.run(_store(modes=("squash",)), "paper", n_jobs=1, max_memory_bytes=1000)
+
+
+def test_the_approximate_regime_never_computes_a_gram_matrix(monkeypatch):
+    def no_gram(self):
+        raise AssertionError("a rows x rows Gram matrix in the approximate regime")
+
+    monkeypatch.setattr(search.FeatureSet, "dot", no_gram)
+    results = search.run(_store(n_per_class=10, modes=("squash",)), "fast", n_jobs=1,
+                         max_memory_bytes=1000)
+    assert results and not results[0].regime.exact
