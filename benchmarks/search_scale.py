@@ -216,6 +216,28 @@ def one(n_images: int, what: str, budget: int | None, config: str | None) -> dic
                 rss_search, 2), "peak_rss_gb": round(_rss_gb(), 2)}
 
 
+def head_only(n_images: int, config: str) -> dict:
+    """One head (``config``) fitted on every training image, scored on the test split,
+    without a search: the exact-vs-approximate comparison on the same features."""
+    from illustration_tl.heads import head
+    from illustration_tl.heads.config import Config
+
+    store = load_store(n_images)
+    rss_loaded = _rss_gb()
+    cfg = Config.from_dict(json.loads(config))
+    t0 = time.perf_counter()
+    h = head.fit(store, cfg, ["train", "validation"], None)
+    t_fit = time.perf_counter() - t0
+    orig = head.store_blocks(store, ["test"], "squash", "orig", cfg.blocks)
+    flip = head.store_blocks(store, ["test"], "squash", "flip", cfg.blocks)
+    top1 = float((h.probabilities(orig, flip).argmax(1) == store.labels["test"]).mean())
+    return {"images": n_images, "what": "head " + cfg.label(), "config": cfg.as_dict(),
+            "train_images": int(sum(len(store.labels[s]) for s in ("train", "validation"))),
+            "test_images": int(len(store.labels["test"])), "test_top1": top1,
+            "fit_seconds": round(t_fit, 1), "rss_after_load_gb": round(rss_loaded, 2),
+            "peak_rss_gb": round(_rss_gb(), 2)}
+
+
 def _rows() -> dict[tuple, dict]:
     if not os.path.exists(RESULTS):
         return {}
@@ -231,7 +253,7 @@ def _child(args: list[str]) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("step", choices=["prepare", "extract", "one", "all"])
+    p.add_argument("step", choices=["prepare", "extract", "one", "head", "all"])
     p.add_argument("--max_seconds", type=float, default=500)
     p.add_argument("--images", type=int, default=10000)
     p.add_argument("--what", default="search", choices=["search", "exact"])
@@ -243,6 +265,14 @@ def main() -> None:
         prepare()
     elif a.step == "extract":
         extract(a.max_seconds)
+    elif a.step == "head":
+        row = head_only(a.images, a.config)
+        print(json.dumps(row))
+        rows = _rows()
+        rows[(row["images"], row["what"])] = row
+        with open(RESULTS, "w") as f:
+            json.dump({"setup": __doc__.split("Steps")[0].strip(), "rows": [
+                rows[k] for k in sorted(rows)]}, f, indent=1)
     elif a.step == "one":
         print(json.dumps(one(a.images, a.what, a.budget, a.config)))
     else:   # each size in a subprocess, merged into RESULTS as it finishes
