@@ -3,5 +3,5 @@ search and its cross-validation, the fitted head (numpy and TensorFlow), calibra
 and SVMs as TensorFlow operations.
 """
 
-__all__ = ["calibration", "classifiers", "config", "grids", "head", "search", "svm", "svm_cv",
-           "svm_graph", "svm_params"]
+__all__ = ["approximate", "budget", "calibration", "classifiers", "config", "grids", "head",
+           "search", "svm", "svm_cv", "svm_graph", "svm_params"]

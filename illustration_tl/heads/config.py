@@ -20,6 +20,7 @@ from illustration_tl.heads import classifiers
 MODES = ("paper", "fast", "thorough")
 NORMS = ("none", "standard", "l2", "power_l2")
 FOLD_FITTED_NORMS = ("standard",)  # normalizations with fitted statistics: fitted per fold
+CLASS_WEIGHTS = (None, "balanced")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,10 +37,15 @@ class Config:
     C: float = 1.0
     gamma: str = "scale"        # "scale", "<k>*scale" or an absolute number
     multiclass: str = "ovo"
+    class_weight: str | None = None   # None or "balanced" (issue 22)
+    components: int = 0               # Nyström components (family ``nystroem``)
 
     def __post_init__(self) -> None:
         if self.norm not in NORMS:
             raise UserError(f"normalization {self.norm!r} is not one of {', '.join(NORMS)}")
+        if self.class_weight not in CLASS_WEIGHTS:
+            raise UserError(f"class_weight {self.class_weight!r} is not one of "
+                            f"{', '.join(map(str, CLASS_WEIGHTS))}")
         classifiers.get(self.classifier)
 
     def feature_key(self) -> tuple:
@@ -50,13 +56,19 @@ class Config:
         flip = ("" if not (self.flip_train or self.flip_test) else
                 " flip" + ("-train" if self.flip_train else "") + ("-tta" if self.flip_test
                                                                    else ""))
-        if classifiers.get(self.classifier).family == "linear":
+        family = classifiers.get(self.classifier).family
+        if family == "linear":
             head = f"{self.classifier} C={self.C:g}"
+        elif family == "nystroem":
+            head = (f"{self.classifier} C={self.C:g} gamma={self.gamma} "
+                    f"components={self.components}")
         else:
             head = f"svm {self.kernel} C={self.C:g}"
             if self.kernel != "linear":
                 head += f" gamma={self.gamma}"
             head += f" {self.multiclass}"
+        if self.class_weight:
+            head += f" class_weight={self.class_weight}"
         return f"[{self.resize} {layers}{flip} norm={self.norm}] {head}"
 
     def as_dict(self) -> dict[str, Any]:
@@ -66,6 +78,7 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Config:
+        """A config from :meth:`as_dict`; fields added later take their defaults."""
         d = dict(d)
         d["blocks"] = tuple(d["blocks"])
         return cls(**d)

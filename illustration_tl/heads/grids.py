@@ -10,6 +10,7 @@ mirrors, normalizations and the classifiers of the registry
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
 import numpy as np
@@ -24,6 +25,9 @@ FAST_CS = (1.0, 10.0)
 FAST_OVR_CS = (3.0, 10.0)   # true one-vs-rest RBF SVMs, gamma = scale
 FAST_FEATURE_SETS = 2       # feature sets (resize x blocks) that get fast's whole list
 THOROUGH_FEATURE_SETS = 6   # feature sets that get the full classifier grid
+IMBALANCE_RATIO = 3.0       # fast also tries class_weight="balanced" beyond this max/min
+APPROX_GAMMAS = ("scale", "2*scale")
+APPROX_THOROUGH_GAMMAS = ("scale", "2*scale", "0.5*scale")
 
 
 def _block_sets(store_blocks: Sequence[str], layers: Sequence[str], wide: bool
@@ -62,8 +66,28 @@ def distinct_resize_modes(store: feats.FeatureStore) -> list[str]:
     return out
 
 
-def candidates(mode: str, store: feats.FeatureStore) -> list[Config]:
-    """The ordered candidate list of a search mode on this feature store."""
+def imbalanced(store: feats.FeatureStore) -> bool:
+    """True when the training classes' largest count is over :data:`IMBALANCE_RATIO`
+    times their smallest (train + validation splits)."""
+    ys = [store.labels[s] for s in ("train", "validation") if s in store.labels]
+    if not ys:
+        return False
+    counts = np.bincount(np.concatenate(ys))
+    counts = counts[counts > 0]
+    return len(counts) > 1 and counts.max() > IMBALANCE_RATIO * counts.min()
+
+
+def _balanced(configs: Sequence[Config]) -> list[Config]:
+    return [dataclasses.replace(c, class_weight="balanced") for c in configs]
+
+
+def candidates(mode: str, store: feats.FeatureStore, approximate_components: int = 0
+               ) -> list[Config]:
+    """The ordered candidate list of a search mode on this feature store; with
+    ``approximate_components``, the list of the approximate regime
+    (:func:`approximate_candidates`)."""
+    if approximate_components and mode != "paper":
+        return approximate_candidates(mode, store, approximate_components)
     if mode not in MODES:
         raise UserError(f"--search={mode!r}: choose from {', '.join(MODES)}")
     if mode == "paper":
@@ -94,6 +118,9 @@ def candidates(mode: str, store: feats.FeatureStore) -> list[Config]:
                         out.append(Config(**base, kernel="rbf", C=C, gamma="scale",
                                           multiclass="ovr"))
                     out += _linear_configs(base, "fast_cs")
+        if imbalanced(store):  # issue 22: also weight the classes (never a probe)
+            out += _balanced([c for c in out if c.multiclass == "ovo"
+                              or classifiers.get(c.classifier).family == "linear"])
         return out
     # thorough: every fast candidate, plus more layers, flip variants, normalizations and
     # classifiers. run() first ranks the feature sets with a few probe fits, then grids
@@ -121,7 +148,51 @@ def candidates(mode: str, store: feats.FeatureStore) -> list[Config]:
                     for g in ("1e-3", "1e-4"):
                         out.append(Config(**base, kernel="rbf", C=10.0, gamma=g))
                     out += _linear_configs(base, "thorough_cs")
+                    # issue 22: class weights for the SVM and the linear kinds
+                    out += _balanced([Config(**base, kernel="rbf", C=C, gamma=g)
+                                      for g in ("scale", "2*scale") for C in (1.0, 10.0)])
+                    out += _balanced(_linear_configs(base, "thorough_cs"))
     return list(dict.fromkeys(out))
+
+
+def _feature_bases(mode: str, store: feats.FeatureStore) -> list[dict[str, Any]]:
+    """The feature sets (resize, blocks, mirrors, norm) of ``mode``'s candidate list."""
+    seen = dict.fromkeys((c.resize, c.blocks, c.flip_train, c.flip_test, c.norm)
+                         for c in candidates(mode, store))
+    return [dict(resize=r, blocks=b, flip_train=ft, flip_test=fe, norm=n)
+            for r, b, ft, fe, n in seen]
+
+
+def approximate_candidates(mode: str, store: feats.FeatureStore, components: int
+                           ) -> list[Config]:
+    """The approximate regime's list (:mod:`illustration_tl.heads.budget`): on ``mode``'s
+    feature sets, the registry's Nyström kinds (a linear classifier on ``components``
+    Nyström features; γ relative to the feature scale, as the exact RBF SVMs) and its
+    linear kinds, at their ``fast_cs`` / ``thorough_cs``; ``thorough`` also a wider γ
+    list and class weights. Every head is linear in the rows."""
+    gammas, grid = ((APPROX_GAMMAS, "fast_cs") if mode == "fast" else
+                    (APPROX_THOROUGH_GAMMAS, "thorough_cs"))
+    nys = [(k.name, C) for k in classifiers.KINDS.values() if k.family == "nystroem"
+           for C in getattr(k, grid)]
+    out: list[Config] = []
+    for base in _feature_bases(mode, store):
+        if mode == "thorough" and base["norm"] != "l2":
+            continue   # the Nyström γ rule suits unit rows; keep the list linear in time
+        here = [Config(**base, classifier=k, C=C, gamma=g, components=components)
+                for k, C in nys for g in gammas]
+        here += _linear_configs(base, grid)
+        if mode == "thorough" or imbalanced(store):
+            here += _balanced(here)
+        out += here
+    return list(dict.fromkeys(out))
+
+
+def is_approx_probe(c: Config) -> bool:
+    """The fits that rank feature sets in the approximate regime: the first Nyström
+    kind at its first ``fast_cs``, γ = ``scale``."""
+    kind = next(k for k in classifiers.KINDS.values() if k.family == "nystroem")
+    return (c.classifier == kind.name and c.gamma == "scale" and c.C == kind.fast_cs[0]
+            and not c.class_weight)
 
 
 def _linear_configs(base: dict[str, Any], grid: str) -> list[Config]:
@@ -133,10 +204,10 @@ def _linear_configs(base: dict[str, Any], grid: str) -> list[Config]:
 def is_fast_probe(c: Config) -> bool:
     """The fits that rank feature sets in ``fast``."""
     return (c.classifier == "svm" and c.kernel == "rbf" and c.multiclass == "ovo"
-            and c.gamma in ("scale", "2*scale") and c.C == 10.0)
+            and c.gamma in ("scale", "2*scale") and c.C == 10.0 and not c.class_weight)
 
 
 def is_probe(c: Config) -> bool:
     """The fits that rank feature sets in ``thorough`` (cheap RBF SVMs)."""
     return (c.classifier == "svm" and c.kernel == "rbf" and c.multiclass == "ovo"
-            and c.gamma in ("scale", "2*scale") and c.C in (1.0, 10.0))
+            and c.gamma in ("scale", "2*scale") and c.C in (1.0, 10.0) and not c.class_weight)

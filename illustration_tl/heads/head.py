@@ -2,8 +2,10 @@
 
 A :class:`Head` holds the chosen :class:`illustration_tl.heads.config.Config`, the
 fitted normalization, the classifier (an SVM as
-:class:`illustration_tl.heads.svm_graph.SvmTensors`, or a linear classifier's weights:
-see :mod:`illustration_tl.heads.classifiers`) and the calibration temperature. It
+:class:`illustration_tl.heads.svm_graph.SvmTensors`, a linear classifier's weights, or
+a Nyström kernel map (:class:`illustration_tl.heads.approximate.NystroemMap`) then a
+linear classifier's weights: see :mod:`illustration_tl.heads.classifiers`) and the
+calibration temperature. It
 turns the raw feature blocks of an image (and of its mirror, with flip test-time averaging)
 into class probabilities, with the same steps in numpy (:meth:`Head.probabilities`,
 used for the test split) and in TensorFlow (:meth:`Head.tf_probabilities`, inside the
@@ -22,6 +24,7 @@ import numpy as np
 from illustration_tl.core import files
 from illustration_tl.features import multilayer as features
 from illustration_tl.heads import calibration, classifiers, svm_graph
+from illustration_tl.heads.approximate import NystroemMap
 from illustration_tl.heads.config import Config, Normalizer, resolve_gamma
 from illustration_tl.heads.search import fit_quietly, make_classifier
 
@@ -39,6 +42,7 @@ class Head:
     weights: np.ndarray | None = None      # a linear classifier (d, C)
     bias: np.ndarray | None = None         # (C,)
     gamma: float | None = None
+    nystroem: NystroemMap | None = None    # family nystroem: the map before the weights
 
     @property
     def num_classes(self) -> int:
@@ -53,6 +57,8 @@ class Head:
     def raw_scores(self, x: np.ndarray) -> np.ndarray:
         if self.svm is not None:
             return self.svm.scores(x)
+        if self.nystroem is not None:
+            x = self.nystroem.transform(x)
         return x @ self.weights + self.bias
 
     def scores(self, orig: dict[str, np.ndarray], flip: dict[str, np.ndarray] | None = None
@@ -77,6 +83,8 @@ class Head:
         else:
             module.weights = tf.Variable(self.weights, trainable=False)
             module.bias = tf.Variable(self.bias, trainable=False)
+        if self.nystroem is not None:
+            module.nystroem = self.nystroem.tf_variables()
         if self.normalizer.mean is not None:
             module.mean = tf.Variable(self.normalizer.mean, trainable=False)
             module.std = tf.Variable(self.normalizer.std, trainable=False)
@@ -98,6 +106,8 @@ class Head:
             x = features.tf_power_l2(x)
         if self.svm is not None:
             return svm_graph.decision_function(x, self.svm, module.svm, tf.float64)
+        if self.nystroem is not None:
+            x = NystroemMap.tf_transform(x, module.nystroem)
         return tf.matmul(x, module.weights) + module.bias
 
     def tf_probabilities(self, orig: dict[str, Any], flip: dict[str, Any] | None,
@@ -116,6 +126,8 @@ class Head:
             arrays.update({f"svm_{k}": v for k, v in self.svm.to_arrays().items()})
         else:
             arrays["weights"], arrays["bias"] = self.weights, self.bias
+        if self.nystroem is not None:
+            arrays.update(self.nystroem.to_arrays())
         if self.normalizer.mean is not None:
             arrays["norm_mean"], arrays["norm_std"] = self.normalizer.mean, self.normalizer.std
         files.atomic_savez(os.path.join(directory, NPZ), arrays)
@@ -138,7 +150,8 @@ class Head:
         return cls(cfg, list(doc["class_names"]),
                    Normalizer(cfg.norm, a.get("norm_mean"), a.get("norm_std")),
                    float(doc["temperature"]), svm, a.get("weights"), a.get("bias"),
-                   doc.get("gamma"))
+                   doc.get("gamma"),
+                   NystroemMap.from_arrays(a) if "nystroem_components" in a else None)
 
 
 def store_blocks(store: features.FeatureStore, splits: Sequence[str], mode: str, view: str,
@@ -148,8 +161,10 @@ def store_blocks(store: features.FeatureStore, splits: Sequence[str], mode: str,
 
 def fit(store: features.FeatureStore, cfg: Config, splits: Sequence[str],
         oof_scores: np.ndarray | None) -> Head:
-    """Fits ``cfg`` on every training image (and mirror) with the real kernel, and the
-    temperature on the CV out-of-fold scores."""
+    """Fits ``cfg`` on every training image (and mirror) with the real kernel (or, family
+    ``nystroem``, its Nyström map fitted on a stratified sample of the images), and the
+    temperature on the CV out-of-fold scores (rows that are NaN, the images outside an
+    approximate search's CV sample, are left out)."""
     from illustration_tl.heads.search import feature_set
 
     splits = [s for s in splits if s in store.labels]
@@ -157,12 +172,20 @@ def fit(store: features.FeatureStore, cfg: Config, splits: Sequence[str],
     fs = feature_set(store, splits, cfg)
     gamma = resolve_gamma(cfg.gamma, fs.x[:fs.n])
     rows = np.arange(len(fs.x)) if cfg.flip_train else np.arange(fs.n)
-    model = fit_quietly(make_classifier(cfg, gamma), fs.x[rows], y[rows % fs.n])
+    family = classifiers.get(cfg.classifier).family
+    ny = None
+    x_fit = fs.x
+    if family == "nystroem":
+        ny = NystroemMap.fit(fs.x[:fs.n], y, gamma, cfg.components)
+        x_fit = ny.transform(fs.x)
+        fs.x = None   # the features are no longer needed: keep memory linear and small
+    model = fit_quietly(make_classifier(cfg, gamma), x_fit[rows], y[rows % fs.n])
     num_classes = len(store.class_names)
     temperature = 1.0
     if oof_scores is not None:
-        temperature = calibration.fit_temperature(oof_scores, y)
-    if classifiers.get(cfg.classifier).family == "linear":
+        ok = np.isfinite(oof_scores).all(axis=1)
+        temperature = calibration.fit_temperature(oof_scores[ok], y[ok])
+    if family in ("linear", "nystroem"):
         w = np.atleast_2d(model.coef_).T.astype(np.float64)  # (d, C), or (d, 1) if binary
         b = np.atleast_1d(model.intercept_).astype(np.float64)
         if w.shape[1] == 1:  # binary: decision d -> scores [-d, d]
@@ -172,7 +195,8 @@ def fit(store: features.FeatureStore, cfg: Config, splits: Sequence[str],
         cls_ = np.asarray(model.classes_, np.int64)
         full_w[:, cls_], full_b[cls_] = w, b
         return Head(cfg, list(store.class_names), fs.normalizer, temperature,
-                    weights=full_w, bias=full_b, gamma=None)
+                    weights=full_w, bias=full_b, gamma=None if ny is None else gamma,
+                    nystroem=ny)
     from illustration_tl.heads import svm as svm_lib
 
     arrays = svm_lib.arrays_from_pipeline(model, fs.x[rows], num_classes)

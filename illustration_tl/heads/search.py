@@ -45,6 +45,17 @@ Modes (``--search``):
   paper's absolute γ, logistic regression over 3 C): feature sets ranked by RBF
   probes on one fold, the best :data:`THOROUGH_FEATURE_SETS` get the whole grid
   on that fold, the best half of those all folds.
+
+Memory (issue 21): ``run`` holds a budget (``max_memory_bytes``, default a quarter of
+the machine's memory) and a size rule (:mod:`illustration_tl.heads.budget`) picks the
+regime. Exact kernel SVMs as above while their matrices fit; beyond, the approximate
+list (:func:`illustration_tl.heads.grids.approximate_candidates`: linear SVMs on
+Nyström features, :mod:`illustration_tl.heads.approximate`, and the linear kinds),
+cross-validated in the same way on a stratified sample of the training images; the
+head is then refitted on every image (:func:`illustration_tl.heads.head.fit`). Each
+:class:`Result` carries the :class:`~illustration_tl.heads.budget.Regime`, which the
+leaderboard states. In the approximate regime the out-of-fold scores of the images
+outside the sample are NaN.
 """
 
 from __future__ import annotations
@@ -60,7 +71,10 @@ import numpy as np
 from illustration_tl.errors import UserError
 from illustration_tl.evaluation.metrics import top_k_accuracy, top_k_applicable
 from illustration_tl.features import multilayer as feats
+from illustration_tl.heads import budget as budget_lib
 from illustration_tl.heads import classifiers
+from illustration_tl.heads.approximate import NystroemMap
+from illustration_tl.heads.budget import FEATURE_SET_CACHE, KERNEL_CACHE, Regime
 from illustration_tl.heads.config import (
     FOLD_FITTED_NORMS,
     MODES,
@@ -72,15 +86,14 @@ from illustration_tl.heads.grids import (
     FAST_FEATURE_SETS,
     THOROUGH_FEATURE_SETS,
     candidates,
+    is_approx_probe,
     is_fast_probe,
     is_probe,
 )
 
-__all__ = ["MODES", "Config", "Result", "FeatureSet", "candidates", "feature_set",
-           "make_classifier", "fit_quietly", "run", "leaderboard_markdown"]
-
-FEATURE_SET_CACHE = 2  # feature sets kept in memory (each: Gram + kernels)
-KERNEL_CACHE = 2     # kernel matrices kept per feature set (one per gamma)
+__all__ = ["MODES", "Config", "Result", "Regime", "FeatureSet", "candidates", "feature_set",
+           "make_classifier", "fit_quietly", "run", "leaderboard_markdown",
+           "FEATURE_SET_CACHE", "KERNEL_CACHE"]
 
 
 # --- Data of one feature set -----------------------------------------------------------
@@ -135,16 +148,49 @@ class FeatureSet:
             self._kernels[k] = m
             return m
 
+    def nystroem(self, gamma: float, components: int, train: np.ndarray, y: np.ndarray,
+                 key: Any) -> np.ndarray:
+        """Nyström features (rows, m) of every row, the map fitted on a stratified sample
+        of the images ``train`` (labels ``y`` of every image); cached like the kernels,
+        under ``("nystroem", γ, m, key)`` (``key``: the fold)."""
+        with self._lock:
+            k = ("nystroem", float(gamma), components, key)
+            if k in self._kernels:
+                self._kernels[k] = self._kernels.pop(k)
+                return self._kernels[k]
+            ny = NystroemMap.fit(self.x[train], y[train], gamma, components)
+            z = ny.transform(self.x)
+            while len(self._kernels) >= KERNEL_CACHE:
+                self._kernels.pop(next(iter(self._kernels)))
+            self._kernels[k] = z
+            return z
+
+
+def _assemble(store: feats.FeatureStore, splits: Sequence[str], resize: str, view: str,
+              blocks: Sequence[str], images: np.ndarray | None) -> np.ndarray:
+    """``store.assemble`` of the images ``images`` only (all when None): each block is
+    sliced before it is normalized, so a sample never costs the whole folder's copy."""
+    if images is None:
+        return store.assemble(splits, resize, view, blocks)
+    parts = []
+    for b in blocks:
+        raw = np.concatenate([store.block(s, resize, view, b) for s in splits])[images]
+        parts.append(np.asarray(raw, np.float64) if b == feats.PAPER_BLOCK
+                     else feats.power_l2(raw))
+    return np.concatenate(parts, axis=1)
+
 
 def feature_set(store: feats.FeatureStore, splits: Sequence[str], cfg: Config,
-                fit_rows: np.ndarray | None = None) -> FeatureSet:
+                fit_rows: np.ndarray | None = None, images: np.ndarray | None = None
+                ) -> FeatureSet:
     """The rows of ``cfg``'s features, normalized by a normalizer fitted on the images
-    ``fit_rows`` (a CV fold's training images; all images when None)."""
-    orig = store.assemble(splits, cfg.resize, "orig", cfg.blocks)
+    ``fit_rows`` (a CV fold's training images; all images when None). With ``images``
+    (a CV sample), only those images, in that order (``fit_rows`` index them)."""
+    orig = _assemble(store, splits, cfg.resize, "orig", cfg.blocks, images)
     n = len(orig)
     use_flip = cfg.flip_train or cfg.flip_test
-    rows = [orig] + ([store.assemble(splits, cfg.resize, "flip", cfg.blocks)] if use_flip
-                     else [])
+    rows = [orig] + ([_assemble(store, splits, cfg.resize, "flip", cfg.blocks, images)]
+                     if use_flip else [])
     normalizer = Normalizer.fit(cfg.norm, orig if fit_rows is None else orig[fit_rows])
     return FeatureSet(normalizer(np.concatenate(rows)), n, use_flip, normalizer,
                       unit_rows=cfg.norm in ("l2", "power_l2"))
@@ -159,6 +205,7 @@ class Result:
     fold_top5: dict[int, float | None]
     seconds: float
     oof: np.ndarray | None = None   # out-of-fold scores (n, C) once every fold is done
+    regime: Regime | None = None     # the size rule that applied (None: not recorded)
 
     @property
     def top1(self) -> float:
@@ -172,7 +219,8 @@ class Result:
     def as_dict(self) -> dict[str, Any]:
         return {"label": self.config.label(), "config": self.config.as_dict(),
                 "cv_top1": self.top1, "cv_top5": self.top5, "folds": len(self.fold_top1),
-                "seconds": round(self.seconds, 3)}
+                "seconds": round(self.seconds, 3),
+                "regime": None if self.regime is None else self.regime.as_dict()}
 
 
 def make_classifier(cfg: Config, gamma: float, kernel: str | None = None) -> Any:
@@ -200,13 +248,18 @@ def _scores(model: Any, x: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def _fit_fold(fs: FeatureSet, y: np.ndarray, cfg: Config, gamma: float, train: np.ndarray,
-              val: np.ndarray, num_classes: int) -> np.ndarray:
+              val: np.ndarray, num_classes: int, fold: Any = None) -> np.ndarray:
     """Scores (len(val), C) of ``cfg`` trained on images ``train``."""
     n = fs.n
     tr_rows = np.concatenate([train, train + n]) if cfg.flip_train else train
     y_tr = y[tr_rows % n]
     val_rows = [val] + ([val + n] if cfg.flip_test else [])
-    if classifiers.get(cfg.classifier).family == "linear":
+    family = classifiers.get(cfg.classifier).family
+    if family == "nystroem":
+        z = fs.nystroem(gamma, cfg.components, train, y, fold)
+        model = fit_quietly(make_classifier(cfg, gamma), z[tr_rows], y_tr)
+        outs = [_scores(model, z[r], num_classes) for r in val_rows]
+    elif family == "linear":
         model = fit_quietly(make_classifier(cfg, gamma), fs.x[tr_rows], y_tr)
         outs = [_scores(model, fs.x[r], num_classes) for r in val_rows]
     else:
@@ -221,26 +274,65 @@ def _top5(s: np.ndarray, y: np.ndarray) -> float | None:
     return top_k_accuracy(s, y, 5) if top_k_applicable(5, s.shape[1]) else None
 
 
+def _dims(store: feats.FeatureStore, cands: Sequence[Config]) -> int:
+    """The widest feature set of ``cands`` (feature dimensions)."""
+    split = next(iter(store.arrays))
+    return max((sum(store.block(split, c.resize, "orig", b).shape[1] for b in c.blocks)
+                for c in cands), default=0)
+
+
+def choose_regime(store: feats.FeatureStore, mode: str, cands: Sequence[Config],
+                  images: int, max_memory_bytes: int | None = None) -> Regime:
+    """The size rule (:func:`illustration_tl.heads.budget.choose`) for ``cands``."""
+    budget = (budget_lib.default_max_memory_bytes() if max_memory_bytes is None
+              else int(max_memory_bytes))
+    rows_per_image = 2 if any(c.flip_train or c.flip_test for c in cands) else 1
+    return budget_lib.choose(images, rows_per_image, budget, _dims(store, cands))
+
+
 def run(store: feats.FeatureStore, mode: str = "fast", *, splits: Sequence[str] = ("train",
         "validation"), folds: int = 3, seed: int = 0, n_jobs: int = 2,
         configs: Sequence[Config] | None = None,
-        log: Callable[[str], None] | None = None) -> list[Result]:
+        log: Callable[[str], None] | None = None,
+        max_memory_bytes: int | None = None) -> list[Result]:
     """Cross-validates the candidates of ``mode`` on ``splits``; results best first.
 
     ``paper`` evaluates every point on every fold; ``fast`` keeps the best third
-    after the first fold, ``thorough`` the best half.
+    after the first fold, ``thorough`` the best half. ``max_memory_bytes`` is the
+    budget of the size rule (module doc; default
+    :func:`illustration_tl.heads.budget.default_max_memory_bytes`).
     """
     from joblib import Parallel, delayed
     from sklearn.model_selection import StratifiedKFold
 
     splits = [s for s in splits if s in store.labels]
-    y = np.concatenate([store.labels[s] for s in splits])
-    counts = np.bincount(y)
+    y_all = np.concatenate([store.labels[s] for s in splits])
+    counts = np.bincount(y_all)
     if (counts[counts > 0] < folds).any():
         raise UserError(f"{folds}-fold cross-validation needs at least {folds} training images "
                         f"per class; one class has {int(counts[counts > 0].min())}")
     num_classes = len(store.class_names)
     cands = list(configs) if configs is not None else candidates(mode, store)
+    regime = choose_regime(store, mode, cands, len(y_all), max_memory_bytes)
+    sample: np.ndarray | None = None
+    if not regime.exact:
+        if mode == "paper" and configs is None:
+            raise UserError(
+                f"--search=paper fits exact kernel SVMs: {regime.rows:,} rows need "
+                f"{regime.exact_bytes / 1e9:.1f} GB of kernel matrices, over the "
+                f"{regime.budget_bytes / 1e9:.1f} GB memory budget; use --search=fast")
+        if configs is None:
+            cands = candidates(mode, store, approximate_components=regime.components)
+        elif any(classifiers.get(c.classifier).family == "kernel" for c in cands):
+            # explicit exact kernel SVMs: a sample whose kernel matrices fit the budget
+            fit = budget_lib.max_exact_images(regime.budget_bytes, regime.rows // regime.images)
+            regime = dataclasses.replace(regime, cv_images=max(min(regime.cv_images, fit),
+                                                                 folds * num_classes))
+        sample = budget_lib.stratified_sample(y_all, regime.cv_images, seed, folds)
+        regime = dataclasses.replace(regime, cv_images=len(sample))
+        if log:
+            log(f"search: {regime.describe()}")
+    y = y_all if sample is None else y_all[sample]
     cands = list(dict.fromkeys(cands))
     fold_idx = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(
         np.zeros(len(y)), y))
@@ -259,7 +351,7 @@ def run(store: feats.FeatureStore, mode: str = "fast", *, splits: Sequence[str] 
             while len(cache) >= FEATURE_SET_CACHE:  # Gram and kernel matrices are big
                 cache.pop(next(iter(cache)))
             fit_rows = fold_idx[fold][0] if c.norm in FOLD_FITTED_NORMS else None
-            cache[k] = feature_set(store, splits, c, fit_rows)
+            cache[k] = feature_set(store, splits, c, fit_rows, sample)
         cache[k] = cache.pop(k)  # most recently used last
         return cache[k]
 
@@ -274,13 +366,14 @@ def run(store: feats.FeatureStore, mode: str = "fast", *, splits: Sequence[str] 
         for tasks in groups.values():
             tasks.sort(key=lambda t: t[1])  # stable: the kernel order within each fold
             fs = fs_of(*tasks[0])
-            fs.dot()
+            if any(classifiers.get(c.classifier).family == "kernel" for c, _ in tasks):
+                fs.dot()   # the Gram matrix, once, before the threads share it
 
             def task(c: Config, f: int, fs: FeatureSet = fs) -> tuple:
                 t0 = time.perf_counter()
                 tr, va = fold_idx[f]
                 gamma = resolve_gamma(c.gamma, fs.x[tr])  # the fold's training images
-                s = _fit_fold(fs, y, c, gamma, tr, va, num_classes)
+                s = _fit_fold(fs, y, c, gamma, tr, va, num_classes, f)
                 return c, f, s, time.perf_counter() - t0
 
             for c, f, s, sec in Parallel(n_jobs=n_jobs, backend="threading")(
@@ -322,6 +415,11 @@ def run(store: feats.FeatureStore, mode: str = "fast", *, splits: Sequence[str] 
 
     if configs is not None or mode == "paper" or len(cands) <= 3:
         evaluate(cands, range(folds))
+    elif not regime.exact:
+        fast_ = mode == "fast"
+        probe_then_halve(cands, is_approx_probe,
+                         FAST_FEATURE_SETS if fast_ else THOROUGH_FEATURE_SETS,
+                         1 / 3 if fast_ else 1 / 2)
     elif mode == "fast":
         probe_then_halve(cands, is_fast_probe, FAST_FEATURE_SETS, 1 / 3)
     else:
@@ -333,7 +431,13 @@ def run(store: feats.FeatureStore, mode: str = "fast", *, splits: Sequence[str] 
         probe_then_halve(cands, is_probe, THOROUGH_FEATURE_SETS, 1 / 2)
     done = [r for r in results.values() if len(r.fold_top1) == folds]
     for r in done:
-        r.oof = oof[r.config]
+        if sample is None:
+            r.oof = oof[r.config]
+        else:   # one row per training image: NaN outside the CV sample
+            r.oof = np.full((len(y_all), num_classes), np.nan)
+            r.oof[sample] = oof[r.config]
+    for r in results.values():
+        r.regime = regime
     ordered = sorted(done, key=lambda r: _rank_key(r, cands))
     rest = sorted((r for r in results.values() if 0 < len(r.fold_top1) < folds),
                   key=lambda r: _rank_key(r, cands))
@@ -352,12 +456,15 @@ def _rank_key(r: Result, order: Sequence[Config]) -> tuple:
 
 def leaderboard_markdown(results: Sequence[Result], chosen: Config, mode: str,
                          seconds: float) -> str:
+    regime = next((r.regime for r in results if r.regime is not None), None)
     lines = [f"# Search leaderboard (`--search={mode}`, {seconds:.1f} s)", "",
              "CV on the training images (train + validation splits); rows with fewer folds "
              "were dropped after the first fold (successive halving). **chosen** marks the "
-             "model that was fitted.",
-             "", "| # | configuration | folds | CV top-1 | CV top-5 | seconds |",
-             "|---|---|---|---|---|---|"]
+             "model that was fitted.", ""]
+    if regime is not None:
+        lines += [f"Size rule: {regime.describe()}.", ""]
+    lines += ["| # | configuration | folds | CV top-1 | CV top-5 | seconds |",
+              "|---|---|---|---|---|---|"]
     for i, r in enumerate(results, 1):
         mark = " **chosen**" if r.config == chosen else ""
         t5 = "n/a" if r.top5 is None else f"{100 * r.top5:.2f}%"
