@@ -236,8 +236,9 @@ def _calibration(run: fit_run.FitRun, tmp: str) -> str:
     curves = [("test", reliability(run.result.scores, run.result.labels))]
     probs = run.oof_probabilities()
     if probs is not None:
+        scored = ~np.isnan(probs).any(axis=1)  # rows outside a CV sample have no score
         curves.append(("cross-validation (out of fold)",
-                       reliability(probs, run.train_rows()[0])))
+                       reliability(probs[scored], run.train_rows()[0][scored])))
     png = _figure(lambda p: figures.plot_reliability(curves, p), tmp, "reliability.png")
     ece = ", ".join(f"{name} {100 * rel.ece:.1f}%" for name, rel in curves)
     return _section("calibration", "Calibration",

@@ -65,14 +65,17 @@ def softmax(scores: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 def find(probabilities: np.ndarray, labels: np.ndarray) -> LabelIssues:
     """Confident learning over out-of-fold ``probabilities`` (n, classes) and the given
-    ``labels`` (n,); see the module docstring."""
+    ``labels`` (n,); see the module docstring. Rows of NaN (images outside a search's CV
+    sample, which no fold scored) are never flagged and rank last."""
     p = np.asarray(probabilities, np.float64)
     y = np.asarray(labels, np.int64)
     n, k = p.shape
     if len(y) != n:
         raise ValueError(f"{len(y)} labels for {n} rows of probabilities")
-    thresholds = np.array([p[y == j, j].mean() if np.any(y == j) else 1.0 for j in range(k)])
-    above = p >= thresholds[None, :]
+    scored = ~np.isnan(p).any(axis=1)
+    thresholds = np.array([p[scored & (y == j), j].mean() if np.any(scored & (y == j))
+                           else 1.0 for j in range(k)])
+    above = (p >= thresholds[None, :]) & scored[:, None]
     masked = np.where(above, p, -np.inf)
     counted = np.argmax(masked, axis=1)
     has_any = above.any(axis=1)

@@ -83,6 +83,10 @@ class FitConfig:
     batch_size: int = common_settings.batch_size()
     num_workers: int | None = common_settings.num_workers()  # 1: decode in this process
     n_jobs: int = setting(2, "Search threads.", check=common_settings.jobs_check)
+    max_memory_mb: int | None = optional(
+        "Memory budget of the search in MB (default: a quarter of this machine's memory); "
+        "beyond it the search switches from exact kernel SVMs to Nystroem and linear "
+        "heads cross-validated on a stratified sample (heads/budget.py).", minimum=1)
     max_pixels: int = setting(DEFAULT_MAX_PIXELS, "Skip images declaring more pixels than "
                               "this (decompression-bomb guard); raise it for large images "
                               "you trust (skipped.tsv names those it skipped).", minimum=1)
@@ -245,7 +249,9 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
 
         t0 = time.perf_counter()
         results = search.run(store(), cfg.search, splits=TRAIN_SPLITS, folds=cfg.folds,
-                             seed=cfg.seed, n_jobs=cfg.n_jobs, log=log)
+                             seed=cfg.seed, n_jobs=cfg.n_jobs, log=log,
+                             max_memory_bytes=(cfg.max_memory_mb * 2**20
+                                               if cfg.max_memory_mb else None))
         seconds = time.perf_counter() - t0
         best = results[0]
         doc = {"mode": cfg.search, "seconds": round(seconds, 2), "folds": cfg.folds,
@@ -257,7 +263,8 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
         log(f"search ({cfg.search}): {len(results)} configurations in {seconds:.1f}s; chosen "
             f"{best.config.label()} (CV top-1 {100 * best.top1:.2f}%)")
 
-    search_dir = st.run("search", {"mode": cfg.search, "folds": cfg.folds, "seed": cfg.seed},
+    search_dir = st.run("search", {"mode": cfg.search, "folds": cfg.folds, "seed": cfg.seed,
+                                   "max_memory_mb": cfg.max_memory_mb},
                         do_search, ["features"])
 
     def do_final(out: str) -> None:
