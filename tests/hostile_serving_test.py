@@ -15,13 +15,13 @@ import hashlib
 import io
 import json
 import os
-import signal
 import stat
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from guards import time_limit
 from PIL import Image
 
 from illustration_tl.errors import UserError
@@ -46,16 +46,9 @@ TIMEOUT_S = 300  # per test (SIGALRM): a hang on a FIFO fails the test instead o
 
 @pytest.fixture(autouse=True)
 def _guard():
-    def expired(signum, frame):
-        raise TimeoutError(f"test took over {TIMEOUT_S} s: a hang?")
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(TIMEOUT_S)
-    try:
+    """Fails a test that runs longer than TIMEOUT_S (a hang on a FIFO, an endless read)."""
+    with time_limit(TIMEOUT_S):
         yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def _count(kind: str, outcome: str) -> None:

@@ -15,7 +15,6 @@ import hashlib
 import io
 import json
 import os
-import signal
 import socket
 import stat
 import struct
@@ -27,6 +26,7 @@ import zlib
 
 import numpy as np
 import pytest
+from guards import time_limit
 from PIL import Image
 
 from illustration_tl.core import files
@@ -42,17 +42,8 @@ CLI_TIMEOUT_S = 120
 @pytest.fixture(autouse=True)
 def _guard():
     """Fails a test that runs longer than TIMEOUT_S (a hang on a FIFO, an endless read)."""
-
-    def expired(signum, frame):
-        raise TimeoutError(f"test took over {TIMEOUT_S} s: a hang?")
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(TIMEOUT_S)
-    try:
+    with time_limit(TIMEOUT_S):
         yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 # --------------------------------------------------------------------------- fixtures

@@ -2,11 +2,9 @@
 the SavedModel's probabilities equal the numpy head's on the same pixels."""
 
 import os
-import shutil
-import subprocess
-import sys
 
 import numpy as np
+from fit_helpers import tiny_fit_run
 
 from illustration_tl.features import multilayer as features
 from illustration_tl.heads import head, search
@@ -21,16 +19,7 @@ def test_a_nystroem_head_is_served_by_the_fit_export(tmp_path):
     from illustration_tl.models import backbones
     from illustration_tl.pipelines import fit as fitting
 
-    images = tmp_path / "images"
-    for c in ("bird", "flower", "house"):
-        shutil.copytree(os.path.join(SMALL, c), images / c)
-    out = tmp_path / "run"
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    r = subprocess.run([sys.executable, "-m", "illustration_tl.cli", "fit",
-                        f"--images={images}", f"--output={out}", "--weights=none",
-                        "--image_size=32", "--num_workers=1", "--resize_modes=squash"],
-                       env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path)
-    assert r.returncode == 0, r.stderr[-3000:]
+    images, out = tiny_fit_run(tmp_path)
     feat_dir = out / "features"
     store = features.FeatureStore.load(str(feat_dir / features.FILE))
     layers = store.meta["layers"]
