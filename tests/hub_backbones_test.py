@@ -284,3 +284,30 @@ def test_missing_extra_is_one_line_naming_it(tmp_path):
     assert len(lines) == 1, r.stderr
     assert "KerasHub" in lines[0] and "pip install 'illustration-tl[hub]'" in lines[0]
     assert not (tmp_path / "run").exists()  # refused before any work
+
+
+def test_a_preset_that_cannot_be_downloaded_is_one_line(tmp_path):
+    """Offline (downloads fail through an unreachable proxy): exit 2, one error line that
+    names the preset and the way out, no traceback (issue 20)."""
+    import shutil
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for c in ("bird", "house"):
+        shutil.copytree(os.path.join(root, "tests", "fixtures", "openclipart_small", c),
+                        tmp_path / "images" / c)
+    unreachable = "http://127.0.0.1:9"
+    env = dict(os.environ, HOME=str(tmp_path), KERAS_HOME=str(tmp_path / ".keras"),
+               KAGGLEHUB_CACHE=str(tmp_path / "kaggle"), HF_HOME=str(tmp_path / "hf"),
+               http_proxy=unreachable, https_proxy=unreachable, HTTP_PROXY=unreachable,
+               HTTPS_PROXY=unreachable, no_proxy="", NO_PROXY="",
+               PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-m", "illustration_tl.cli", "fit",
+                        f"--images={tmp_path / 'images'}", f"--output={tmp_path / 'run'}",
+                        "--backbone=keras_hub:dinov2_small", "--num_workers=1"],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr[-2000:]
+    errors = [line for line in r.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "'dinov2_small'" in errors[0], r.stderr[-2000:]
+    assert "keras_hub:/path/to/preset" in errors[0] and "Traceback" not in r.stderr

@@ -109,8 +109,15 @@ def build_tower(spec: backbones.Backbone, weights: str | None, image_size: int |
     if family.resizable:
         overrides["image_shape"] = (int(image_size or family.image_size),) * 2 + (3,)
     # KerasHub downloads the preset (config, and the weights unless random) on first use.
-    model = getattr(keras_hub.models, family.preset_class).from_preset(
-        spec.preset, load_weights=source is not None, **overrides)
+    try:
+        model = getattr(keras_hub.models, family.preset_class).from_preset(
+            spec.preset, load_weights=source is not None, **overrides)
+    except Exception as e:  # offline (requests/urllib/kagglehub errors), unknown preset
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise UserError(f"--backbone={spec.name}: could not load the KerasHub preset "
+                        f"{spec.preset!r} ({type(e).__name__}: {first}); check the name, "
+                        "download it once with internet, or pass a preset folder "
+                        "(--backbone=keras_hub:/path/to/preset)") from None
     tower = getattr(model, family.tower_attribute) if family.tower_attribute else model
     size = int(tower.image_shape[0])
     if image_size and int(image_size) != size:
