@@ -64,3 +64,51 @@ def test_fit_with_default_flags_offline_is_one_line_naming_weights(tmp_path):
     assert len(lines) == 1 and "--weights=PATH" in lines[0], r.stderr[-2000:]
     assert ".keras/models/" in lines[0]
     assert not (tmp_path / "runs" / "mine" / "features").exists()
+
+
+@pytest.mark.slow
+def test_serve_and_the_curl_requests_as_written(tmp_path):
+    """`serve` on a fit run folder and the README's two curl requests (the port moved to
+    a free one), answered in TensorFlow Serving's shape."""
+    import json
+    import socket
+    import sys
+    import time
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from fit_helpers import tiny_fit_run
+
+    _, run = tiny_fit_run(tmp_path)
+    text = _readme()
+    serve = re.search(r"^illustration-tl serve --model=runs/mine --port=8501$", text, re.M)
+    post = re.search(r"^(curl -s -X POST localhost:8501.*?cat\.png\)\\\"}}\]}\")$", text,
+                     re.M | re.S)
+    status = re.search(r"^(curl -s localhost:8501/v1/models/model)", text, re.M)
+    assert serve and post and status
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    shutil.copytree(run, tmp_path / "runs" / "mine")
+    shutil.copy(os.path.join(SMALL, "bird", sorted(os.listdir(os.path.join(SMALL, "bird")))[0]),
+                tmp_path / "cat.png")
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    server = subprocess.Popen(["bash", "-c", serve.group(0).replace("8501", port)],
+                              cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 240
+        while True:
+            r = _shell(status.group(1).replace("8501", port), tmp_path, env)
+            if r.returncode == 0 and r.stdout:
+                break
+            assert server.poll() is None and time.time() < deadline, server.stderr.read()
+            time.sleep(1)
+        state = json.loads(r.stdout)["model_version_status"][0]["state"]
+        assert state == "AVAILABLE"
+        r = _shell(post.group(1).replace("8501", port), tmp_path, env)
+        predictions = json.loads(r.stdout)["predictions"]
+        assert len(predictions) == 1 and len(predictions[0]["probabilities"]) == 3
+        assert predictions[0]["class_names"][0] in ("bird", "flower", "house")
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
