@@ -30,7 +30,7 @@ ENV = {k: v for k, v in os.environ.items()
 ENV["PYTHONPATH"] = ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")
 NOISE = re.compile(r"^[IWEF]\d{4} |oneDNN|cuda|cuInit|absl::|cpu_feature_guard|"
                    r"rebuild TensorFlow|it/s\]|\d+%\||Generating splits|Shuffling|"
-                   r"^WARNING:|^INFO:|Traceback", re.IGNORECASE)
+                   r"(?-i:^WARNING:|^INFO:)|Traceback", re.IGNORECASE)  # absl's, not ours
 
 
 def _bird() -> str:
