@@ -170,6 +170,7 @@ def built(tmp_path_factory):
 def test_embed_svm_baseline_report_commands(built, tmp_path):
     from illustration_tl.datasets import input_pipeline
     from illustration_tl.features import embeddings
+    from illustration_tl.models import extractor
 
     emb, out = tmp_path / "emb", tmp_path / "out"
     r = cli("embed", "--dataset=illustrations/curated", f"--data_dir={built}",
@@ -185,7 +186,7 @@ def test_embed_svm_baseline_report_commands(built, tmp_path):
     assert "vgg16.preprocess_input" in meta["preprocessing"]
     # The sharded files equal the same model run in memory through the same pipeline.
     source = embeddings.embedding_source(backbone="vgg16", weights=None, image_size=32)
-    assert embeddings.model_fingerprint(source.model) == meta["model_fingerprint"]
+    assert extractor.model_fingerprint(source.model) == meta["model_fingerprint"]
     ds, _ = input_pipeline.load_split("illustrations/curated", "test", built)
     x, y, names = embeddings.compute(source.model, input_pipeline.make_dataset(
         ds, backbone="vgg16", image_size=32, batch_size=3, training=False,

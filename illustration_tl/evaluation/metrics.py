@@ -328,10 +328,11 @@ def evaluate_imagenet_classifier(model: Any, batches: Any, class_names: Sequence
     from ``input_pipeline.make_dataset``) and scores it with :func:`imagenet_baseline`.
     ``num_examples``: the exact split size, if known (progress, and no idle wait at the
     end of the pipeline)."""
+    from illustration_tl.core.progress import Progress
     from illustration_tl.features import embeddings
 
     scores, labels, files = embeddings.compute(
-        model, batches, embeddings.Progress("baseline", num_examples, interval=10.0),
+        model, batches, Progress("baseline", num_examples, interval=10.0),
         limit=num_examples)
     return imagenet_baseline(model_name, scores, labels, class_names, class_imagenet_indices,
                              files, extra)

@@ -89,7 +89,7 @@ def extractor(backbone: str, weights: str | None = "imagenet", image_size: int |
               ) -> tuple[Any, list[str], Any]:
     """A Keras model from preprocessed images to ``[paper, <layer>:avg, <layer>:max, ...]``.
 
-    Returns ``(model, block names in output order, the embeddings.EmbeddingSource)``.
+    Returns ``(model, block names in output order, the extractor.EmbeddingSource)``.
     The network is the one ``embed`` builds (same weights logic), so the
     ``paper`` block equals ``embed``'s default embedding. A ``keras_hub:`` backbone
     (``hub_config``: its random tower's constructor arguments) is built by
@@ -222,8 +222,8 @@ def extract(dataset: str, data_dir: str | None, splits: Sequence[str], *, backbo
     dataset (decoded exactly as ``embed`` decodes it) and keeps every raw block."""
     import tensorflow as tf
 
+    from illustration_tl.core.progress import Progress
     from illustration_tl.datasets import input_pipeline
-    from illustration_tl.features import embeddings
 
     model, blocks, source = extractor(backbone, weights, image_size, layers, seed, hub_config,
                                       include_top)
@@ -242,7 +242,7 @@ def extract(dataset: str, data_dir: str | None, splits: Sequence[str], *, backbo
             batches = input_pipeline.make_dataset(
                 ds, backbone=source.backbone, image_size=source.image_size,
                 batch_size=batch_size, training=False, resize_mode=mode, with_file_names=True)
-            progress = embeddings.Progress(f"features {split} ({mode})",
+            progress = Progress(f"features {split} ({mode})",
                                            total * len(views), interval=10.0)
             ys, names = [], []
             start = time.perf_counter()

@@ -117,9 +117,9 @@ def check_output(path: str, images: str = "") -> None:
 def _weights_description(weights: str | None) -> str | None:
     if weights in (None, "", "none", "imagenet"):
         return weights or None
-    from illustration_tl.features import embeddings
+    from illustration_tl.core.fingerprints import file_sha256
 
-    return f"{os.path.abspath(weights)} {embeddings.file_sha256(weights)}"
+    return f"{os.path.abspath(weights)} {file_sha256(weights)}"
 
 
 def include_top(cfg: FitConfig) -> str:
