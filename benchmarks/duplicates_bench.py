@@ -82,7 +82,7 @@ def measure(run_dir: str, planted_json: str, thresholds: list[float]) -> dict:
 
     with open(planted_json) as f:
         planted = json.load(f)
-    store = features.FeatureStore.load(os.path.join(run_dir, "features", features.FILE))
+    store = features.FeatureStore.load(os.path.join(run_dir, "features"))
     splits = [s for s in (*fit_run.TRAIN_SPLITS, fit_run.TEST_SPLIT) if s in store.labels]
     images = fit_run.all_rows(store, splits)
     row = {f: i for i, f in enumerate(images.file_names)}

@@ -45,7 +45,7 @@ def flip_labels(y: np.ndarray, num_classes: int, fraction: float, seed: int
 
 
 def one(run_dir: str, fraction: float, seed: int, mode: str, n_jobs: int) -> dict:
-    store = features.FeatureStore.load(os.path.join(run_dir, "features", features.FILE))
+    store = features.FeatureStore.load(os.path.join(run_dir, "features"))
     splits = [s for s in TRAIN_SPLITS if s in store.labels]
     y = np.concatenate([store.labels[s] for s in splits])
     noisy, flipped = flip_labels(y, len(store.class_names), fraction, seed)

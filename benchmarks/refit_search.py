@@ -16,7 +16,7 @@ TRAIN = ["train", "validation"]
 
 
 def compare(root: str) -> dict:
-    store = features.FeatureStore.load(os.path.join(root, "features", features.FILE))
+    store = features.FeatureStore.load(os.path.join(root, "features"))
     with open(os.path.join(root, "search", "leaderboard.json"), encoding="utf-8") as f:
         old = json.load(f)
     old_ev = EvalResult.load(os.path.join(root, "evaluate"))

@@ -21,7 +21,7 @@ def test_a_nystroem_head_is_served_by_the_fit_export(tmp_path):
 
     images, out = tiny_fit_run(tmp_path)
     feat_dir = out / "features"
-    store = features.FeatureStore.load(str(feat_dir / features.FILE))
+    store = features.FeatureStore.load(str(feat_dir))
     layers = store.meta["layers"]
     # the approximate regime's search on this run's features (a budget it cannot meet)
     results = search.run(store, "fast", n_jobs=1, max_memory_bytes=1)

@@ -72,7 +72,7 @@ def test_a_ridge_head_is_served_by_the_fit_export(tmp_path):
 
     images, out = tiny_fit_run(tmp_path)
     feat_dir = out / "features"
-    store = features.FeatureStore.load(str(feat_dir / features.FILE))
+    store = features.FeatureStore.load(str(feat_dir))
     layers = store.meta["layers"]
     cfg = search.Config("squash", tuple(features.block_name(layers[-1], p)
                                         for p in features.POOLS), True, True, "l2", "ridge",

@@ -80,6 +80,12 @@ def batch_size() -> Any:
     return setting(32, "Images per forward pass.", minimum=1)
 
 
+def shard_size(default: int) -> Any:
+    return setting(default, "Images per shard file (bounds the memory held while writing; "
+                   "`fit` resumes a killed extraction after its last finished shard).",
+                   minimum=1)
+
+
 def model_dir() -> Any:
     return optional("Output folder of `illustration-tl optimize`: the trained model, with "
                     "its backbone, image size and resize mode.")

@@ -4,7 +4,7 @@
 and ``oof_scores.npy`` (the chosen configuration's out-of-fold scores: one row per
 image of the training splits, train then validation, mirrors averaged into it; see
 :func:`illustration_tl.heads.search.run`), ``OUT/final/head.json`` (the calibration
-temperature), ``OUT/features/features.npz`` (:class:`FeatureStore`),
+temperature), ``OUT/features/`` (:class:`FeatureStore`, memory-mapped),
 ``OUT/dataset/dataset.json`` and the images in ``OUT/dataset/tfds``.
 """
 
@@ -74,14 +74,14 @@ def load(root: str) -> FitRun:
     """Reads a finished run; one clear error naming what is missing."""
     need = [os.path.join(root, p) for p in (
         "fit.json", "evaluate/eval.json", "search/leaderboard.json", "final/head.json",
-        "dataset/dataset.json", "features/" + features.FILE)]
+        "dataset/dataset.json")]
     missing = [p for p in need if not os.path.isfile(p)]
     if missing:
         raise UserError(f"{root!r} is not a finished `fit` run: {missing[0]} is missing; "
                         "run `illustration-tl fit` to the end first")
     oof_path = os.path.join(root, "search", "oof_scores.npy")
     oof = np.load(oof_path, allow_pickle=False) if os.path.isfile(oof_path) else None
-    store = features.FeatureStore.load(os.path.join(root, "features", features.FILE))
+    store = features.FeatureStore.load(os.path.join(root, "features"))
     run = FitRun(root, EvalResult.load(os.path.join(root, "evaluate")),
                  _json(need[2]), _json(need[3]), _json(need[4]), store, oof)
     if oof is not None and len(oof) != len(run.train_rows()[0]):
@@ -200,6 +200,6 @@ def count_train_test_duplicates(root: str, threshold: float = duplicates.NEAR_TH
     """The number of near-duplicate pairs between the training splits and the test split
     of a finished run (features only: no image is decoded, exact copies of one another
     have equal features); for ``fit``'s one-line warning."""
-    store = features.FeatureStore.load(os.path.join(root, "features", features.FILE))
+    store = features.FeatureStore.load(os.path.join(root, "features"))
     images, pairs = find_duplicates(store, None, threshold)
     return duplicates.count_leakage(pairs, images)

@@ -1,6 +1,6 @@
 """CNN activations of images, extracted once and stored (paper §6.1, §7.2): the paper's
-sharded embeddings (:mod:`.embeddings`) and ``fit``'s multi-layer pooled blocks
-(:mod:`.multilayer`).
+sharded embeddings (:mod:`.embeddings`), ``fit``'s multi-layer pooled blocks
+(:mod:`.multilayer`) and the feature store they are kept in (:mod:`.store`).
 """
 
-__all__ = ["embeddings", "multilayer"]
+__all__ = ["embeddings", "multilayer", "store"]

@@ -335,8 +335,7 @@ class EmbedConfig:
     layer: str | None = common_settings.layer()
     resize_mode: str = common_settings.resize_mode()
     batch_size: int = common_settings.batch_size()
-    shard_size: int = setting(4096, "Embeddings per shard file (bounds the memory used while "
-                              "writing).")
+    shard_size: int = common_settings.shard_size(4096)
     overwrite: bool = setting(False, "Replace splits that already exist.")
     seed: int = setting(0, "Seed for randomly initialized weights.")
 

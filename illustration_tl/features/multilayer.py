@@ -9,7 +9,8 @@ block on its own with a signed square root and unit l2 length ("power
 normalization"), so no block dominates the concatenation.
 
 The CNN runs once per image, resize mode and view (the image and its mirror
-image), and every raw block is kept (:class:`FeatureStore`), so the search
+image), and every raw block is kept on disk (:mod:`illustration_tl.features.store`:
+sharded while extracting, resumed after a kill, read memory-mapped), so the search
 combines layers, pools, resize modes and flips without running the CNN again.
 The paper's own embedding (``embed``'s default: fc2 with a VGG top, else the
 global average pool of the last conv block) is stored too, as block
@@ -26,7 +27,6 @@ keyed ``<resize mode>/<view>/<block>`` with view ``orig`` or ``flip``.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from typing import Any, Sequence
@@ -34,12 +34,16 @@ from typing import Any, Sequence
 import numpy as np
 
 from illustration_tl.errors import UserError
+from illustration_tl.features import store as store_lib
+from illustration_tl.features.store import PAPER_BLOCK, FeatureStore, key, power_l2
+
+__all__ = ["POOLS", "TOKEN_POOLS", "VIEWS", "PAPER_BLOCK", "FeatureStore", "key",
+           "block_name", "layers_of", "power_l2", "tf_power_l2", "transfer_layers",
+           "extractor", "extract"]
 
 POOLS = ("avg", "max")
 TOKEN_POOLS = ("cls",) + POOLS   # a transformer block's pools (class token, when it has one)
 VIEWS = ("orig", "flip")
-PAPER_BLOCK = "paper"
-FILE = "features.npz"
 
 
 def block_name(layer: str, pool: str) -> str:
@@ -49,18 +53,6 @@ def block_name(layer: str, pool: str) -> str:
 def layers_of(blocks: Sequence[str]) -> list[str]:
     """The layers of ``blocks`` in order (``paper`` left out)."""
     return list(dict.fromkeys(b.rpartition(":")[0] for b in blocks if b != PAPER_BLOCK))
-
-
-def key(mode: str, view: str, block: str) -> str:
-    return f"{mode}/{view}/{block}"
-
-
-def power_l2(x: np.ndarray) -> np.ndarray:
-    """Signed square root, then unit l2 rows (a zero row stays zero)."""
-    x = np.asarray(x, dtype=np.float64)
-    x = np.sign(x) * np.sqrt(np.abs(x))
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norm > 0, norm, 1.0)
 
 
 def tf_power_l2(x: Any) -> Any:
@@ -147,122 +139,71 @@ def extractor(backbone: str, weights: str | None = "imagenet", image_size: int |
     return model, blocks, source
 
 
-@dataclasses.dataclass
-class FeatureStore:
-    """Raw blocks of every split, resize mode and view, in memory."""
-
-    arrays: dict[str, dict[str, np.ndarray]]   # split -> key(mode, view, block) -> (n, d)
-    labels: dict[str, np.ndarray]               # split -> (n,)
-    file_names: dict[str, list[str]]
-    class_names: list[str]
-    blocks: list[str]
-    resize_modes: list[str]
-    views: list[str]
-    meta: dict[str, Any]
-
-    def block(self, split: str, mode: str, view: str, block: str) -> np.ndarray:
-        return self.arrays[split][key(mode, view, block)]
-
-    def assemble(self, splits: Sequence[str], mode: str, view: str,
-                 blocks: Sequence[str]) -> np.ndarray:
-        """Rows of ``splits`` (concatenated): each block power-l2-normalized, then joined;
-        the ``paper`` block is kept raw, as the paper's SVM sees it."""
-        parts = []
-        for b in blocks:
-            raw = np.concatenate([self.block(s, mode, view, b) for s in splits])
-            parts.append(np.asarray(raw, np.float64) if b == PAPER_BLOCK else power_l2(raw))
-        return np.concatenate(parts, axis=1)
-
-    def save(self, path: str) -> None:
-        flat = {}
-        for split, arrays in self.arrays.items():
-            for k, v in arrays.items():
-                flat[f"{split}//{k}"] = v
-            flat[f"{split}//labels"] = self.labels[split]
-            flat[f"{split}//file_names"] = np.asarray(self.file_names[split], dtype=str)
-        import json
-
-        flat["meta"] = np.array(json.dumps(dict(
-            self.meta, class_names=self.class_names, blocks=self.blocks,
-            resize_modes=self.resize_modes, views=self.views)))
-        tmp = path + ".partial.npz"
-        np.savez(tmp, **flat)
-        os.replace(tmp, path)
-
-    @classmethod
-    def load(cls, path: str) -> FeatureStore:
-        import json
-
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            arrays: dict[str, dict[str, np.ndarray]] = {}
-            labels, names = {}, {}
-            for k in z.files:
-                if k == "meta":
-                    continue
-                split, _, rest = k.partition("//")
-                if rest == "labels":
-                    labels[split] = z[k].astype(np.int64)
-                elif rest == "file_names":
-                    names[split] = [str(n) for n in z[k]]
-                else:
-                    arrays.setdefault(split, {})[rest] = z[k]
-        return cls(arrays, labels, names, list(meta.pop("class_names")),
-                   list(meta.pop("blocks")), list(meta.pop("resize_modes")),
-                   list(meta.pop("views")), meta)
-
-
 def extract(dataset: str, data_dir: str | None, splits: Sequence[str], *, backbone: str,
-            weights: str | None, image_size: int | None = None,
+            weights: str | None, out: str, work: str, image_size: int | None = None,
             layers: Sequence[str] | None = None, resize_modes: Sequence[str] = ("squash",),
-            flip: bool = True, batch_size: int = 32, seed: int = 0,
+            flip: bool = True, batch_size: int = 32, shard_size: int = 1024, seed: int = 0,
             log: Any = None, hub_config: dict[str, Any] | None = None,
-            include_top: str = "auto") -> FeatureStore:
+            include_top: str = "auto", recipe: dict[str, Any] | None = None) -> FeatureStore:
     """Runs the backbone once per image, resize mode and view over ``splits`` of a built
-    dataset (decoded exactly as ``embed`` decodes it) and keeps every raw block."""
-    import tensorflow as tf
-
-    from illustration_tl.core.progress import Progress
+    dataset (decoded exactly as ``embed`` decodes it), keeps every raw block in shards under
+    ``work`` (resuming after the finished shards a killed run left there) and writes the
+    store to ``out`` (:mod:`illustration_tl.features.store`). Returns the loaded store."""
     from illustration_tl.datasets import input_pipeline
 
     model, blocks, source = extractor(backbone, weights, image_size, layers, seed, hub_config,
                                       include_top)
     views = list(VIEWS if flip else VIEWS[:1])
-    arrays: dict[str, dict[str, list[np.ndarray]]] = {}
-    labels: dict[str, np.ndarray] = {}
-    file_names: dict[str, list[str]] = {}
+    parts: dict[str, dict[str, store_lib.ShardedRows]] = {}
     class_names: list[str] = []
-    predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     for split in splits:
         ds, info = input_pipeline.load_split(dataset, split, data_dir, decode_images=False)
         class_names = input_pipeline.class_names(info)
         total = info.splits[split].num_examples
-        arrays[split] = {}
+        parts[split] = {}
         for mode in resize_modes:
-            batches = input_pipeline.make_dataset(
-                ds, backbone=source.backbone, image_size=source.image_size,
-                batch_size=batch_size, training=False, resize_mode=mode, with_file_names=True)
-            progress = Progress(f"features {split} ({mode})",
-                                           total * len(views), interval=10.0)
-            ys, names = [], []
-            start = time.perf_counter()
-            for images, y, n in batches:
-                for view in views:
-                    x = tf.image.flip_left_right(images) if view == "flip" else images
-                    outs = predict(x)
-                    for b, o in zip(blocks, outs):
-                        arrays[split].setdefault(key(mode, view, b), []).append(
-                            np.asarray(o, np.float32))
-                    progress.update(len(y))
-                ys.append(np.asarray(y, np.int64))
-                names += [v.decode("utf-8") for v in np.asarray(n)]
-            if log:
-                log(f"features {split} ({mode}): {len(names)} images x {len(views)} views "
-                    f"in {time.perf_counter() - start:.0f}s")
-            labels[split] = np.concatenate(ys) if ys else np.zeros(0, np.int64)
-            file_names[split] = names
-    stacked = {s: {k: np.concatenate(v) for k, v in a.items()} for s, a in arrays.items()}
-    meta = dict(source.metadata(), layers=layers_of(blocks),
-                paper_layer=source.layer, batch_size=batch_size)
-    return FeatureStore(stacked, labels, file_names, class_names, blocks,
-                        list(resize_modes), views, meta)
+            rows = store_lib.ShardedRows(os.path.join(work, split, mode), shard_size)
+            parts[split][mode] = rows
+            _extract_rows(model, blocks, views, ds, source, mode, total, rows, batch_size,
+                          f"features {split} ({mode})", log)
+    meta = dict(source.metadata(), layers=layers_of(blocks), paper_layer=source.layer,
+                batch_size=batch_size, **({"recipe": recipe} if recipe else {}))
+    store_lib.consolidate(parts, out, {"class_names": class_names, "blocks": blocks,
+                                       "resize_modes": list(resize_modes), "views": views,
+                                       "meta": meta})
+    return FeatureStore.load(out)
+
+
+def _extract_rows(model: Any, blocks: Sequence[str], views: Sequence[str], ds: Any,
+                  source: Any, mode: str, total: int, rows: store_lib.ShardedRows,
+                  batch_size: int, label: str, log: Any) -> None:
+    """Embeds the images of ``ds`` after the ``rows.done`` already in finished shards."""
+    import tensorflow as tf
+
+    from illustration_tl.core.progress import Progress
+    from illustration_tl.datasets import input_pipeline
+
+    resumed = rows.done
+    if resumed >= total:
+        if log:
+            log(f"{label}: {total} images already in finished shards")
+        return
+    batches = input_pipeline.make_dataset(
+        ds.skip(resumed), backbone=source.backbone, image_size=source.image_size,
+        batch_size=batch_size, training=False, resize_mode=mode, with_file_names=True)
+    predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    progress = Progress(label, (total - resumed) * len(views), interval=10.0)
+    start = time.perf_counter()
+    for images, y, n in batches:
+        outs: dict[str, np.ndarray] = {}
+        for view in views:
+            x = tf.image.flip_left_right(images) if view == "flip" else images
+            for b, o in zip(blocks, predict(x)):
+                outs[f"{view}/{b}"] = np.asarray(o, np.float32)
+            progress.update(len(y))
+        rows.add(outs, np.asarray(y, np.int64), [v.decode("utf-8") for v in np.asarray(n)])
+    rows.close()
+    if log:
+        log(f"{label}: {rows.done - resumed} images x {len(views)} views embedded in "
+            f"{time.perf_counter() - start:.0f}s"
+            + (f", {resumed} resumed from finished shards" if resumed else ""))

@@ -7,7 +7,10 @@ a rerun skips what is up to date and redoes what a changed input affects):
    the authors' ``train/`` + ``val/`` layout, ``val`` being the test split), in
    ``OUT/dataset/tfds``; the files it left out are named on the console;
 2. ``features``: every transfer layer's pooled blocks, per resize mode and view
-   (:mod:`illustration_tl.features.multilayer`), for every split;
+   (:mod:`illustration_tl.features.multilayer`), for every split, into the feature
+   store (:mod:`illustration_tl.features.store`); shards of ``--shard_size`` images
+   land in ``OUT/.features.resume-KEY/`` as they are computed, so a killed run
+   resumes after its last finished shard;
 3. ``search``: cross-validation on train + validation only
    (:mod:`illustration_tl.heads.search`); ``leaderboard.json`` / ``leaderboard.md``;
 4. ``final``: the chosen configuration refitted on all training images, with its
@@ -81,6 +84,7 @@ class FitConfig:
     folds: int = common_settings.cv_folds(3)
     seed: int = setting(0, "Seed of the folds (and of random weights).", minimum=0)
     batch_size: int = common_settings.batch_size()
+    shard_size: int = common_settings.shard_size(1024)
     num_workers: int | None = common_settings.num_workers()  # 1: decode in this process
     n_jobs: int = setting(2, "Search threads.", check=common_settings.jobs_check)
     max_memory_mb: int | None = optional(
@@ -222,26 +226,26 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
     if cfg.hub_config:
         feat_params["hub_config"] = cfg.hub_config
 
-    def do_features(out: str) -> None:
-        store = features.extract(dataset, data_dir, splits, backbone=cfg.backbone,
-                                 weights=cfg.weights, image_size=cfg.image_size,
-                                 layers=cfg.layers or None, resize_modes=cfg.resize_modes,
-                                 flip=cfg.flip, batch_size=cfg.batch_size, seed=cfg.seed,
-                                 log=log, hub_config=cfg.hub_config or None, include_top=top)
-        store.meta["recipe"] = {"backbone": cfg.backbone, "weights": (
+    def do_features(out: str, work: str) -> None:
+        recipe = {"backbone": cfg.backbone, "weights": (
             cfg.weights if cfg.weights in (None, "imagenet", "none") else
             os.path.abspath(cfg.weights)), "image_size": cfg.image_size,
             "layers": list(cfg.layers), "seed": cfg.seed, "include_top": top}
         if cfg.hub_config:
-            store.meta["recipe"]["hub_config"] = cfg.hub_config
-        store.save(os.path.join(out, features.FILE))
+            recipe["hub_config"] = cfg.hub_config
+        features.extract(dataset, data_dir, splits, backbone=cfg.backbone,
+                         weights=cfg.weights, out=out, work=work, image_size=cfg.image_size,
+                         layers=cfg.layers or None, resize_modes=cfg.resize_modes,
+                         flip=cfg.flip, batch_size=cfg.batch_size, shard_size=cfg.shard_size,
+                         seed=cfg.seed, log=log, hub_config=cfg.hub_config or None,
+                         include_top=top, recipe=recipe)
 
-    feat_dir = st.run("features", feat_params, do_features, ["dataset"])
+    feat_dir = st.run("features", feat_params, do_features, ["dataset"], resumable=True)
     store_cache: dict[str, Any] = {}
 
     def store() -> features.FeatureStore:
         if "s" not in store_cache:
-            store_cache["s"] = features.FeatureStore.load(os.path.join(feat_dir, features.FILE))
+            store_cache["s"] = features.FeatureStore.load(feat_dir)
         return store_cache["s"]
 
     def do_search(out: str) -> None:
@@ -376,9 +380,7 @@ def export(final_dir: str, feat_dir: str, out: str, top_k: int = 5) -> dict[str,
     from illustration_tl.serving import export as export_lib
 
     h = head_lib.Head.load(final_dir)
-    with np.load(os.path.join(feat_dir, features.FILE), allow_pickle=False) as z:
-        meta = json.loads(str(z["meta"]))
-    recipe = meta["recipe"]
+    recipe = features.FeatureStore.load(feat_dir).meta["recipe"]
     model, blocks, source = features.extractor(
         recipe["backbone"], recipe["weights"], recipe["image_size"],
         recipe["layers"] or None, recipe["seed"], recipe.get("hub_config"),

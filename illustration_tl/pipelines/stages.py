@@ -12,12 +12,15 @@ a stage whose input was rewritten (a rerun ``search``) is redone, not only
 one whose upstream settings changed. The content hash covers every file the
 stage wrote (bytes and relative paths): a stage whose output was deleted,
 truncated or edited since (``model/saved_model.pb`` removed, a truncated
-``features.npz``) no longer matches and is redone, never reported done.
+feature file) no longer matches and is redone, never reported done.
 
 Stages write into a temporary sibling (``.NAME.stage-tmp-*``, listed in the
 manifest as pending) that is swapped in only when complete, so a kill at
 any moment leaves either the old complete stage or one the next run redoes;
-leftover siblings of a killed run are removed by the next one.
+leftover siblings of a killed run are removed by the next one. A resumable stage
+(``fit``'s feature extraction) also gets a work folder, ``.NAME.resume-KEY``, that a
+kill leaves in place: the next run with the same key continues from what it holds,
+and it is removed once the stage is swapped in (or when the key changes).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from illustration_tl.core import files, outputs
 
 STAGE_FILE = "stage.json"
 LOCK_FILE = ".illustration_tl.lock"
-_TMP, _OLD = ".stage-tmp-", ".stage-old-"
+_TMP, _OLD, _RESUME = ".stage-tmp-", ".stage-old-", ".resume-"
 
 
 def stage_key(name: str, params: dict[str, Any], upstream: list[str] = ()) -> str:
@@ -191,10 +194,12 @@ class Stages:
         self.contents[name] = doc["content"]
         return True
 
-    def run(self, name: str, params: dict[str, Any], fn: Callable[[str], Any],
-            upstream: list[str] = (), writes: list[str] = ()) -> str:
+    def run(self, name: str, params: dict[str, Any], fn: Callable[..., Any],
+            upstream: list[str] = (), writes: list[str] = (), resumable: bool = False) -> str:
         """Runs ``fn(stage_dir)`` unless done; returns the stage's folder. ``writes``: other
-        entries of ``root`` the stage writes (listed as pending while it runs)."""
+        entries of ``root`` the stage writes (listed as pending while it runs).
+        ``resumable``: ``fn(stage_dir, work_dir)``, the work folder kept across a kill
+        (:meth:`work_dir`)."""
         self._writes = list(writes)
         key = stage_key(name, params, [f"{self.keys[u]}:{self.contents[u]}" for u in upstream])
         self.keys[name] = key
@@ -203,9 +208,13 @@ class Stages:
             self.log(f"[{name}] up to date, skipped")
             self.skipped.append(name)
             self.timings[name] = self.recorded_seconds(name)
+            self._drop_work(name)
             return out
         self.log(f"[{name}] running")
         start = time.perf_counter()
+        if resumable:
+            work = self.work_dir(name, key)
+            stage_fn, fn = fn, (lambda folder: stage_fn(folder, work))
         if self.swap:
             self._run_beside(name, fn, out)
         else:
@@ -220,11 +229,32 @@ class Stages:
             self._write_stage_file(out, doc)
             self._record()
         self._writes = []
+        self._drop_work(name)
         self._record()
         self.log(f"[{name}] done in {self.timings[name]:.1f} s")
         for hook in self.on_done:
             hook(name, self.timings[name])
         return out
+
+    def work_dir(self, name: str, key: str) -> str:
+        """The work folder of stage ``name`` with ``key`` (created; kept across a kill, so
+        a rerun with the same key resumes). Work folders of other keys, and this one
+        under ``--force``, are removed first."""
+        keep = f".{name}{_RESUME}{key[:16]}"
+        self._drop_work(name, keep=None if self.force else keep)
+        self._writes.append(keep)   # its files stay this command's while shards land
+        self._record()
+        os.makedirs(self.path(keep), exist_ok=True)
+        return self.path(keep)
+
+    def _drop_work(self, name: str, keep: str | None = None) -> None:
+        """Removes stage ``name``'s work folders (named by this module) but ``keep``."""
+        prefix = f".{name}{_RESUME}"
+        for entry in os.listdir(self.root):
+            path = self.path(entry)
+            if (entry.startswith(prefix) and entry != keep and os.path.isdir(path)
+                    and not os.path.islink(path)):
+                shutil.rmtree(path, ignore_errors=True)
 
     @staticmethod
     def _write_stage_file(folder: str, doc: dict[str, Any]) -> None:

@@ -1,0 +1,325 @@
+"""The feature store: every raw block of every split, resize mode and view, on disk.
+
+``fit`` runs the CNN once per image, resize mode and view (paper §6.1's frozen
+features, widened to several blocks: :mod:`illustration_tl.features.multilayer`)
+and keeps every block, so the search can combine them without running the CNN
+again. The store is built to scale with the folder, not with memory:
+
+* **Sharded while extracting.** Rows are written in shards of ``shard_size``
+  images into a work folder (``<work>/<split>/<mode>/shard-00000.npz``, each
+  written atomically), so a run killed after an hour of extraction resumes from
+  its last finished shard instead of from zero (:class:`ShardedRows`).
+* **One file per block once complete.** When every split is done the shards are
+  streamed into one ``.npy`` file per (split, mode, view, block) (:func:`consolidate`),
+  one shard in memory at a time.
+* **Read memory-mapped.** :meth:`FeatureStore.load` maps those files, so opening a
+  100k-image store costs no memory; the search reads only the rows it samples.
+
+Layout of a finished store::
+
+    store.json                 class names, blocks, resize modes, views, rows per split,
+                               the file of every array, provenance (``meta``)
+    <split>/labels.npy         int64 (n,)
+    <split>/file_names.npy     unicode (n,)
+    <split>/NNN-<key>.npy      float32 (n, d), one per ``<mode>/<view>/<block>``
+
+A store written before this layout (one ``features.npz``) is still read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import zipfile
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from illustration_tl.core import files
+from illustration_tl.errors import UserError
+
+STORE_FILE = "store.json"
+LEGACY_FILE = "features.npz"   # the one-file store of earlier releases (read only)
+FORMAT = "illustration-tl feature store v2"
+SHARD_GLOB = re.compile(r"shard-(\d{5})\.npz")
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+PAPER_BLOCK = "paper"   # the paper's own embedding (fc2 or the pooled last block), kept raw
+
+
+def power_l2(x: np.ndarray) -> np.ndarray:
+    """Signed square root, then unit l2 rows (a zero row stays zero): each block's
+    normalization before blocks are joined (:mod:`illustration_tl.features.multilayer`)."""
+    x = np.asarray(x, dtype=np.float64)
+    x = np.sign(x) * np.sqrt(np.abs(x))
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norm > 0, norm, 1.0)
+
+
+def key(mode: str, view: str, block: str) -> str:
+    """The name of one array: ``<resize mode>/<view>/<block>``."""
+    return f"{mode}/{view}/{block}"
+
+
+@dataclasses.dataclass
+class FeatureStore:
+    """Raw blocks of every split, resize mode and view (in memory, or memory-mapped when
+    loaded from disk)."""
+
+    arrays: dict[str, dict[str, np.ndarray]]   # split -> key(mode, view, block) -> (n, d)
+    labels: dict[str, np.ndarray]               # split -> (n,)
+    file_names: dict[str, list[str]]
+    class_names: list[str]
+    blocks: list[str]
+    resize_modes: list[str]
+    views: list[str]
+    meta: dict[str, Any]
+
+    def block(self, split: str, mode: str, view: str, block: str) -> np.ndarray:
+        return self.arrays[split][key(mode, view, block)]
+
+    def assemble(self, splits: Sequence[str], mode: str, view: str,
+                 blocks: Sequence[str]) -> np.ndarray:
+        """Rows of ``splits`` (concatenated): each block power-l2-normalized, then joined;
+        the ``paper`` block is kept raw, as the paper's SVM sees it."""
+        parts = []
+        for b in blocks:
+            raw = np.concatenate([self.block(s, mode, view, b) for s in splits])
+            parts.append(np.asarray(raw, np.float64) if b == PAPER_BLOCK else power_l2(raw))
+        return np.concatenate(parts, axis=1)
+
+    def header(self) -> dict[str, Any]:
+        """What ``store.json`` holds besides the array files."""
+        return {"format": FORMAT, "class_names": self.class_names, "blocks": self.blocks,
+                "resize_modes": self.resize_modes, "views": self.views,
+                "rows": {s: len(v) for s, v in self.labels.items()}, "meta": self.meta}
+
+    def save(self, directory: str) -> None:
+        """Writes the store's layout into ``directory`` (an empty or new folder)."""
+        os.makedirs(directory, exist_ok=True)
+        names: dict[str, dict[str, str]] = {}
+        for split, arrays in self.arrays.items():
+            os.makedirs(os.path.join(directory, split), exist_ok=True)
+            np.save(os.path.join(directory, split, "labels.npy"),
+                    np.asarray(self.labels[split], np.int64))
+            np.save(os.path.join(directory, split, "file_names.npy"),
+                    np.asarray(self.file_names[split], dtype=str))
+            names[split] = {}
+            for i, (k, v) in enumerate(sorted(arrays.items())):
+                names[split][k] = array_file(i, k)
+                np.save(os.path.join(directory, split, names[split][k]),
+                        np.asarray(v, np.float32))
+        files.atomic_write_json(os.path.join(directory, STORE_FILE),
+                                dict(self.header(), files=names))
+
+    @classmethod
+    def load(cls, path: str) -> FeatureStore:
+        """The store in ``path`` (a store folder; or an earlier release's ``features.npz``,
+        or a store folder named by that file's path), its arrays memory-mapped."""
+        folder = path[:-len(LEGACY_FILE)] if path.endswith(LEGACY_FILE) else path
+        folder = folder.rstrip("/") or "."
+        if os.path.isfile(os.path.join(folder, STORE_FILE)):
+            return _load_folder(folder)
+        legacy = path if path.endswith(LEGACY_FILE) else os.path.join(path, LEGACY_FILE)
+        if os.path.isfile(legacy):
+            return _load_legacy(legacy)
+        raise UserError(f"{path!r} holds no feature store ({STORE_FILE}); run `fit` again "
+                        "to extract the features")
+
+
+def array_file(index: int, array_key: str) -> str:
+    """The file name of one array inside its split folder."""
+    return f"{index:03d}-{_SAFE.sub('_', array_key)}.npy"
+
+
+def _checked_name(folder: str, name: Any) -> str:
+    if not (isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9_.-]+\.npy", name)):
+        raise UserError(f"{os.path.join(folder, STORE_FILE)} names an invalid array file "
+                        f"{name!r}; run `fit` again to rewrite the features")
+    return os.path.join(folder, name)
+
+
+def _map(path: str) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise UserError(f"feature array {path} is unreadable ({e}); run `fit` again to "
+                        "extract the features") from None
+
+
+def _load_folder(folder: str) -> FeatureStore:
+    try:
+        doc = json.loads(files.read_regular_file(os.path.join(folder, STORE_FILE),
+                                                 max_bytes=64 << 20))
+    except (files.UnreadableFile, ValueError) as e:
+        raise UserError(f"{os.path.join(folder, STORE_FILE)} is unreadable ({e})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise UserError(f"{os.path.join(folder, STORE_FILE)} is not a {FORMAT!r} file")
+    arrays, labels, names = {}, {}, {}
+    for split, rows in doc["rows"].items():
+        sdir = os.path.join(folder, split)
+        labels[split] = np.asarray(_map(os.path.join(sdir, "labels.npy")), np.int64)
+        names[split] = [str(n) for n in _map(os.path.join(sdir, "file_names.npy"))]
+        arrays[split] = {k: _map(_checked_name(sdir, f)) for k, f in doc["files"][split].items()}
+        bad = [k for k, v in arrays[split].items() if v.ndim != 2 or len(v) != rows]
+        if len(labels[split]) != rows or len(names[split]) != rows or bad:
+            raise UserError(f"feature store {folder}: split {split} does not hold {rows} rows "
+                            f"in every array; run `fit` again to extract the features")
+    return FeatureStore(arrays, labels, names, list(doc["class_names"]), list(doc["blocks"]),
+                        list(doc["resize_modes"]), list(doc["views"]), dict(doc["meta"]))
+
+
+def _load_legacy(path: str) -> FeatureStore:
+    """An earlier release's one-file store (``split//key`` arrays and a ``meta`` string)."""
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+        arrays: dict[str, dict[str, np.ndarray]] = {}
+        labels, names = {}, {}
+        for k in z.files:
+            if k == "meta":
+                continue
+            split, _, rest = k.partition("//")
+            if rest == "labels":
+                labels[split] = z[k].astype(np.int64)
+            elif rest == "file_names":
+                names[split] = [str(n) for n in z[k]]
+            else:
+                arrays.setdefault(split, {})[rest] = z[k]
+    return FeatureStore(arrays, labels, names, list(meta.pop("class_names")),
+                        list(meta.pop("blocks")), list(meta.pop("resize_modes")),
+                        list(meta.pop("views")), meta)
+
+
+# --- Shards: written while extracting, resumed after a kill ----------------------------
+
+class ShardedRows:
+    """The rows of one (split, resize mode) in shards of ``shard_size`` images under
+    ``directory``; each shard is written to a temporary name and renamed, so a finished
+    shard is always whole. :attr:`done` counts the rows of the finished shards found on
+    disk (a run killed mid-extraction resumes after them)."""
+
+    def __init__(self, directory: str, shard_size: int) -> None:
+        if shard_size < 1:
+            raise UserError(f"--shard_size={shard_size} must be at least 1")
+        self.directory, self.shard_size = directory, shard_size
+        os.makedirs(directory, exist_ok=True)
+        self.shards = self._finished()
+        self.done = sum(n for _, n in self.shards)
+        self._buf: list[tuple[dict[str, np.ndarray], np.ndarray, list[str]]] = []
+
+    def _finished(self) -> list[tuple[str, int]]:
+        """The finished shards in order (stops at the first gap or unreadable shard;
+        later ones are rewritten)."""
+        found = sorted(int(m.group(1)) for n in os.listdir(self.directory)
+                       if (m := SHARD_GLOB.fullmatch(n)))
+        shards = []
+        for i, index in enumerate(found):
+            path = os.path.join(self.directory, f"shard-{index:05d}.npz")
+            if index != i:
+                break
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    shards.append((path, int(len(z["labels"]))))
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+                break
+        return shards
+
+    def add(self, arrays: Mapping[str, np.ndarray], labels: np.ndarray,
+            names: Sequence[str]) -> None:
+        """Buffers one batch; writes every full shard."""
+        self._buf.append(({k: np.asarray(v, np.float32) for k, v in arrays.items()},
+                          np.asarray(labels, np.int64), list(names)))
+        while sum(len(b[1]) for b in self._buf) >= self.shard_size:
+            self._write(self.shard_size)
+
+    def close(self) -> None:
+        """Writes the last, partial shard."""
+        while self._buf:
+            self._write(self.shard_size)
+
+    def _write(self, rows: int) -> None:
+        arrays = {k: np.concatenate([b[0][k] for b in self._buf]) for k in self._buf[0][0]}
+        labels = np.concatenate([b[1] for b in self._buf])
+        names = [n for b in self._buf for n in b[2]]
+        take = min(rows, len(labels))
+        path = os.path.join(self.directory, f"shard-{len(self.shards):05d}.npz")
+        tmp = path + ".partial.npz"
+        np.savez(tmp, labels=labels[:take], file_names=np.asarray(names[:take], dtype=str),
+                 **{f"a{i}": v[:take] for i, v in enumerate(arrays.values())},
+                 keys=np.asarray(list(arrays), dtype=str))
+        os.replace(tmp, path)
+        self.shards.append((path, take))
+        self.done += take
+        rest = {k: v[take:] for k, v in arrays.items()}
+        self._buf = [(rest, labels[take:], names[take:])] if take < len(labels) else []
+
+    def read(self) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray, list[str]]]:
+        """``(arrays by key, labels, file names)`` per finished shard, in order."""
+        for path, _ in self.shards:
+            with np.load(path, allow_pickle=False) as z:
+                keys = [str(k) for k in z["keys"]]
+                yield ({k: z[f"a{i}"] for i, k in enumerate(keys)}, z["labels"],
+                       [str(n) for n in z["file_names"]])
+
+
+def consolidate(parts: Mapping[str, Mapping[str, ShardedRows]], out: str,
+                header: Mapping[str, Any]) -> None:
+    """Streams finished shards (``parts[split][mode]``) into the store layout in ``out``
+    (one shard in memory at a time). Every resize mode of a split must hold the same
+    images in the same order. ``header``: class_names, blocks, resize_modes, views, meta."""
+    names_of: dict[str, dict[str, str]] = {}
+    rows: dict[str, int] = {}
+    for split, modes in parts.items():
+        sdir = os.path.join(out, split)
+        os.makedirs(sdir, exist_ok=True)
+        first = next(iter(modes.values()))
+        rows[split] = first.done
+        labels = np.concatenate([y for _, y, _ in first.read()] or [np.zeros(0, np.int64)])
+        names = [n for _, _, ns in first.read() for n in ns]
+        np.save(os.path.join(sdir, "labels.npy"), labels.astype(np.int64))
+        np.save(os.path.join(sdir, "file_names.npy"), np.asarray(names, dtype=str))
+        names_of[split] = {}
+        for mode, sharded in modes.items():
+            _stream_mode(split, mode, sharded, sdir, names, names_of[split])
+    _empty_splits(out, names_of)
+    files.atomic_write_json(os.path.join(out, STORE_FILE), dict(
+        format=FORMAT, rows=rows, files=names_of, **header))
+
+
+def _empty_splits(out: str, names_of: dict[str, dict[str, str]]) -> None:
+    """Zero-row arrays, of the width the other splits found, for a split without images
+    (a folder too small for a validation split)."""
+    widths: dict[str, int] = {}
+    for split, found in names_of.items():
+        for k, name in found.items():
+            widths.setdefault(k, int(_map(os.path.join(out, split, name)).shape[1]))
+    for split, found in names_of.items():
+        for k, width in widths.items():
+            if k not in found:
+                found[k] = array_file(len(found), k)
+                np.save(os.path.join(out, split, found[k]), np.zeros((0, width), np.float32))
+
+
+def _stream_mode(split: str, mode: str, sharded: ShardedRows, sdir: str,
+                 names: Sequence[str], files_out: dict[str, str]) -> None:
+    maps: dict[str, np.ndarray] = {}
+    at = 0
+    for arrays, _, shard_names in sharded.read():
+        if list(names[at:at + len(shard_names)]) != shard_names:
+            raise UserError(f"features of split {split} ({mode}) are not in the order of "
+                            f"the other resize modes; delete {sharded.directory} and rerun")
+        for k, v in arrays.items():
+            if k not in maps:
+                full = f"{mode}/{k}"
+                files_out[full] = array_file(len(files_out), full)
+                maps[k] = np.lib.format.open_memmap(
+                    os.path.join(sdir, files_out[full]), mode="w+", dtype=np.float32,
+                    shape=(len(names), v.shape[1]))
+            maps[k][at:at + len(v)] = v
+        at += len(shard_names)
+    if at != len(names):
+        raise UserError(f"features of split {split} ({mode}) hold {at} rows, not "
+                        f"{len(names)}; delete {sharded.directory} and rerun")
+    for m in maps.values():
+        m.flush()
