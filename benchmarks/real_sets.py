@@ -11,7 +11,8 @@
   4 styles: ``npm install emoji-datasource-apple@16.0.0 emoji-datasource-google@16.0.0
   emoji-datasource-twitter@16.0.0 openmoji@17.0.0`` in a scratch folder, then pass
   its ``node_modules`` as ``--npm_dir``. Apple/Google/Twitter come as 64-px PNGs,
-  OpenMoji as SVG (rasterized by the dataset builder).
+  OpenMoji as SVG (rasterized by the dataset builder). ``emoji_b``: 15 other
+  subcategories (``EMOJI_CLASSES_B``), the same styles.
 
 Each writes ``<out>/<class>/<file>`` (the flat layout ``fit`` accepts).
 """
@@ -31,6 +32,10 @@ OPENCLIPART_CLASSES = ("computer", "shapes", "signs_and_symbols", "recreation", 
 EMOJI_CLASSES = ("animal-mammal", "transport-ground", "sky & weather", "clothing",
                  "food-prepared", "geometric", "time", "place-building", "tool",
                  "face-concerned", "heart", "household", "animal-bird", "food-fruit", "drink")
+# A second, disjoint draw of 15 subcategories (the label-issue benchmark's second set).
+EMOJI_CLASSES_B = ("sport", "game", "office", "event", "arrow", "food-vegetable",
+                   "plant-other", "food-asian", "book-paper", "animal-marine", "animal-bug",
+                   "food-sweet", "computer", "transport-air", "musical-instrument")
 EMOJI_STYLES = ("apple", "google", "twitter")
 
 
@@ -47,13 +52,13 @@ def openclipart(out: str, per_class: int, seed: int) -> None:
         print(cls, min(per_class, len(found)))
 
 
-def emoji(out: str, npm_dir: str) -> None:
+def emoji(out: str, npm_dir: str, classes: tuple[str, ...] = EMOJI_CLASSES) -> None:
     with open(os.path.join(npm_dir, "emoji-datasource-apple", "emoji.json")) as f:
         table = json.load(f)
     counts: dict[str, int] = {}
     for e in table:
         cls = e["subcategory"]
-        if cls not in EMOJI_CLASSES:
+        if cls not in classes:
             continue
         folder = os.path.join(out, cls.replace(" & ", "_and_"))
         os.makedirs(folder, exist_ok=True)
@@ -76,7 +81,7 @@ def emoji(out: str, npm_dir: str) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("set", choices=["openclipart", "emoji"])
+    p.add_argument("set", choices=["openclipart", "emoji", "emoji_b"])
     p.add_argument("out")
     p.add_argument("--per_class", type=int, default=80)
     p.add_argument("--seed", type=int, default=0)
@@ -87,7 +92,7 @@ def main() -> None:
     if a.set == "openclipart":
         openclipart(a.out, a.per_class, a.seed)
     else:
-        emoji(a.out, a.npm_dir)
+        emoji(a.out, a.npm_dir, EMOJI_CLASSES if a.set == "emoji" else EMOJI_CLASSES_B)
 
 
 if __name__ == "__main__":
