@@ -30,7 +30,7 @@ from guards import time_limit
 from PIL import Image
 
 from illustration_tl.core import files
-from illustration_tl.datasets import ingestion
+from illustration_tl.datasets import batch_ingestion, ingestion
 from illustration_tl.errors import UserError
 from illustration_tl.pipelines import stages
 
@@ -197,7 +197,8 @@ def test_reads_stop_at_the_size_cap(tmp_path):
 def test_ingest_never_raises_and_reports_the_reason(tmp_path):
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)
-    result = ingestion.ingest("pipe.png", str(fifo), ingestion.IngestOptions(), str(tmp_path))
+    result = batch_ingestion.ingest("pipe.png", str(fifo), batch_ingestion.IngestOptions(),
+                                    str(tmp_path))
     assert result.error == "a FIFO (named pipe), not a regular file; not read"
 
 
@@ -298,8 +299,8 @@ def test_two_thousand_tiny_files_walk_and_ingest_fast(tmp_path):
     start = time.monotonic()
     found = list(files.walk(str(root)))
     tasks = [(rel, os.path.join(root, rel)) for rel in found]
-    results = list(ingestion.ingest_many(tasks, ingestion.IngestOptions(),
-                                         str(tmp_path / "cache"), num_workers=2))
+    results = list(batch_ingestion.ingest_many(tasks, batch_ingestion.IngestOptions(),
+                                               str(tmp_path / "cache"), num_workers=2))
     took = time.monotonic() - start
     assert len(found) == 2000 and not [r for r in results if r.error]
     assert took < 45, f"2,000 tiny files took {took:.1f} s"
@@ -311,10 +312,10 @@ def test_two_thousand_tiny_files_walk_and_ingest_fast(tmp_path):
 def test_spawn_workers_end_with_a_killed_parent(tmp_path):
     script = textwrap.dedent("""
         import concurrent.futures, multiprocessing, os, sys, time
-        from illustration_tl.datasets import ingestion
+        from illustration_tl.datasets import batch_ingestion
         ctx = multiprocessing.get_context("spawn")
         pool = concurrent.futures.ProcessPoolExecutor(
-            2, mp_context=ctx, initializer=ingestion._worker_init, initargs=(os.getpid(),))
+            2, mp_context=ctx, initializer=batch_ingestion._worker_init, initargs=(os.getpid(),))
         pool.submit(os.getpid).result()
         print(" ".join(map(str, sorted(pool._processes))), flush=True)
         time.sleep(600)

@@ -130,3 +130,61 @@ def test_packages_import_only_downward():
 def test_only_the_entry_modules_sit_at_the_top():
     top = sorted(name for name in os.listdir(ROOT) if name.endswith(".py"))
     assert top == ["__init__.py", "api.py", "cli.py", "errors.py"]
+
+
+# Inside datasets (docs/architecture.md, issue 19: "a thin builder, sources apart"): the
+# primitives (ingestion, batch_ingestion, name_mapping, imagenet, iconify, splits) at the
+# bottom, then the builder's sources beside it in the illustrations package, then the thin
+# builder (and the package's __init__, which registers it with TFDS), then input_pipeline.
+DATASETS = "illustration_tl.datasets"
+DATASETS_TOP = ("illustration_tl.datasets.input_pipeline",)
+DATASETS_BUILDER = ("illustration_tl.datasets.illustrations",
+                    "illustration_tl.datasets.illustrations.illustrations_dataset_builder")
+DATASETS_SOURCES = "illustration_tl.datasets.illustrations."
+
+
+def _datasets_tier(module: str) -> int:
+    if module in DATASETS_TOP:
+        return 3
+    if module in DATASETS_BUILDER:
+        return 2
+    return 1 if module.startswith(DATASETS_SOURCES) else 0
+
+
+def _datasets_upward(graph: dict[str, set[str]]) -> list[str]:
+    inside = lambda m: m == DATASETS or m.startswith(DATASETS + ".")  # noqa: E731
+    return sorted(f"{m} -> {t}" for m, targets in graph.items() if inside(m)
+                  for t in targets if inside(t) and _datasets_tier(t) > _datasets_tier(m))
+
+
+def test_the_datasets_check_finds_a_source_importing_the_builder():
+    source = "illustration_tl.datasets.illustrations.curated_folders"
+    builder = "illustration_tl.datasets.illustrations.illustrations_dataset_builder"
+    graph = {source: {builder, "illustration_tl.datasets.splits"},
+             builder: {source}, "illustration_tl.datasets.splits": set()}
+    assert _datasets_upward(graph) == [f"{source} -> {builder}"]
+
+
+def test_the_builder_sits_on_its_sources_and_nothing_below_imports_it():
+    mods = _modules()
+    assert [_datasets_tier(m) for m in (
+        "illustration_tl.datasets.batch_ingestion",
+        "illustration_tl.datasets.illustrations.curated_folders",
+        "illustration_tl.datasets.illustrations.illustrations_dataset_builder",
+        "illustration_tl.datasets.input_pipeline")] == [0, 1, 2, 3]
+    assert all(m in mods for m in DATASETS_TOP + DATASETS_BUILDER)
+    assert _datasets_upward(_graph(mods)) == []
+
+
+MAX_MODULE_LINES = 500  # issue 19: no module over 500 lines
+
+
+def test_no_datasets_module_is_over_the_line_limit():
+    long = []
+    for mod, path in _modules().items():
+        if mod == DATASETS or mod.startswith(DATASETS + "."):
+            with open(path, encoding="utf-8") as f:
+                lines = sum(1 for _ in f)
+            if lines > MAX_MODULE_LINES:
+                long.append(f"{path}: {lines} lines")
+    assert long == []

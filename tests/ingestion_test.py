@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from illustration_tl.datasets import iconify, ingestion, splits
+from illustration_tl.datasets import batch_ingestion, iconify, ingestion, splits
 
 HARD = os.path.join(os.path.dirname(__file__), "fixtures", "hard_cases")
 DUMMY_NOISY = os.path.join(os.path.dirname(__file__), "..", "illustration_tl", "datasets",
@@ -144,22 +144,24 @@ def test_ingest_never_raises_and_dedups_pixel_identical_files(tmp_path):
     red = Image.new("RGB", (8, 8), "red")
     a, b = _png(red, compress_level=9), _png(red, compress_level=0)
     assert a != b
-    options = ingestion.IngestOptions(max_side=512)
-    ra = ingestion.ingest("a", a, options, str(tmp_path))
-    rb = ingestion.ingest("b", b, options, str(tmp_path))
+    options = batch_ingestion.IngestOptions(max_side=512)
+    ra = batch_ingestion.ingest("a", a, options, str(tmp_path))
+    rb = batch_ingestion.ingest("b", b, options, str(tmp_path))
     assert ra.pixel_hash == rb.pixel_hash and ra.byte_hash != rb.byte_hash
     assert ra.png_path == rb.png_path and len(os.listdir(tmp_path)) == 1
     np.testing.assert_array_equal(ingestion.load_image(ra.png_path), np.asarray(red))
-    missing = ingestion.ingest("m", str(tmp_path / "missing.png"), options, str(tmp_path))
+    missing = batch_ingestion.ingest("m", str(tmp_path / "missing.png"), options,
+                                     str(tmp_path))
     assert missing.error and "cannot read" in missing.error
 
 
 def test_ingest_many_in_processes_matches_serial(tmp_path):
     tasks = [(n, os.path.join(HARD, n)) for n in _hard_cases()]
-    options = ingestion.IngestOptions(max_side=64)
-    serial = list(ingestion.ingest_many(tasks, options, str(tmp_path / "s"), num_workers=1))
-    parallel = list(ingestion.ingest_many(tasks, options, str(tmp_path / "p"), num_workers=2,
-                                          min_parallel=1, chunk_size=4))
+    options = batch_ingestion.IngestOptions(max_side=64)
+    serial = list(batch_ingestion.ingest_many(tasks, options, str(tmp_path / "s"),
+                                              num_workers=1))
+    parallel = list(batch_ingestion.ingest_many(tasks, options, str(tmp_path / "p"),
+                                                num_workers=2, min_parallel=1, chunk_size=4))
     assert [r.key for r in parallel] == [k for k, _ in tasks]
     strip = lambda r: (r.key, r.pixel_hash, r.byte_hash, r.error)  # noqa: E731
     assert [strip(r) for r in parallel] == [strip(r) for r in serial]

@@ -24,24 +24,20 @@ and, later, for ``predict`` (so training and serving see the same pixels):
 - optionally the image is downscaled so its longer side is ``max_side``.
 
 Anything that cannot be read raises :class:`IngestionError` with a one-line
-reason; callers (the builder) skip and list such files instead of aborting.
-Only Pillow and NumPy are used: no TensorFlow import, so worker processes
-start fast.
+reason; callers (the builder, through :mod:`~illustration_tl.datasets.batch_ingestion`)
+skip and list such files instead of aborting. Only Pillow and NumPy are used: no
+TensorFlow import, so worker processes start fast.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import dataclasses
 import hashlib
 import io
-import multiprocessing
 import os
 import re
-import time
 import warnings
 import zlib
-from typing import Callable, Iterator, Sequence, Union
+from typing import Sequence, Union
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -153,7 +149,7 @@ def check_svg(text: str) -> None:
     try:
         root = ET.fromstring(text)
     except ET.ParseError as e:
-        raise IngestionError(f"SVG could not be parsed: {_one_line(e)}") from None
+        raise IngestionError(f"SVG could not be parsed: {one_line(e)}") from None
     for element in root.iter():
         tag = element.tag.rsplit("}", 1)[-1] if isinstance(element.tag, str) else ""
         for attr, value in element.attrib.items():
@@ -197,7 +193,7 @@ def rasterize_svg(data: bytes, size: int = DEFAULT_SVG_SIZE) -> bytes:
         try:
             data = _gunzip(data, MAX_SVG_BYTES + 1)
         except (OSError, EOFError, zlib.error) as e:
-            raise IngestionError(f"corrupt gzip-compressed SVG: {_one_line(e)}") from None
+            raise IngestionError(f"corrupt gzip-compressed SVG: {one_line(e)}") from None
         if len(data) > MAX_SVG_BYTES:
             raise IngestionError(f"gzip-compressed SVG expands past {MAX_SVG_BYTES:,} bytes")
     try:
@@ -211,7 +207,7 @@ def rasterize_svg(data: bytes, size: int = DEFAULT_SVG_SIZE) -> bytes:
     except BaseException as e:  # resvg raises ValueError, or a pyo3 PanicException
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
             raise
-        raise IngestionError(f"SVG could not be rendered: {_one_line(e)}") from None
+        raise IngestionError(f"SVG could not be rendered: {one_line(e)}") from None
 
 
 def load_image(path_or_bytes: PathOrBytes, *, background: Sequence[int] | None =
@@ -277,9 +273,9 @@ def open_image(path_or_bytes: PathOrBytes, *, max_pixels: int | None = DEFAULT_M
     except IngestionError:
         raise
     except Image.DecompressionBombError as e:
-        raise IngestionError(f"decompression-bomb guard: {_one_line(e)}") from None
+        raise IngestionError(f"decompression-bomb guard: {one_line(e)}") from None
     except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, EOFError, zlib...
-        raise IngestionError(f"corrupt or truncated {fmt.upper()}: {_one_line(e)}") from None
+        raise IngestionError(f"corrupt or truncated {fmt.upper()}: {one_line(e)}") from None
     finally:
         Image.MAX_IMAGE_PIXELS = pil_limit
 
@@ -376,145 +372,7 @@ def byte_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _one_line(e: BaseException) -> str:
+def one_line(e: BaseException) -> str:
+    """An exception as one short line: its type and the first line of its message."""
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
-
-
-# ---------------------------------------------------------------------------
-# Batch ingestion for the dataset builder: decode once, keep the stored PNG.
-
-
-@dataclasses.dataclass(frozen=True)
-class IngestOptions:
-    """How the builder normalizes every image (see :func:`load_image`)."""
-
-    background: tuple[int, int, int] | None = DEFAULT_BACKGROUND
-    max_side: int | None = 512
-    max_pixels: int | None = DEFAULT_MAX_PIXELS
-    svg_size: int = DEFAULT_SVG_SIZE
-    inline_svg_size: int | None = None  # for sources given as bytes (Iconify icons)
-    png_compress_level: int = 6
-
-
-@dataclasses.dataclass(frozen=True)
-class Ingested:
-    """The outcome for one source: its hashes and stored PNG, or why it was skipped."""
-
-    key: str
-    byte_hash: str = ""
-    pixel_hash: str = ""
-    height: int = 0
-    width: int = 0
-    png_path: str = ""
-    error: str | None = None
-
-
-def ingest(key: str, source: str | bytes, options: IngestOptions, cache_dir: str) -> Ingested:
-    """Decodes ``source`` (a path, or inline bytes such as an Iconify SVG) once.
-
-    Writes the normalized image as ``<cache_dir>/<pixel hash>.png`` (pixel-identical
-    sources share one file) and returns the hashes. Never raises for a bad
-    source: the reason is returned in ``error``.
-    """
-    try:
-        data = read_bytes(source)
-        svg_size = options.svg_size
-        if isinstance(source, bytes) and options.inline_svg_size:
-            svg_size = options.inline_svg_size
-        array = load_image(data, background=options.background, max_side=options.max_side,
-                           max_pixels=options.max_pixels, svg_size=svg_size)
-        p_hash = pixel_hash(array)
-        png_path = os.path.join(cache_dir, p_hash + ".png")
-        if not os.path.exists(png_path):
-            tmp = f"{png_path}.{os.getpid()}.tmp"
-            with open(tmp, "wb") as f:
-                f.write(encode_png(array, options.png_compress_level))
-            os.replace(tmp, png_path)
-        return Ingested(key, byte_hash(data), p_hash, array.shape[0], array.shape[1], png_path)
-    except IngestionError as e:
-        return Ingested(key, error=e.reason)
-    except MemoryError:
-        return Ingested(key, error="out of memory while decoding")
-    except Exception as e:  # a bug or a library failure must not abort a whole build
-        return Ingested(key, error=f"unexpected error: {_one_line(e)}")
-
-
-def _ingest_chunk(args: tuple[list[tuple[str, str | bytes]], IngestOptions, str]
-                  ) -> list[Ingested]:
-    tasks, options, cache_dir = args
-    return [ingest(k, s, options, cache_dir) for k, s in tasks]
-
-
-def _worker_init(parent_pid: int, interval: float = 0.5) -> None:
-    """Makes a decoding worker end with the process that started it.
-
-    A SIGKILLed parent cannot stop its pool, and spawn workers would wait on
-    their queue for ever. Linux's ``PR_SET_PDEATHSIG`` fires when the *thread*
-    that forked the worker ends, which may be long before the parent does, so a
-    daemon thread instead checks every ``interval`` seconds that the parent
-    is still this process's parent, and exits at once when it is not.
-    """
-    import threading
-
-    if os.getppid() != parent_pid:  # the parent died before we got here
-        os._exit(1)
-
-    def watch() -> None:
-        while True:
-            time.sleep(interval)
-            if os.getppid() != parent_pid:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
-def default_workers() -> int:
-    """CPUs this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
-
-
-def ingest_many(tasks: Sequence[tuple[str, str | bytes]], options: IngestOptions,
-                cache_dir: str, num_workers: int = 0, min_parallel: int = 64,
-                progress: Callable[[str], None] | None = None,
-                chunk_size: int = 32) -> Iterator[Ingested]:
-    """:func:`ingest` over ``(key, source)`` tasks, in processes when there are many.
-
-    ``num_workers`` 0 means one per CPU; fewer than ``min_parallel`` tasks run in
-    this process. Results come back in task order. ``progress`` receives a line
-    about every 10 seconds.
-    """
-    os.makedirs(cache_dir, exist_ok=True)
-    workers = num_workers or default_workers()
-    start, last, done, failed = time.monotonic(), time.monotonic(), 0, 0
-
-    def report(result: Ingested) -> None:
-        nonlocal last, done, failed
-        done += 1
-        failed += result.error is not None
-        now = time.monotonic()
-        if progress and (now - last > 10 or done == len(tasks)):
-            last = now
-            rate = done / max(now - start, 1e-9)
-            progress(f"ingested {done}/{len(tasks)} images ({failed} skipped), {rate:.0f}/s")
-
-    if workers <= 1 or len(tasks) < min_parallel:
-        for key, source in tasks:
-            result = ingest(key, source, options, cache_dir)
-            report(result)
-            yield result
-        return
-    chunks = [(list(tasks[i:i + chunk_size]), options, cache_dir)
-              for i in range(0, len(tasks), chunk_size)]
-    # spawn: never fork a process that may hold TensorFlow's threads and locks.
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_worker_init,
-            initargs=(os.getpid(),)) as pool:
-        for results in pool.map(_ingest_chunk, chunks):
-            for result in results:
-                report(result)
-                yield result

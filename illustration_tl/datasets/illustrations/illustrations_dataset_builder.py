@@ -18,6 +18,12 @@ longer side <= ``max_side``); files that cannot be read are skipped and listed
 in ``skipped.tsv`` next to the dataset. Splits come from a hash of the decoded
 pixels (:mod:`illustration_tl.datasets.splits`), so duplicates never straddle splits.
 
+This module is the thin TFDS builder (its configs and ``_info``/``_split_generators``/
+``_generate_examples``) and :func:`build`, its front door; the sources sit beside it:
+:mod:`.curated_folders`, :mod:`.noisy_names` + :mod:`.iconify_icons` (planned into a
+:mod:`.file_plan`), :mod:`.split_assignment`, :mod:`.example_encoding` (plain and Beam)
+and :mod:`.build_report`.
+
 Build with ``tfds build illustrations
 --imports=illustration_tl.datasets.illustrations --config=curated
 --manual_dir=DIR`` or ``illustration-tl build``; custom options go in a
@@ -27,35 +33,42 @@ config with another name, e.g. ``--config='{"name": "noisy5", "source":
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import dataclasses
-import json
 import os
-import re
 import shutil
 import sys
-import tempfile
 import time
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
-from illustration_tl.core import common_settings, files
+from illustration_tl.core import common_settings
 from illustration_tl.core.config_flags import optional, setting
-from illustration_tl.datasets import iconify, imagenet, ingestion, name_mapping, splits
+from illustration_tl.datasets import (
+    batch_ingestion,
+    iconify,
+    imagenet,
+    ingestion,
+    name_mapping,
+    splits,
+)
+from illustration_tl.datasets.illustrations import (
+    beam_mode,
+    build_report,
+    curated_folders,
+    example_checks,
+    example_encoding,
+    file_plan,
+    noisy_names,
+    rebuild,
+    shuffle_memory,
+)
 from illustration_tl.errors import UserError
 
-SKIPPED_FILE = "skipped.tsv"
-REPORT_FILE = "build_report.json"
+SKIPPED_FILE = build_report.SKIPPED_FILE  # importable here, as before the split
 _CACHE_DIR = "ingest-cache"
-_LOGGED_SKIPS = 200  # skipped files listed one per line in the build log
-# Authors' layout: folder name -> split. "val" is the paper's test split.
-_LAYOUT_SPLITS = {"train": "train", "validation": "validation", "val": "test", "test": "test"}
-_HELD_OUT_ORDER = {"train": 0, "validation": 1, "test": 2}
-_ESCAPED_BYTE = re.compile(r"\\x[0-9a-f]{2}")
 _NOISY_ONLY = {"min_images_per_class", "min_token_length", "fold_plurals", "ignore",
                "ignore_words", "phrase_mode", "scan_json"}
 
@@ -65,7 +78,7 @@ class IllustrationsConfig(tfds.core.BuilderConfig):
     """Options of an `illustrations` build; the defaults follow the paper."""
 
     source: str = ""  # "curated" or "noisy"; empty = inferred from the config name
-    # Ingestion (ingestion.load_image).
+    # Ingestion (ingestion.load_image, via batch_ingestion).
     max_side: int = 512
     background: tuple[int, int, int] | None = ingestion.DEFAULT_BACKGROUND
     max_pixels: int | None = ingestion.DEFAULT_MAX_PIXELS
@@ -121,8 +134,8 @@ class IllustrationsConfig(tfds.core.BuilderConfig):
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if f.name not in skip}
 
-    def ingest_options(self) -> ingestion.IngestOptions:
-        return ingestion.IngestOptions(
+    def ingest_options(self) -> batch_ingestion.IngestOptions:
+        return batch_ingestion.IngestOptions(
             background=None if self.background is None else tuple(self.background),
             max_side=self.max_side, max_pixels=self.max_pixels, svg_size=self.svg_size,
             inline_svg_size=self.iconify_size)
@@ -152,39 +165,9 @@ NOISY = IllustrationsConfig(
                 "10 images; splits 64/16/20.")
 
 
-@dataclasses.dataclass(frozen=True)
-class _Example:
-    key: str
-    file_name: str
-    png_path: str
-    label: str
-    imagenet_index: int
-    matched_words: str = ""
-
-
 def _say(line: str) -> None:
     """A progress line on stderr: plain text, readable in a log file."""
     print(line, file=sys.stderr, flush=True)
-
-
-DEFAULT_SHUFFLE_MEMORY_MB = 64
-"""How much of a split's serialized examples TFDS's writer may hold in memory before it
-spills them to its 1,000 sorted bucket files (TFDS's own bound is 1 GB per split, which
-made a build's peak memory grow with the set up to that size). The examples and their
-order are the same either way."""
-
-
-@contextlib.contextmanager
-def bounded_shuffle_memory(megabytes: int) -> Iterator[None]:
-    """Lowers ``tensorflow_datasets.core.shuffle.MAX_MEM_BUFFER_SIZE`` for one build."""
-    from tensorflow_datasets.core import shuffle
-
-    previous = shuffle.MAX_MEM_BUFFER_SIZE
-    shuffle.MAX_MEM_BUFFER_SIZE = int(megabytes) << 20
-    try:
-        yield
-    finally:
-        shuffle.MAX_MEM_BUFFER_SIZE = previous
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
@@ -194,12 +177,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     RELEASE_NOTES = {"1.0.0": "Initial release: curated and noisy configs."}
     BUILDER_CONFIGS = [CURATED, NOISY]
     ingest_workers: int | None = None  # overrides the config's num_workers when set
-    shuffle_memory_mb: int = DEFAULT_SHUFFLE_MEMORY_MB
+    shuffle_memory_mb: int = shuffle_memory.DEFAULT_SHUFFLE_MEMORY_MB
 
     def download_and_prepare(self, *args: Any, **kwargs: Any) -> None:
         """TFDS's ``download_and_prepare`` with the writer's memory bounded
-        (:data:`DEFAULT_SHUFFLE_MEMORY_MB`; also under ``tfds build``)."""
-        with bounded_shuffle_memory(self.shuffle_memory_mb):
+        (:data:`.shuffle_memory.DEFAULT_SHUFFLE_MEMORY_MB`; also under ``tfds build``)."""
+        with shuffle_memory.bounded_shuffle_memory(self.shuffle_memory_mb):
             super().download_and_prepare(*args, **kwargs)
     MANUAL_DOWNLOAD_INSTRUCTIONS = """\
     Point --manual_dir at your images.
@@ -247,47 +230,32 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                                     f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
         started = time.monotonic()
         if config.source == "curated":
-            plan = _plan_curated(manual_dir)
+            plan = curated_folders.plan_curated(manual_dir)
         else:
-            plan = _plan_noisy(manual_dir, config)
+            plan = noisy_names.plan_noisy(
+                manual_dir, config.mapping_options(), scan_json=config.scan_json,
+                iconify_paths=config.iconify, iconify_filter=config.iconify_filter())
         workers = config.num_workers if self.ingest_workers is None else self.ingest_workers
         results = _ingest(plan.tasks, config, os.path.join(self.data_dir, _CACHE_DIR), workers)
         skipped = plan.skipped + [(r.key, r.error) for r in results.values() if r.error]
         good = {k: r for k, r in results.items() if not r.error}
         dups = splits.duplicate_report((k, r.byte_hash, r.pixel_hash) for k, r in good.items())
         if config.source == "curated":
-            examples, moved = _curated_examples(plan, good, config)
+            examples, moved = curated_folders.curated_examples(
+                plan, good, split_fractions=config.split_fractions,
+                validation_fraction=config.validation_fraction, split_seed=config.split_seed)
         else:
-            examples, moved = _noisy_examples(plan, good, config)
+            examples, moved = noisy_names.noisy_examples(
+                plan, good, min_images_per_class=config.min_images_per_class,
+                split_fractions=config.split_fractions, split_seed=config.split_seed)
         class_names = sorted({e.label for _, e in examples})
-        if not class_names:
-            raise ValueError(f"no usable images under {manual_dir!r}: {len(skipped)} files "
-                             f"skipped{_first_skips(skipped)}. "
-                             f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
-        if len(class_names) < 2:
-            what = ("class folder" if config.source == "curated" else
-                    f"ImageNet class with at least {config.min_images_per_class} images")
-            raise ValueError(f"only one class ({class_names[0]!r}) has usable images under "
-                             f"{manual_dir!r}: a classifier needs at least 2 classes; add "
-                             f"images of another {what}")
+        what = ("class folder" if config.source == "curated" else
+                f"ImageNet class with at least {config.min_images_per_class} images")
+        example_checks.check_classes(class_names, manual_dir, skipped, what,
+                                     self.MANUAL_DOWNLOAD_INSTRUCTIONS)
         self.info.features["label"].names = class_names
-        by_split = collections.defaultdict(list)
-        for split, example in examples:
-            by_split[split].append(example)
-        empty = [s for s in splits.SPLITS if not by_split[s]]
-        if empty:
-            raise ValueError(f"split(s) {', '.join(empty)} would be empty: {len(examples)} "
-                             f"examples are too few for split fractions "
-                             f"{config.split_fractions}; add images")
-        untrained = sorted({e.label for sp, e in examples if sp == "test"}
-                           - {e.label for sp, e in examples if sp != "test"})
-        if untrained:
-            raise ValueError(f"class {untrained[0]!r} has test images (val/) but no training "
-                             f"images (train/) under {manual_dir!r}"
-                             + (f" ({len(untrained)} such classes)" if len(untrained) > 1
-                                else "")
-                             + f"; add its images under train/{untrained[0]}/ or remove "
-                             f"val/{untrained[0]}/")
+        by_split = example_checks.by_split(examples, config.split_fractions)
+        example_checks.check_trained(examples, manual_dir)
         indices = _class_imagenet_indices(class_names, config.source)
         report = {
             "source": config.source, "layout": plan.layout,
@@ -304,17 +272,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             "imagenet_wnids": [imagenet.by_index(i).wnid if i >= 0 else "" for i in indices],
             **{k: v for k, v in report.items() if k != "ingest_seconds"},
         })
-        _write_report(self.data_dir, skipped, report)
+        build_report.write_report(self.data_dir, skipped, report)
         logging.info("illustrations/%s: %s", config.name, dups.format())
         # self.data_dir is TFDS's incomplete.* folder until the build succeeds.
         final_dir = os.path.join(os.path.dirname(os.path.normpath(self.data_dir)),
                                  str(self.version))
-        logging.info("illustrations/%s: %d files skipped (listed in %s)", config.name,
-                     len(skipped), os.path.join(final_dir, SKIPPED_FILE))
-        for name, reason in sorted(skipped)[:_LOGGED_SKIPS]:
-            logging.info("  skipped %s: %s", name, reason)
-        if len(skipped) > _LOGGED_SKIPS:
-            logging.info("  ... and %d more", len(skipped) - _LOGGED_SKIPS)
+        build_report.log_skipped(config.name, skipped, final_dir)
         logging.info("illustrations/%s: %d classes, examples %s", config.name,
                      len(class_names), report["examples"])
         if self._use_beam:
@@ -329,31 +292,16 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                           or download_config.beam_options is not None)
         return super()._generate_splits(dl_manager, download_config)
 
-    def _generate_examples(self, examples: Sequence[_Example]):
+    def _generate_examples(self, examples: Sequence[example_encoding.Example]):
         noisy = self.builder_config.source == "noisy"
         for e in examples:
-            yield _key_features(e, noisy)
+            yield example_encoding.key_features(e, noisy)
 
-    def _beam_examples(self, split: str, examples: Sequence[_Example]):
+    def _beam_examples(self, split: str, examples: Sequence[example_encoding.Example]):
         """The same ``(key, features)`` as :meth:`_generate_examples`, as a Beam
-        PTransform: encoding, shuffling and writing the examples run on the Beam
-        runner (Dataflow, Spark, Flink, or DirectRunner locally). Files are decoded
-        by the driver first (into the dataset's ingest cache, which a remote runner's
-        workers must be able to read)."""
-        import apache_beam as beam
-
+        PTransform (:func:`.beam_mode.beam_examples`)."""
         noisy = self.builder_config.source == "noisy"
-        return (f"Create_{split}" >> beam.Create(list(examples))
-                | f"Features_{split}" >> beam.Map(_key_features, noisy))
-
-
-def _key_features(e: _Example, noisy: bool) -> tuple[str, dict[str, Any]]:
-    """One example's key and features (the plain and the Beam build share it)."""
-    features = {"image": e.png_path, "label": e.label,
-                "imagenet_index": e.imagenet_index, "file_name": e.file_name}
-    if noisy:
-        features["matched_words"] = e.matched_words
-    return e.key, features
+        return beam_mode.beam_examples(split, examples, noisy)
 
 
 PRESETS = {c.name: c for c in (CURATED, NOISY)}
@@ -416,9 +364,10 @@ class BuildConfig:
     iconify_size: int | None = optional("Longer side of rendered Iconify icons (preset "
                                         f"{_preset('iconify_size')}).")
     num_workers: int | None = common_settings.num_workers()
-    shuffle_memory_mb: int = setting(DEFAULT_SHUFFLE_MEMORY_MB, "Megabytes of a split's "
-                                     "examples held in memory while writing; beyond it they "
-                                     "spill to sorted files on disk (same dataset).")
+    shuffle_memory_mb: int = setting(shuffle_memory.DEFAULT_SHUFFLE_MEMORY_MB,
+                                     "Megabytes of a split's examples held in memory while "
+                                     "writing; beyond it they spill to sorted files on disk "
+                                     "(same dataset).")
     beam_options: tuple[str, ...] | None = optional(
         "Write the examples with Apache Beam (TFDS Beam mode; the tfds-cli extra): Beam "
         "pipeline flags, e.g. --beam_options=--runner=DirectRunner or Dataflow/Spark/Flink "
@@ -428,7 +377,7 @@ class BuildConfig:
 def build(config: str, manual_dir: str, data_dir: str | None = None, *,
           name: str | None = None, overwrite: bool = False, num_workers: int | None = None,
           flag: str = "--manual_dir", beam_options: Sequence[str] | None = None,
-          shuffle_memory_mb: int = DEFAULT_SHUFFLE_MEMORY_MB,
+          shuffle_memory_mb: int = shuffle_memory.DEFAULT_SHUFFLE_MEMORY_MB,
           **options: Any) -> tfds.core.DatasetBuilder:
     """``tfds build`` for people who don't know TFDS: builds (or reuses) one config.
 
@@ -473,14 +422,16 @@ def build(config: str, manual_dir: str, data_dir: str | None = None, *,
     else:
         description = f"{preset.description} Custom options: {changed}."
         chosen = dataclasses.replace(preset, name=name, description=description, **changed)
-    _check_not_empty(manual_dir, flag)
+    file_plan.check_not_empty(manual_dir, flag)
     if shuffle_memory_mb < 1:
         raise UserError(f"--shuffle_memory_mb={shuffle_memory_mb}: give at least 1 (MB)")
     builder = _builder(chosen, data_dir, num_workers, shuffle_memory_mb)
     if overwrite and os.path.isdir(builder.data_dir):
-        return _rebuild_then_swap(builder, chosen, manual_dir, num_workers, beam_options)
+        return rebuild.rebuild_then_swap(
+            builder, lambda d: _builder(chosen, d, num_workers, shuffle_memory_mb), manual_dir,
+            beam_options)
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir=manual_dir, beam_options=_pipeline_options(beam_options),
+        manual_dir=manual_dir, beam_options=beam_mode.pipeline_options(beam_options),
         download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
     return builder
 
@@ -491,23 +442,8 @@ def curated_plan(manual_dir: str, config: str = "curated") -> dict[str, Any]:
     split (fractions of the preset; the real split hashes pixels), the files left out
     before decoding, and the number of files to decode."""
     preset = PRESETS[config]
-    plan = _plan_curated(manual_dir)
-    per_class: dict[str, int] = collections.Counter(c for c, _ in plan.curated.values())
-    fixed = collections.Counter(sp for _, sp in plan.curated.values() if sp)
-    loose = sum(1 for _, sp in plan.curated.values() if not sp)
-    f_train, f_val, f_test = preset.split_fractions
-    examples = {"train": f_train * loose, "validation": f_val * loose, "test": f_test * loose}
-    if fixed:
-        train = fixed["train"]
-        has_val = fixed["validation"] > 0
-        examples["train"] += train * (1 if has_val else 1 - preset.validation_fraction)
-        examples["validation"] += fixed["validation"] + (
-            0 if has_val else train * preset.validation_fraction)
-        examples["test"] += fixed["test"]
-    return {"layout": plan.layout, "classes": sorted(per_class),
-            "images_per_class": dict(sorted(per_class.items())),
-            "examples": {k: int(round(v)) for k, v in examples.items()},
-            "files": len(plan.tasks), "skipped": list(plan.skipped)}
+    return curated_folders.estimate(curated_folders.plan_curated(manual_dir),
+                                    preset.split_fractions, preset.validation_fraction)
 
 
 def _builder(config: Any, data_dir: str | None, num_workers: int | None,
@@ -518,269 +454,16 @@ def _builder(config: Any, data_dir: str | None, num_workers: int | None,
     return builder
 
 
-def _check_not_empty(manual_dir: str, flag: str) -> None:
-    """Refuses a folder with no (non-hidden, regular) file in it, in one line."""
-    why: list[str] = []
-    for _ in files.walk(manual_dir, on_skip=lambda s: why.append(s.reason)):
-        return
-    detail = f" ({why[0]})" if why else ""
-    raise UserError(f"{flag}={manual_dir!r} holds no image files{detail}; point it at "
-                    "your images (curated: one folder per class)")
-
-
-def _pipeline_options(flags: Sequence[str] | None) -> Any:
-    """Beam ``PipelineOptions`` from command-line style flags, or None."""
-    if not flags:
-        return None
-    try:
-        from apache_beam.options.pipeline_options import PipelineOptions
-    except ImportError:
-        raise UserError("--beam_options needs Apache Beam: pip install "
-                        "'illustration-tl[tfds-cli]'") from None
-    return PipelineOptions(list(flags))
-
-
-def _rebuild_then_swap(old: Builder, config: Any, manual_dir: str,
-                       num_workers: int | None, beam_options: Sequence[str] | None = None
-                       ) -> Builder:
-    """``--overwrite`` of an existing dataset: the new one is built beside it, and only
-    when it is complete does it replace the old one (which a failed build leaves as
-    it was)."""
-    final_dir = os.fspath(old.data_dir)  # <root>/illustrations/<config>/<version>
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.normpath(final_dir))))
-    staging = tempfile.mkdtemp(dir=root, prefix=".illustrations-rebuild-")
-    try:
-        fresh = _builder(config, staging, num_workers, old.shuffle_memory_mb)
-        fresh.download_and_prepare(download_config=tfds.download.DownloadConfig(
-            manual_dir=manual_dir, beam_options=_pipeline_options(beam_options)))
-        files.replace_dir(os.fspath(fresh.data_dir), final_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return _builder(config, root, num_workers, old.shuffle_memory_mb)
-
-
-# ---------------------------------------------------------------------------
-# Planning: which files to decode, and what each one is.
-
-
-@dataclasses.dataclass
-class _Plan:
-    layout: str
-    tasks: list[tuple[str, str | bytes]] = dataclasses.field(default_factory=list)
-    # curated: file name -> (class folder, folder split); noisy: file name -> matches
-    curated: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
-    noisy: dict[str, list[name_mapping.ClassMatch]] = dataclasses.field(default_factory=dict)
-    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-    files_seen: int = 0
-    unmapped: int = 0
-    dropped_classes: int = 0
-
-
-def _walk(root: str, plan: _Plan) -> Iterator[tuple[str, str]]:
-    """``(name, path)`` of the non-hidden regular files under ``root``, sorted.
-
-    ``name`` is the relative path ('/'-separated) as printable text: bytes that
-    are not UTF-8 come out backslash-escaped (``caf\\xe9.png``), and that is
-    how the file is named in ``file_name`` and ``skipped.tsv``; ``path`` opens
-    it. Symlinks are followed only inside ``root``; links leading out, folder
-    cycles, unreadable folders, FIFOs, devices, and hidden files and folders (a
-    class folder ``..x``, ``.DS_Store``) are listed in ``plan.skipped`` (see
-    :func:`illustration_tl.core.files.walk`), never dropped silently.
-    """
-    def skip(entry: files.Skipped) -> None:
-        plan.skipped.append((files.display_name(entry.rel), entry.reason))
-
-    seen: set[str] = set()
-    for rel in files.walk(root, report_hidden=True, on_skip=skip):
-        name = files.display_name(rel)
-        if name in seen:  # a real name that looks like another's escaped form
-            plan.skipped.append((name, "file name collides with another once escaped"))
-            continue
-        seen.add(name)
-        yield name, os.path.join(root, *rel.split("/"))
-
-
-def _match_text(name: str) -> str:
-    """The text the name rule reads: escapes of non-UTF-8 bytes become spaces."""
-    return _ESCAPED_BYTE.sub(" ", name)
-
-
-def _first_skips(skipped: Sequence[tuple[str, str]], n: int = 2) -> str:
-    if not skipped:
-        return ""
-    shown = "; ".join(f"{name}: {reason}" for name, reason in sorted(skipped)[:n])
-    more = f"; ... see {SKIPPED_FILE}" if len(skipped) > n else ""
-    return f" ({shown}{more})"
-
-
-def _plan_curated(manual_dir: str) -> _Plan:
-    """Class folders in the authors' layout (train/ + val/) or flat (<class>/)."""
-    top = sorted(d for d in os.listdir(manual_dir)
-                 if os.path.isdir(os.path.join(manual_dir, d)) and not d.startswith("."))
-    authors = "train" in top
-    if authors and "val" in top and "test" in top:
-        raise ValueError(f"{manual_dir!r} has both val/ and test/; the authors' layout "
-                         "has train/ and val/ (val = test split), optionally validation/")
-    plan = _Plan(layout="authors" if authors else "flat")
-    for rel, path in _walk(manual_dir, plan):
-        parts = rel.split("/")
-        plan.files_seen += 1
-        if authors:
-            split = _LAYOUT_SPLITS.get(parts[0])
-            if split is None or len(parts) < 3:
-                plan.skipped.append((rel, "outside train/<class>/ and val/<class>/"))
-                continue
-            class_name = parts[1]
-        else:
-            if len(parts) < 2:
-                plan.skipped.append((rel, "not inside a class folder"))
-                continue
-            split, class_name = "", parts[0]
-        plan.curated[rel] = (class_name, split)
-        plan.tasks.append((rel, path))
-    return plan
-
-
-def _plan_noisy(manual_dir: str, config: IllustrationsConfig) -> _Plan:
-    """Image files and Iconify icons whose names map to at least one ImageNet class."""
-    plan = _Plan(layout="noisy")
-    mapper = name_mapping.NameMapper(config.mapping_options())
-    json_files = []
-    for rel, path in _walk(manual_dir, plan):
-        if rel.lower().endswith(".json"):
-            if config.scan_json:
-                json_files.append(path)
-            continue
-        plan.files_seen += 1
-        matches = mapper.match(_match_text(rel))
-        if not matches:
-            plan.unmapped += 1
-            continue
-        plan.noisy[rel] = matches
-        plan.tasks.append((rel, path))
-    extra = [p if os.path.isabs(p) else os.path.join(manual_dir, p) for p in config.iconify]
-    missing = [p for p in extra if not os.path.exists(p)]
-    if missing:
-        raise FileNotFoundError(f"iconify path(s) not found: {', '.join(missing)}")
-    selection = config.iconify_filter()
-    def skip(entry: files.Skipped) -> None:
-        plan.skipped.append((files.display_name(entry.rel), entry.reason))
-
-    for path in iconify.find_collections(json_files + extra, on_skip=skip):
-        rel = files.display_name(os.path.relpath(path, manual_dir).replace(os.sep, "/"))
-        try:
-            data = iconify.read_collection(path)
-        except ValueError as e:
-            plan.skipped.append((rel, str(e)))
-            continue
-        if data is None:
-            logging.info("%s is not an Iconify collection; ignored", rel)
-            continue
-        reason = iconify.excluded_reason(data, selection)
-        if reason:
-            logging.info("Iconify %s: %s", rel, reason)
-            continue
-        for icon in iconify.icons(data, selection):
-            plan.files_seen += 1
-            if icon.name in plan.noisy:
-                plan.skipped.append((icon.name, "duplicate icon name; first one kept"))
-                continue
-            matches = mapper.match(icon.name)
-            if not matches:
-                plan.unmapped += 1
-                continue
-            plan.noisy[icon.name] = matches
-            plan.tasks.append((icon.name, icon.svg.encode("utf-8")))
-    return plan
-
-
 def _ingest(tasks, config: IllustrationsConfig, cache_dir: str, num_workers: int
-            ) -> dict[str, ingestion.Ingested]:
+            ) -> dict[str, batch_ingestion.Ingested]:
     _say(f"illustrations/{config.name}: decoding {len(tasks):,} files")
     progress = lambda line: _say(f"illustrations/{config.name}: {line}")  # noqa: E731
-    return {r.key: r for r in ingestion.ingest_many(
+    return {r.key: r for r in batch_ingestion.ingest_many(
         tasks, config.ingest_options(), cache_dir, num_workers=num_workers,
         progress=progress)}
-
-
-# ---------------------------------------------------------------------------
-# Examples and splits.
-
-
-def _group_split(members: Sequence[str], split_of: dict[str, str]) -> str:
-    """The most held-out split among duplicates: test > validation > train."""
-    return max((split_of[m] for m in members), key=_HELD_OUT_ORDER.__getitem__)
-
-
-def _curated_examples(plan: _Plan, good: dict[str, ingestion.Ingested],
-                      config: IllustrationsConfig) -> tuple[list[tuple[str, _Example]], int]:
-    has_validation = any(split == "validation" for _, split in plan.curated.values())
-    split_of: dict[str, str] = {}
-    for name, result in good.items():
-        split = plan.curated[name][1]
-        if not split:  # flat layout
-            split = splits.assign(result.pixel_hash, config.split_fractions, config.split_seed)
-        elif split == "train" and not has_validation:
-            split = splits.carve_validation(result.pixel_hash, config.validation_fraction,
-                                            config.split_seed)
-        split_of[name] = split
-    final, moved = _unify_duplicate_splits(good, split_of)
-    indices = {c: _imagenet_index(c) for c, _ in plan.curated.values()}
-    examples = []
-    for name in sorted(good):
-        class_name = plan.curated[name][0]
-        examples.append((final[name], _Example(name, name, good[name].png_path, class_name,
-                                               indices[class_name])))
-    return examples, moved
-
-
-def _unify_duplicate_splits(good: dict[str, ingestion.Ingested], split_of: dict[str, str]
-                            ) -> tuple[dict[str, str], int]:
-    """Puts every group of pixel-identical files in its most held-out split."""
-    groups = collections.defaultdict(list)
-    for name, result in good.items():
-        groups[result.pixel_hash].append(name)
-    final, moved = {}, 0
-    for members in groups.values():
-        split = _group_split(members, split_of)
-        for m in members:
-            final[m] = split
-            moved += split != split_of[m]
-    return final, moved
-
-
-def _noisy_examples(plan: _Plan, good: dict[str, ingestion.Ingested],
-                    config: IllustrationsConfig) -> tuple[list[tuple[str, _Example]], int]:
-    counts = collections.Counter(m.wnid for name in good for m in plan.noisy[name])
-    kept = {w for w, n in counts.items() if n >= config.min_images_per_class}
-    plan.dropped_classes = len(counts) - len(kept)
-    examples = []
-    for name in sorted(good):
-        result = good[name]
-        split = splits.assign(result.pixel_hash, config.split_fractions, config.split_seed)
-        for m in plan.noisy[name]:
-            if m.wnid in kept:
-                examples.append((split, _Example(f"{name}|{m.wnid}", name, result.png_path,
-                                                 m.wnid, m.index, " ".join(m.matched_words))))
-    return examples, 0
-
-
-def _imagenet_index(class_name: str) -> int:
-    found = imagenet.find(class_name)
-    return found.index if found is not None else -1
 
 
 def _class_imagenet_indices(class_names: Sequence[str], source: str) -> list[int]:
     if source == "noisy":
         return [imagenet.by_wnid(w).index for w in class_names]
-    return [_imagenet_index(c) for c in class_names]
-
-
-def _write_report(data_dir: str, skipped: Sequence[tuple[str, str]], report: dict) -> None:
-    """``skipped.tsv`` (file, reason) and ``build_report.json`` next to the dataset."""
-    lines = ["file\treason\n"] + [
-        f"{files.display_name(name)}\t{files.display_name(reason)}\n"
-        for name, reason in sorted(skipped)]
-    files.atomic_write(os.path.join(data_dir, SKIPPED_FILE), "".join(lines))
-    files.atomic_write(os.path.join(data_dir, REPORT_FILE),
-                       json.dumps(report, indent=2, default=list))
+    return [curated_folders.imagenet_index(c) for c in class_names]
