@@ -10,7 +10,9 @@ cumulative fractions. Hence
   so no test image is also a training image;
 - a rebuild gives the same splits, and adding or removing files never moves
   the other files between splits;
-- proportions are 64/16/20 in expectation, per class only approximately.
+- proportions are 64/16/20 in expectation, per class only approximately; a class of
+  at least :data:`MIN_IMAGES_FOR_TEST` images that the hashes leave without a test
+  image gets one (``illustrations/split_assignment.ensure_test_image``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Iterable, Sequence
 
 SPLITS = ("train", "validation", "test")
 PAPER_FRACTIONS = (0.64, 0.16, 0.20)
+# A class this large is always scored: its test split holds at least one image.
+MIN_IMAGES_FOR_TEST = 5
 
 
 def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:

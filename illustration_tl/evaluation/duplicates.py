@@ -124,6 +124,38 @@ def leaked_test_images(pairs: Sequence[Pair], images: Images) -> set[int]:
             for p in pairs if images.is_leakage(p)}
 
 
+def grouped_splits(pairs: Sequence[Pair], images: Images) -> list[str]:
+    """The split of every row once each group of duplicates (connected by ``pairs``) that
+    spans the training splits and the test split sits on one side (``fit --dedupe``): the
+    side holding most of the group, the test split on a tie; rows moved to training go to
+    ``train``. Groups within one side keep their splits, so the test score is no longer
+    inflated by pictures the model trained on (leakage), and few images move."""
+    parent = list(range(len(images.splits)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for p in pairs:
+        parent[root(p.a)] = root(p.b)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(parent)):
+        groups.setdefault(root(i), []).append(i)
+    out = list(images.splits)
+    for members in groups.values():
+        tested = sum(images.splits[i] == TEST_SPLIT for i in members)
+        if 0 < tested < len(members):
+            to_test = 2 * tested >= len(members)
+            for i in members:
+                if to_test:
+                    out[i] = TEST_SPLIT
+                elif out[i] == TEST_SPLIT:
+                    out[i] = "train"
+    return out
+
+
 def to_csv(pairs: Sequence[Pair], images: Images) -> str:
     """``duplicates.csv``: one row per pair, most similar first."""
     out = io.StringIO()

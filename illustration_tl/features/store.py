@@ -89,6 +89,27 @@ class FeatureStore:
             parts.append(np.asarray(raw, np.float64) if b == PAPER_BLOCK else power_l2(raw))
         return np.concatenate(parts, axis=1)
 
+    def regrouped(self, splits: Sequence[str], new_splits: Sequence[str]) -> FeatureStore:
+        """A copy (in memory) whose rows of ``splits``, concatenated in that order, belong
+        to ``new_splits`` (one split name per row; ``fit --dedupe``'s duplicate groups).
+        Rows keep their order within each split."""
+        old = np.asarray([s for s in splits for _ in range(len(self.labels[s]))])
+        new = np.asarray(list(new_splits))
+        if len(new) != len(old):
+            raise ValueError(f"{len(new)} split names for {len(old)} rows")
+        names = [n for s in splits for n in self.file_names[s]]
+        labels = np.concatenate([self.labels[s] for s in splits])
+        keys = list(self.arrays[splits[0]])
+        arrays, out_labels, out_names = {}, {}, {}
+        for split in dict.fromkeys(list(splits) + sorted(set(new_splits))):
+            rows = np.flatnonzero(new == split)
+            arrays[split] = {k: np.concatenate([self.arrays[s][k] for s in splits])[rows]
+                             for k in keys}
+            out_labels[split] = labels[rows]
+            out_names[split] = [names[i] for i in rows]
+        return FeatureStore(arrays, out_labels, out_names, self.class_names, self.blocks,
+                            self.resize_modes, self.views, self.meta)
+
     def header(self) -> dict[str, Any]:
         """What ``store.json`` holds besides the array files."""
         return {"format": FORMAT, "class_names": self.class_names, "blocks": self.blocks,

@@ -67,6 +67,10 @@ def curated_examples(plan: file_plan.Plan, good: dict[str, batch_ingestion.Inges
             split = splits.carve_validation(result.pixel_hash, validation_fraction, split_seed)
         split_of[name] = split
     final, moved = split_assignment.unify_duplicate_splits(good, split_of)
+    if plan.layout == "flat":   # the authors' val/ is their test split: kept as given
+        split_assignment.ensure_test_image(
+            final, {n: plan.curated[n][0] for n in good},
+            {n: r.pixel_hash for n, r in good.items()}, split_seed)
     indices = {c: imagenet_index(c) for c, _ in plan.curated.values()}
     examples = []
     for name in sorted(good):
