@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,15 +34,20 @@ def tiny_sets(tmp_path_factory):
     return str(curated), str(noisy)
 
 
-def _reproduce(tiny_sets, out, *extra):
+def _tiny_flags(tiny_sets, out, *extra):
     curated, noisy = tiny_sets
-    args = [sys.executable, "-m", "illustration_tl.commands.reproduce", f"--curated_dir={curated}",
+    return [f"--curated_dir={curated}",
             f"--noisy_dir={noisy}", f"--output_dir={out}", "--backbone=vgg16", "--weights=none",
             "--image_size=32", "--max_side=64", "--min_images_per_class=2", "--batch_size=8",
             "--epochs=1", "--max_steps=2", "--checkpoint_every=0", "--summaries=false",
             "--reinit_layers=1-10,14-16", "--lr_multipliers=11-13=0.01",
             "--svm_baseline=rbf,1,1e-4,ovr", "--svm_optimized=sigmoid,10,1e-4,ovr", "--svm_jobs=1",
             *extra]
+
+
+def _reproduce(tiny_sets, out, *extra):
+    args = [sys.executable, "-m", "illustration_tl.commands.reproduce",
+            *_tiny_flags(tiny_sets, out, *extra)]
     r = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=900,
                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -63,6 +69,7 @@ def test_reproduce_tiny_end_to_end_and_resume(tiny_sets, tmp_path):
     assert not (out / "baseline_svm" / "svm" / "svm.joblib").exists()
     assert (out / "export" / "saved_model" / "saved_model.pb").is_file()
     assert (out / "report" / "report" / "report.md").is_file()
+    _exported_scores_match_the_evaluation(out, tiny_sets[0])
 
     summary = (out / "summary.md").read_text()
     assert "| model | top-1 | top-5 | paper (VGG19) top-1 | paper (VGG19) top-5 |" in summary
@@ -105,6 +112,55 @@ def test_reproduce_tiny_end_to_end_and_resume(tiny_sets, tmp_path):
     log = _reproduce(tiny_sets, out, "--svm_optimized=linear,1,1e-4,ovr")
     assert "[optimized_svm] running" in log and "[optimize] up to date" in log
     assert "[report] running" in log and "[baseline_svm] up to date" in log
+
+
+# The reproduce command in a process whose Keras backend is JAX (set before keras is
+# imported); it prints the backend it ran on first.
+_ON_JAX = """
+import sys
+import keras
+print("BACKEND", keras.backend.backend(), flush=True)
+from illustration_tl.commands import reproduce
+sys.argv = ["reproduce", *sys.argv[1:]]
+reproduce.run()
+"""
+
+
+def _exported_scores_match_the_evaluation(out, curated):
+    """The export of the best row, loaded through the op allowlist, scores the curated
+    test images as that row's evaluation did (the same network, weights and head)."""
+    from illustration_tl.datasets import imagenet
+    from illustration_tl.serving import predict
+
+    best = json.loads((out / "export" / "export.json").read_text())["best"]
+    predictor = predict.Predictor(str(out))             # a reproduce output folder
+    with np.load(out / best / "eval" / "scores.npz", allow_pickle=False) as z:
+        expected, names = z["scores"], [str(n) for n in z["file_names"]]
+    pixels = np.stack([predictor.prepare(os.path.join(curated, n), predictor.max_side)
+                       for n in names])
+    got = predictor.classify_pixels(pixels.astype(np.float32))["all_scores"]
+    if best == "optimized_cnn":  # evaluated spread over the 1000 ImageNet classes
+        expected = expected[:, [imagenet.by_wnid(w).index
+                                for w in predictor.metadata["wnids"]]]
+    assert got.shape == expected.shape == (len(names), predictor.num_classes)
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_reproduce_tiny_under_jax_exports_a_model_that_predicts(tiny_sets, tmp_path):
+    """Issue 19: the whole demo pipeline on Keras's JAX backend, export included (it
+    failed there: `dtype object is not a valid JAX array type`)."""
+    out = tmp_path / "jax"
+    r = subprocess.run([sys.executable, "-c", _ON_JAX, *_tiny_flags(tiny_sets, out)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=900,
+                       env={**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.stdout.splitlines()[0] == "BACKEND jax"
+    for stage in ["datasets", "baseline_cnn", "baseline_svm", "optimize", "optimized_cnn",
+                  "optimized_svm", "report", "export"]:
+        assert (out / stage / "stage.json").is_file(), stage
+    assert "| export |" in (out / "summary.md").read_text()
+    _exported_scores_match_the_evaluation(out, tiny_sets[0])
 
 
 def test_missing_folder_is_one_clear_line(tmp_path):

@@ -7,7 +7,7 @@ and the export of the best model, then writes ``summary.md`` beside the
 paper's numbers. Every stage is skipped when its outputs exist and match its
 inputs, so an interrupted run resumes; ``--force`` reruns everything.
 
-Its flags are generated from :class:`reproduce.ReproduceConfig` and from the
+Its flags are generated from :class:`reproduce_config.ReproduceConfig` and from the
 training fields of :class:`training.config.TrainConfig` (the recipe flags ``optimize``
 has, so ``--preset=paper_vgg19`` serves both); every flag has an effect.
 ``--weights=auto`` uses ImageNet weights when a file, the Keras cache or a
@@ -20,7 +20,7 @@ from absl import flags
 
 from illustration_tl.commands import app, mapping_flags
 from illustration_tl.core import config_flags
-from illustration_tl.pipelines.reproduce import ReproduceConfig
+from illustration_tl.pipelines.reproduce_config import ReproduceConfig
 from illustration_tl.training.config import TrainConfig
 
 flags.adopt_module_key_flags(mapping_flags)
@@ -36,7 +36,7 @@ _MIN_IMAGES = flags.DEFINE_integer("min_images_per_class", 10, "Noisy classes wi
 
 
 def config() -> ReproduceConfig:
-    """The :class:`reproduce.ReproduceConfig` the flags describe."""
+    """The :class:`reproduce_config.ReproduceConfig` the flags describe."""
     from illustration_tl.errors import UserError
 
     own = config_flags.values(OWN_FLAGS, ReproduceConfig)

@@ -20,6 +20,15 @@ Both classifying signatures return ``class_names`` (string[B, k]),
 most the number of classes; a binary SVM's decision value ``d`` scores the two
 classes ``[-d, d]``).
 
+On a Keras backend other than TensorFlow (``KERAS_BACKEND=jax``) the network's
+layers run JAX ops, which a TensorFlow graph cannot hold (``ExportArchive`` would
+convert the whole endpoint with ``jax2tf``, string inputs and TensorFlow image
+decoding included, and its graph would hold an opaque ``XlaCallModule`` that
+:mod:`illustration_tl.serving.model_check` refuses). :func:`tf_model` therefore
+rebuilds the network with TensorFlow: the model, weights included, is saved as a
+``.keras`` file and reloaded by a TensorFlow-backend subprocess, and the graph it
+writes is what the endpoints call. Every backend's export holds the same ops.
+
 The SVM comes from ``svm.npz`` (plain arrays, no pickle). The export folder
 is written beside the target and swapped in when complete
 (:func:`illustration_tl.core.outputs.writing`): an existing target is replaced only
@@ -31,6 +40,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from typing import Any, Callable, Sequence
 
 from illustration_tl.core import common_settings, outputs
@@ -40,6 +53,68 @@ from illustration_tl.models import backbones
 
 METADATA_FILE = "illustration_tl.json"
 OUTPUT_MARKER = "export"  # outputs.prepare_output marker of an export folder
+TWIN_BACKEND = "tensorflow"  # the Keras backend whose ops a SavedModel can hold
+TWIN_ENDPOINT = "call"       # the twin SavedModel's one function: the model, training=False
+
+
+def tf_model(model: Any) -> Callable[[Any], Any]:
+    """``model`` (inference mode) as a function of TensorFlow tensors, for the
+    endpoints of :func:`write_archive`. On the TensorFlow backend that is the model
+    itself; on another backend (JAX) it is the model rebuilt by TensorFlow
+    (:func:`_tensorflow_twin`), with the same weights and outputs."""
+    import keras
+
+    if keras.backend.backend() == TWIN_BACKEND:
+        return lambda x: model(x, training=False)
+    return _tensorflow_twin(model)
+
+
+def _tensorflow_twin(model: Any) -> Callable[[Any], Any]:
+    """The Keras ``model`` of a non-TensorFlow backend as TensorFlow ops: saved to a
+    ``.keras`` file, loaded by a subprocess on the TensorFlow backend
+    (:func:`_write_twin`), written as a SavedModel of one function and loaded back
+    here (its variables are read into memory, so the temporary folder goes)."""
+    import tensorflow as tf
+
+    tmp = tempfile.mkdtemp(prefix="illustration_tl_twin_")
+    try:
+        keras_file = os.path.join(tmp, "model.keras")
+        saved = os.path.join(tmp, "saved_model")
+        model.save(keras_file)
+        package_parent = os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.abspath(__file__))))
+        path = os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH"))
+                               if p)
+        env = {**os.environ, "KERAS_BACKEND": TWIN_BACKEND, "PYTHONPATH": path}
+        code = ("import sys; from illustration_tl.serving import export; "
+                "export._write_twin(sys.argv[1], sys.argv[2])")
+        done = subprocess.run([sys.executable, "-c", code, keras_file, saved], env=env,
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"rebuilding {model.name!r} with TensorFlow for the export "
+                               f"failed:\n{done.stderr[-3000:]}")
+        loaded = tf.saved_model.load(saved)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    # Through ``loaded``: the restored function alone would not keep its variables alive.
+    return lambda x: getattr(loaded, TWIN_ENDPOINT)(x)
+
+
+def _write_twin(keras_file: str, out: str) -> None:
+    """Run on the TensorFlow backend: the ``.keras`` model at ``keras_file`` as a
+    SavedModel at ``out`` with one function, the model in inference mode on float
+    images of its input shape (any batch). The file is this process's parent's own,
+    written a moment ago into a private temporary folder, so Keras's safe mode (which
+    refuses the Lambda layers of KerasHub towers) is not needed."""
+    import keras
+    import tensorflow as tf
+
+    model = keras.saving.load_model(keras_file, compile=False, safe_mode=False)
+    shape = [None, *model.inputs[0].shape[1:]]
+    archive = keras.export.ExportArchive()
+    archive.add_endpoint(TWIN_ENDPOINT, lambda x: model(x, training=False),
+                         input_signature=[tf.TensorSpec(shape, tf.float32, name="images")])
+    archive.write_out(out, verbose=False)
 
 
 def decode_image_bytes(data: Any, background: Sequence[int] = (255, 255, 255)) -> Any:
@@ -110,9 +185,11 @@ def export_classifier(path: str, *, model: Any, backbone: str, image_size: int,
     names = tf.constant(list(class_names))
     svm_vars = svm_graph.variables(svm) if svm else None
 
+    network = tf_model(model)
+
     def classify(images: Any) -> dict:
         x = bb.preprocess_input(tf.identity(images))
-        out = model(x, training=False)
+        out = network(x)
         # SVM scores are ranked in float64, as the Python pipeline ranks them.
         scores = svm_graph.decision_function(out, svm, svm_vars, tf.float64) if svm \
             else tf.cast(out, tf.float32)
@@ -140,6 +217,10 @@ def write_archive(path: str, *, classify: Callable[[Any], dict], image_size: int
     (its ``_all_variables``), and tracking a Keras model as well stores each variable
     a second time (keras-team/keras#23553: a VGG16 model
     was 122 MB instead of 59 MB); the checkpoint then holds each variable once.
+    The endpoints are traced here as plain ``tf.function``s and handed to the
+    archive already traced, so no backend converts them (on JAX, ``ExportArchive``
+    would put each through ``jax2tf``, which takes no string input): ``classify``
+    must call its networks through :func:`tf_model`.
     """
     import keras
     import tensorflow as tf
@@ -155,13 +236,17 @@ def write_archive(path: str, *, classify: Callable[[Any], dict], image_size: int
         return classify(images)
 
     meta_json = json.dumps(metadata, sort_keys=True)
+    endpoints = [
+        ("serving_default", serve_bytes, [tf.TensorSpec([None], tf.string, name="image_bytes")]),
+        ("classify_images", classify,
+         [tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="images")]),
+        ("metadata", lambda: {"metadata": tf.constant(meta_json)}, []),
+    ]
     archive = keras.export.ExportArchive()
-    archive.add_endpoint("serving_default", serve_bytes, input_signature=[
-        tf.TensorSpec([None], tf.string, name="image_bytes")])
-    archive.add_endpoint("classify_images", classify, input_signature=[
-        tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="images")])
-    archive.add_endpoint("metadata", lambda: {"metadata": tf.constant(meta_json)},
-                         input_signature=[])
+    for name, fn, signature in endpoints:
+        traced = tf.function(fn, input_signature=signature, autograph=False)
+        traced.get_concrete_function()
+        archive.add_endpoint(name, traced)
     archive.write_out(path, verbose=False)
     with open(os.path.join(path, METADATA_FILE), "w") as f:
         f.write(meta_json)
