@@ -12,7 +12,8 @@ size, then saved as PNG), ``jpeg`` (flattened on white, JPEG quality 60) and
 ``padded`` (a white border of 15% of the longer side on every side). ``measure``
 reads the finished run's features and, for each candidate feature (resize mode x
 blocks) and threshold, reports the share of planted pairs found (recall) and the
-share of reported pairs that are not the same picture (false pairs: planted pairs and
+share of reported pairs that are not the same picture (``false_share``; and
+``false_pair_rate``: those pairs over every pair of distinct pictures) (false pairs: planted pairs and
 pixel-identical images are the same picture, and so is a planted copy with anything
 pixel-identical to its original; natural near duplicates of the set count as false,
 so the share is an upper bound: openclipart's ``shapes`` holds a series of near-identical
@@ -106,6 +107,11 @@ def measure(run_dir: str, planted_json: str, thresholds: list[float]) -> dict:
                if p["original"] in row and p["copy"] in row}
     for a, b in list(truth) + [(g[0], m) for g in groups for m in g[1:]]:
         parent[root(a)] = root(b)
+    same = {}
+    for i in range(len(parent)):
+        same[root(i)] = same.get(root(i), 0) + 1
+    n = len(parent)
+    distinct = n * (n - 1) // 2 - sum(k * (k - 1) // 2 for k in same.values())
     layers = features.layers_of(store.blocks)
     choices = {"all blocks": [b for b in store.blocks if b != features.PAPER_BLOCK],
                "last block": [b for b in store.blocks if b.startswith(layers[-1] + ":")],
@@ -140,7 +146,9 @@ def measure(run_dir: str, planted_json: str, thresholds: list[float]) -> dict:
                                                           max(1, len(copy_pairs)), 4),
                                 "false_sample": [(images.file_names[i], images.file_names[j])
                                                  for i, j in sorted(false)[:5]],
-                                "false_share": round(len(false) / max(1, len(got)), 4)})
+                                "false_share": round(len(false) / max(1, len(got)), 4),
+                                # flagged pairs of distinct pictures over all such pairs
+                                "false_pair_rate": round(len(false) / max(1, distinct), 6)})
     return {"run": run_dir, "images": len(images.file_names), "planted": len(truth),
             "exact_pairs": len(exact), "exact_groups": len(groups), "results": results}
 
