@@ -81,6 +81,26 @@ def test_shared_kernel_cv_equals_plain_cv(scaling):
         assert a.fold_top5 == pytest.approx(b.fold_top5), a.config.label()
 
 
+def test_engine_cv_equals_each_pipeline_fitted_inside_the_fold():
+    """Scaling statistics and Nyström maps are fitted on each fold's training rows only:
+    the engine's fold scores equal the whole sklearn pipeline fitted per fold."""
+    from sklearn.model_selection import StratifiedKFold
+
+    x, y = blobs(n=90, classes=3, spread=2.5)
+    candidates = [svm.SvmParams(kernel="rbf", C=10, gamma=4e-3, scaling="standard"),
+                  svm.SvmParams(kernel="rbf", C=10, gamma=1e-4, approximation="nystroem",
+                                nystroem_components=20, multiclass="ovr")]
+    results = svm.cross_validate(x, y, candidates, n_jobs=1, seed=3)
+    folds = list(StratifiedKFold(3, shuffle=True, random_state=3).split(x, y))
+    for p, r in zip(candidates, results):
+        expected = [svm.top_k_accuracy(svm.decision_scores(
+            svm.make_pipeline(p, seed=3).fit(x[tr], y[tr]), x[va], 3), y[va], 1)
+            for tr, va in folds]
+        assert [r.fold_top1[f] for f in range(3)] == pytest.approx(expected), p.label()
+    assert results[1].config.components == 20 and results[1].config.seed == 3
+    assert "nystroem(20)" in results[1].config.label()
+
+
 def test_grid_search_picks_the_best_cv_point_and_refits():
     x, y = blobs(n=120, classes=4, spread=2.0)
     fitted = svm.fit(x, y, svm.paper_grid(), n_jobs=2)

@@ -21,15 +21,15 @@ import numpy as np
 
 from illustration_tl.errors import UserError
 from illustration_tl.features import multilayer as feats
-from illustration_tl.heads import search
+from illustration_tl.heads import budget, search
 from illustration_tl.heads.config import PAPER_RESIZE, paper_point
 from illustration_tl.heads.search import Result
 from illustration_tl.heads.svm_params import SvmParams
 
 SPLIT = "train"             # the store's one split: the rows to cross-validate
-# Kernel matrices are shared (precomputed) up to this many rows per training fold; above
-# it libsvm computes each fit's kernel (the svm stage's own size rule, so it never
-# samples: its memory is this rule's, not the search budget's).
+# Kernel matrices are shared (precomputed) up to this many rows per training fold and
+# while they fit the search's memory budget; beyond, libsvm computes each fit's kernel.
+# The svm stage never samples: the search runs it without a budget.
 PRECOMPUTE_MAX_ROWS = 12000
 NO_SAMPLING_BUDGET = sys.maxsize
 
@@ -62,13 +62,16 @@ def cross_validate(x: np.ndarray, y: np.ndarray, candidates: Sequence[SvmParams]
     :class:`Result` per candidate, in the candidates' order (equal configs share one).
 
     ``precompute``: fit exact kernels on slices of one kernel matrix per feature set
-    and γ (default: when a training fold has at most :data:`PRECOMPUTE_MAX_ROWS` rows).
+    and γ (default: when a training fold has at most :data:`PRECOMPUTE_MAX_ROWS` rows
+    and the matrices fit the search's memory budget, :mod:`illustration_tl.heads.budget`).
     ``seed``: the folds and the Nyström sampling.
     """
     y = np.asarray(y, dtype=np.int64)
     check_folds(y, folds)
     if precompute is None:
-        precompute = len(x) * (folds - 1) / folds <= PRECOMPUTE_MAX_ROWS
+        precompute = (len(x) * (folds - 1) / folds <= PRECOMPUTE_MAX_ROWS
+                      and budget.choose(len(x), 1, budget.default_max_memory_bytes(),
+                                        x.shape[1]).exact)
     configs = [paper_point(p, seed=seed) for p in candidates]
     results = search.run(feature_store(x, y), "paper", splits=(SPLIT,), folds=folds,
                          seed=seed, n_jobs=n_jobs, configs=configs, log=log,
