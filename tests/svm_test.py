@@ -11,7 +11,7 @@ from sklearn.preprocessing import Normalizer
 from sklearn.svm import SVC, LinearSVC
 
 from illustration_tl.errors import UserError
-from illustration_tl.heads import svm
+from illustration_tl.heads import config, svm
 
 
 def blobs(n=120, d=256, classes=4, spread=1.0, seed=0):
@@ -72,23 +72,54 @@ def test_shared_kernel_cv_equals_plain_cv(scaling):
     candidates = svm.grid(gammas=[gamma, gamma / 10], Cs=[1, 100], scalings=[scaling])
     shared = svm.cross_validate(x, y, candidates, n_jobs=1, precompute=True)
     plain = svm.cross_validate(x, y, candidates, n_jobs=1, precompute=False)
-    assert [r.params for r in shared] == candidates
+    # one result per candidate, in order, from the search engine
+    assert [r.config for r in shared] == [config.paper_point(p) for p in candidates]
+    assert {r.config.norm for r in shared} == {scaling}
     for a, b in zip(shared, plain):
-        assert a.fold_top1 == pytest.approx(b.fold_top1), a.params.label()
-        assert a.fold_top5 == pytest.approx(b.fold_top5), a.params.label()
+        assert len(a.fold_top1) == 3
+        assert a.fold_top1 == pytest.approx(b.fold_top1), a.config.label()
+        assert a.fold_top5 == pytest.approx(b.fold_top5), a.config.label()
+
+
+def test_engine_cv_equals_each_pipeline_fitted_inside_the_fold():
+    """Scaling statistics and Nyström maps are fitted on each fold's training rows only:
+    the engine's fold scores equal the whole sklearn pipeline fitted per fold."""
+    from sklearn.model_selection import StratifiedKFold
+
+    x, y = blobs(n=90, classes=3, spread=2.5)
+    candidates = [svm.SvmParams(kernel="rbf", C=10, gamma=4e-3, scaling="standard"),
+                  svm.SvmParams(kernel="rbf", C=10, gamma=1e-4, approximation="nystroem",
+                                nystroem_components=20, multiclass="ovr")]
+    results = svm.cross_validate(x, y, candidates, n_jobs=1, seed=3)
+    folds = list(StratifiedKFold(3, shuffle=True, random_state=3).split(x, y))
+    for p, r in zip(candidates, results):
+        expected = [svm.top_k_accuracy(svm.decision_scores(
+            svm.make_pipeline(p, seed=3).fit(x[tr], y[tr]), x[va], 3), y[va], 1)
+            for tr, va in folds]
+        assert [r.fold_top1[f] for f in range(3)] == pytest.approx(expected), p.label()
+    assert results[1].config.components == 20 and results[1].config.seed == 3
+    assert "nystroem(20)" in results[1].config.label()
 
 
 def test_grid_search_picks_the_best_cv_point_and_refits():
     x, y = blobs(n=120, classes=4, spread=2.0)
     fitted = svm.fit(x, y, svm.paper_grid(), n_jobs=2)
-    assert len(fitted.cv_results) == 64
-    best = max(r.mean_top1 for r in fitted.cv_results)
-    chosen = next(r for r in fitted.cv_results if r.params == fitted.params)
-    assert chosen.mean_top1 == best and best > 0.8
-    # A linear kernel ignores gamma: both gammas report the same (single) fit.
-    lin = [r for r in fitted.cv_results if r.params.kernel == "linear" and r.params.C == 1
-           and r.params.multiclass == "ovo"]
+    assert len(fitted.cv_results) == len(fitted.candidates) == 64
+    best = max(r.top1 for r in fitted.cv_results)
+    chosen = fitted.cv_of(fitted.params)
+    assert chosen.top1 == best and best > 0.8
+    # The earliest of the best points wins ties (the search's ranking).
+    first = next(p for p, r in zip(fitted.candidates, fitted.cv_results)
+                 if (r.top1, r.top5) == (chosen.top1, chosen.top5))
+    assert first == fitted.params
+    # A linear kernel ignores gamma: both gammas score the same.
+    lin = [r for p, r in zip(fitted.candidates, fitted.cv_results) if p.kernel == "linear"
+           and p.C == 1 and p.multiclass == "ovo"]
     assert len(lin) == 2 and lin[0].fold_top1 == lin[1].fold_top1
+    rows = fitted.cv_rows()
+    assert [r["mean_top1"] for r in rows] == sorted((r["mean_top1"] for r in rows),
+                                                    reverse=True)
+    assert len(rows[0]["fold_top1"]) == 3 and rows[0]["mean_top5"] is None  # 4 classes
     # The refit model uses the real kernel, so it takes embeddings.
     assert fitted.pipeline.named_steps["svm"].get_params()["kernel" if fitted.params.multiclass
                                                             == "ovo" else "estimator__kernel"] \

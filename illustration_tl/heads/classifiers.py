@@ -7,6 +7,8 @@ stored and served, so a new classifier needs no other code:
 * ``kernel``: SVMs (``SVC`` one-vs-one or true one-vs-rest; the paper's classifier).
   The search fits them on precomputed kernel matrices (one per feature set, fold and
   γ), the head stores them as :class:`illustration_tl.heads.svm_graph.SvmTensors`.
+  With ``Config.components`` (the ``svm`` stage's ``--approximation=nystroem``) the
+  SVM is linear SVMs on an sklearn ``Nystroem`` map, fitted on the feature rows.
 * ``linear``: anything with ``coef_`` and ``intercept_`` whose scores are
   ``x @ coef_.T + intercept_`` (logistic regression, ridge). Fitted on the feature
   rows; the head stores ``weights`` (d, C) and ``bias`` (C,).
@@ -64,10 +66,17 @@ def class_weight(cfg: Config) -> str | None:
 
 
 def _svm(cfg: Config, gamma: float, kernel: str | None) -> Any:
-    from illustration_tl.heads import svm
+    from illustration_tl.heads import svm_params as svm
 
-    model = svm.make_classifier(svm.SvmParams(kernel=cfg.kernel, C=cfg.C, gamma=gamma,
-                                              multiclass=cfg.multiclass), kernel=kernel)
+    params = svm.SvmParams(kernel=cfg.kernel, C=cfg.C, gamma=gamma,
+                           multiclass=cfg.multiclass, degree=getattr(cfg, "degree", 3),
+                           coef0=getattr(cfg, "coef0", 0.0),
+                           max_iter=getattr(cfg, "max_iter", -1),
+                           approximation="nystroem" if cfg.components else "none",
+                           nystroem_components=cfg.components or 1024)
+    if cfg.components:  # the svm stage's approximation: a Nyström map, linear SVMs
+        return svm.make_pipeline(params, getattr(cfg, "seed", 0))
+    model = svm.make_classifier(params, kernel=kernel)
     if class_weight(cfg):
         # one-vs-rest: balanced within each binary problem
         inner = model.estimator if hasattr(model, "estimator") else model

@@ -3,7 +3,9 @@
 A :class:`Config` names which feature blocks at which resize mode, the mirrors, the
 normalization of the concatenated features and the classifier with its parameters;
 :func:`resolve_gamma` turns its γ rule into a number on the rows a classifier is
-fitted on, and :class:`Normalizer` is its fitted normalization.
+fitted on, and :class:`Normalizer` is its fitted normalization. :func:`paper_point` is
+the point of one of the ``svm`` stage's grid points
+(:class:`illustration_tl.heads.svm_params.SvmParams`).
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import numpy as np
 from illustration_tl.errors import UserError
 from illustration_tl.features import multilayer as feats
 from illustration_tl.heads import classifiers
+from illustration_tl.heads.svm_params import SvmParams
 
 MODES = ("paper", "fast", "thorough")
+PAPER_RESIZE = "squash"   # the resize mode of the svm stage's embeddings (the paper squashes)
 NORMS = ("none", "standard", "l2", "power_l2")
 FOLD_FITTED_NORMS = ("standard",)  # normalizations with fitted statistics: fitted per fold
 CLASS_WEIGHTS = (None, "balanced")
@@ -38,7 +42,12 @@ class Config:
     gamma: str = "scale"        # "scale", "<k>*scale" or an absolute number
     multiclass: str = "ovo"
     class_weight: str | None = None   # None or "balanced" (issue 22)
-    components: int = 0               # Nyström components (family ``nystroem``)
+    components: int = 0               # Nyström components (family ``nystroem``, or an
+    #                                   SVM on a Nyström map: the svm stage's approximation)
+    degree: int = 3                   # poly kernel (sklearn's default)
+    coef0: float = 0.0                # poly and sigmoid kernels (sklearn's default)
+    max_iter: int = -1                # libsvm iteration cap (-1: until converged)
+    seed: int = 0                     # sampling of an SVM's Nyström map
 
     def __post_init__(self) -> None:
         if self.norm not in NORMS:
@@ -66,7 +75,13 @@ class Config:
             head = f"svm {self.kernel} C={self.C:g}"
             if self.kernel != "linear":
                 head += f" gamma={self.gamma}"
+            if self.kernel == "poly" and self.degree != 3:
+                head += f" degree={self.degree}"
+            if self.kernel in ("poly", "sigmoid") and self.coef0:
+                head += f" coef0={self.coef0:g}"
             head += f" {self.multiclass}"
+            if self.components:
+                head += f" nystroem({self.components})"
         if self.class_weight:
             head += f" class_weight={self.class_weight}"
         return f"[{self.resize} {layers}{flip} norm={self.norm}] {head}"
@@ -82,6 +97,19 @@ class Config:
         d = dict(d)
         d["blocks"] = tuple(d["blocks"])
         return cls(**d)
+
+
+def paper_point(params: SvmParams, resize: str = PAPER_RESIZE, seed: int = 0) -> Config:
+    """The search point of an ``svm``-stage grid point (paper §6.1): the block ``paper``
+    (the embedding, raw), no mirrors, the scaling as the normalization, γ absolute
+    (``repr``: the same float back); ``seed`` samples the Nyström map of an
+    approximate point."""
+    nystroem = params.approximation == "nystroem"
+    return Config(resize, (feats.PAPER_BLOCK,), False, False, params.scaling, "svm",
+                  params.kernel, params.C, repr(float(params.gamma)), params.multiclass,
+                  components=params.nystroem_components if nystroem else 0,
+                  degree=params.degree, coef0=params.coef0, max_iter=params.max_iter,
+                  seed=seed if nystroem else 0)
 
 
 def resolve_gamma(rule: str, x: np.ndarray) -> float:

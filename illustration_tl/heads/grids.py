@@ -18,7 +18,8 @@ import numpy as np
 from illustration_tl.errors import UserError
 from illustration_tl.features import multilayer as feats
 from illustration_tl.heads import classifiers
-from illustration_tl.heads.config import MODES, Config
+from illustration_tl.heads.config import MODES, PAPER_RESIZE, Config, paper_point
+from illustration_tl.heads.svm_params import paper_grid
 
 FAST_GAMMAS = ("scale", "2*scale", "0.5*scale")
 FAST_CS = (1.0, 10.0)
@@ -90,12 +91,9 @@ def candidates(mode: str, store: feats.FeatureStore, approximate_components: int
         return approximate_candidates(mode, store, approximate_components)
     if mode not in MODES:
         raise UserError(f"--search={mode!r}: choose from {', '.join(MODES)}")
-    if mode == "paper":
-        from illustration_tl.heads import svm
-
-        mode0 = "squash" if "squash" in store.resize_modes else store.resize_modes[0]
-        return [Config(mode0, (feats.PAPER_BLOCK,), False, False, "none", "svm", p.kernel,
-                       p.C, f"{p.gamma:g}", p.multiclass) for p in svm.paper_grid()]
+    if mode == "paper":  # the svm stage's grid points, as that stage maps them
+        mode0 = PAPER_RESIZE if PAPER_RESIZE in store.resize_modes else store.resize_modes[0]
+        return [paper_point(p, mode0) for p in paper_grid()]
     layers = list(store.meta.get("layers") or [])
     flips = [(True, True)] if "flip" in store.views else [(False, False)]
     out: list[Config] = []

@@ -90,6 +90,7 @@ from illustration_tl.heads.grids import (
     is_fast_probe,
     is_probe,
 )
+from illustration_tl.heads.svm_params import decision_scores
 
 __all__ = ["MODES", "Config", "Result", "Regime", "FeatureSet", "candidates", "feature_set",
            "make_classifier", "fit_quietly", "run", "leaderboard_markdown",
@@ -107,6 +108,7 @@ class FeatureSet:
     flipped: bool        # rows n..2n are the mirrors
     normalizer: Normalizer
     unit_rows: bool = False   # l2-normalized rows
+    precompute: bool = True   # kernel SVMs on slices of one kernel matrix (else on the rows)
     _dot: np.ndarray | None = None
     _sq: np.ndarray | None = None
     _kernels: dict = dataclasses.field(default_factory=dict)
@@ -119,7 +121,10 @@ class FeatureSet:
                 self._dot = (x32 @ x32.T).astype(np.float64)
             else:
                 self._dot = self.x @ self.x.T
-            self._sq = np.diag(self._dot).copy()
+            # squared norms row by row (as sklearn's euclidean_distances); unit rows
+            # from the product itself, so that a row's distance to itself is 0
+            self._sq = (np.diag(self._dot).copy() if self.unit_rows
+                        else np.einsum("ij,ij->i", self.x, self.x))
         return self._dot
 
     def kernel(self, kernel: str, gamma: float, coef0: float = 0.0, degree: int = 3
@@ -181,8 +186,8 @@ def _assemble(store: feats.FeatureStore, splits: Sequence[str], resize: str, vie
 
 
 def feature_set(store: feats.FeatureStore, splits: Sequence[str], cfg: Config,
-                fit_rows: np.ndarray | None = None, images: np.ndarray | None = None
-                ) -> FeatureSet:
+                fit_rows: np.ndarray | None = None, images: np.ndarray | None = None,
+                precompute: bool = True) -> FeatureSet:
     """The rows of ``cfg``'s features, normalized by a normalizer fitted on the images
     ``fit_rows`` (a CV fold's training images; all images when None). With ``images``
     (a CV sample), only those images, in that order (``fit_rows`` index them)."""
@@ -193,7 +198,7 @@ def feature_set(store: feats.FeatureStore, splits: Sequence[str], cfg: Config,
                      if use_flip else [])
     normalizer = Normalizer.fit(cfg.norm, orig if fit_rows is None else orig[fit_rows])
     return FeatureSet(normalizer(np.concatenate(rows)), n, use_flip, normalizer,
-                      unit_rows=cfg.norm in ("l2", "power_l2"))
+                      unit_rows=cfg.norm in ("l2", "power_l2"), precompute=precompute)
 
 
 # --- Cross-validation ------------------------------------------------------------------
@@ -241,15 +246,18 @@ def fit_quietly(model: Any, x: np.ndarray, y: np.ndarray) -> Any:
         return model.fit(x, y)
 
 
-def _scores(model: Any, x: np.ndarray, num_classes: int) -> np.ndarray:
-    from illustration_tl.heads import svm
-
-    return svm.decision_scores(model, x, num_classes)
+def _on_kernel_matrix(fs: FeatureSet, cfg: Config) -> bool:
+    """Whether ``cfg`` is fitted on slices of ``fs``'s kernel matrix (an exact kernel
+    SVM, kernel matrices allowed); else on the feature rows."""
+    return (fs.precompute and not cfg.components
+            and classifiers.get(cfg.classifier).family == "kernel")
 
 
 def _fit_fold(fs: FeatureSet, y: np.ndarray, cfg: Config, gamma: float, train: np.ndarray,
               val: np.ndarray, num_classes: int, fold: Any = None) -> np.ndarray:
-    """Scores (len(val), C) of ``cfg`` trained on images ``train``."""
+    """Scores (len(val), C) of ``cfg`` trained on images ``train``: on slices of the
+    shared kernel matrix (:func:`_on_kernel_matrix`), on the Nyström features (family
+    ``nystroem``), or on the feature rows (the estimator computes its own kernel)."""
     n = fs.n
     tr_rows = np.concatenate([train, train + n]) if cfg.flip_train else train
     y_tr = y[tr_rows % n]
@@ -258,15 +266,15 @@ def _fit_fold(fs: FeatureSet, y: np.ndarray, cfg: Config, gamma: float, train: n
     if family == "nystroem":
         z = fs.nystroem(gamma, cfg.components, train, y, fold)
         model = fit_quietly(make_classifier(cfg, gamma), z[tr_rows], y_tr)
-        outs = [_scores(model, z[r], num_classes) for r in val_rows]
-    elif family == "linear":
+        outs = [decision_scores(model, z[r], num_classes) for r in val_rows]
+    elif not _on_kernel_matrix(fs, cfg):
         model = fit_quietly(make_classifier(cfg, gamma), fs.x[tr_rows], y_tr)
-        outs = [_scores(model, fs.x[r], num_classes) for r in val_rows]
+        outs = [decision_scores(model, fs.x[r], num_classes) for r in val_rows]
     else:
-        k = fs.kernel(cfg.kernel, gamma)
+        k = fs.kernel(cfg.kernel, gamma, cfg.coef0, cfg.degree)
         model = make_classifier(cfg, gamma, kernel="precomputed").fit(
             k[np.ix_(tr_rows, tr_rows)], y_tr)
-        outs = [_scores(model, k[np.ix_(r, tr_rows)], num_classes) for r in val_rows]
+        outs = [decision_scores(model, k[np.ix_(r, tr_rows)], num_classes) for r in val_rows]
     return np.mean(outs, axis=0)
 
 
@@ -294,13 +302,15 @@ def run(store: feats.FeatureStore, mode: str = "fast", *, splits: Sequence[str] 
         "validation"), folds: int = 3, seed: int = 0, n_jobs: int = 2,
         configs: Sequence[Config] | None = None,
         log: Callable[[str], None] | None = None,
-        max_memory_bytes: int | None = None) -> list[Result]:
+        max_memory_bytes: int | None = None, precompute: bool = True) -> list[Result]:
     """Cross-validates the candidates of ``mode`` on ``splits``; results best first.
 
     ``paper`` evaluates every point on every fold; ``fast`` keeps the best third
     after the first fold, ``thorough`` the best half. ``max_memory_bytes`` is the
     budget of the size rule (module doc; default
-    :func:`illustration_tl.heads.budget.default_max_memory_bytes`).
+    :func:`illustration_tl.heads.budget.default_max_memory_bytes`). Without
+    ``precompute``, kernel SVMs are fitted on the feature rows (libsvm computes the
+    kernel) instead of slices of a shared kernel matrix: same scores, n² less memory.
     """
     from joblib import Parallel, delayed
     from sklearn.model_selection import StratifiedKFold
@@ -351,7 +361,7 @@ def run(store: feats.FeatureStore, mode: str = "fast", *, splits: Sequence[str] 
             while len(cache) >= FEATURE_SET_CACHE:  # Gram and kernel matrices are big
                 cache.pop(next(iter(cache)))
             fit_rows = fold_idx[fold][0] if c.norm in FOLD_FITTED_NORMS else None
-            cache[k] = feature_set(store, splits, c, fit_rows, sample)
+            cache[k] = feature_set(store, splits, c, fit_rows, sample, precompute)
         cache[k] = cache.pop(k)  # most recently used last
         return cache[k]
 
@@ -366,7 +376,7 @@ def run(store: feats.FeatureStore, mode: str = "fast", *, splits: Sequence[str] 
         for tasks in groups.values():
             tasks.sort(key=lambda t: t[1])  # stable: the kernel order within each fold
             fs = fs_of(*tasks[0])
-            if any(classifiers.get(c.classifier).family == "kernel" for c, _ in tasks):
+            if any(_on_kernel_matrix(fs, c) for c, _ in tasks):
                 fs.dot()   # the Gram matrix, once, before the threads share it
 
             def task(c: Config, f: int, fs: FeatureSet = fs) -> tuple:
@@ -438,9 +448,9 @@ def run(store: feats.FeatureStore, mode: str = "fast", *, splits: Sequence[str] 
             r.oof[sample] = oof[r.config]
     for r in results.values():
         r.regime = regime
-    ordered = sorted(done, key=lambda r: _rank_key(r, cands))
+    ordered = sorted(done, key=lambda r: rank_key(r, cands))
     rest = sorted((r for r in results.values() if 0 < len(r.fold_top1) < folds),
-                  key=lambda r: _rank_key(r, cands))
+                  key=lambda r: rank_key(r, cands))
     return ordered + rest
 
 
@@ -450,7 +460,9 @@ def _set_key(c: Config, fold: int) -> tuple:
     return c.feature_key() + ((fold,) if c.norm in FOLD_FITTED_NORMS else ())
 
 
-def _rank_key(r: Result, order: Sequence[Config]) -> tuple:
+def rank_key(r: Result, order: Sequence[Config]) -> tuple:
+    """The one ranking: highest mean CV top-1, then top-5, then the earliest in
+    ``order``."""
     return (-round(r.top1, 12), -round(r.top5 or 0.0, 12), order.index(r.config))
 
 

@@ -18,9 +18,13 @@ and a grid dimension: γ must be searched together with it, since γ=1e-4 suits
 raw fc2 activations (squared distances in the thousands) but makes an RBF on
 l2-normalized features nearly constant.
 
-Speed. For exact kernels the grid evaluates each fold's kernel matrix once per
-(scaling, kernel, γ) with one BLAS matrix product and fits every C and
-strategy on it (``SVC(kernel="precomputed")``); the decision scores equal
+One CV engine. The grid is cross-validated by ``fit``'s search
+(:mod:`illustration_tl.heads.svm_cv` maps each grid point to a search
+:class:`~illustration_tl.heads.config.Config` and calls
+:func:`illustration_tl.heads.search.run`): every scaling with statistics is fitted
+inside each fold, and for exact kernels the kernel matrix is computed once per
+(scaling, kernel, γ) with one BLAS matrix product and every C and strategy is
+fitted on its slices (``SVC(kernel="precomputed")``); the decision scores equal
 those of the same SVM on the raw features. The final model is refit on all
 training rows with the real kernel, so the saved pipeline takes embeddings.
 For sets too large for a kernel SVM (the noisy set), ``approximation="nystroem"``
@@ -62,7 +66,8 @@ from illustration_tl.evaluation.metrics import (
     top_k_accuracy,
 )
 from illustration_tl.heads import svm_graph
-from illustration_tl.heads.svm_cv import CvResult, cross_validate, select_best
+from illustration_tl.heads.search import Result
+from illustration_tl.heads.svm_cv import cross_validate, cv_row, select_best
 from illustration_tl.heads.svm_params import (
     APPROXIMATIONS,
     KERNELS,
@@ -89,8 +94,9 @@ OUTPUT_MARKER = "svm"         # the svm command's outputs.prepare_output marker
 # The stored arrays must reproduce sklearn's decision_function this closely.
 PARITY_RTOL = 1e-6
 
-# The SVM stage's API; the estimators live in svm_params, the grid search in svm_cv.
-__all__ = ["SvmConfig", "SvmParams", "SvmFit", "CvResult", "paper_grid", "grid",
+# The SVM stage's API; the estimators live in svm_params, the grid search's mapping
+# onto the search engine in svm_cv.
+__all__ = ["SvmConfig", "SvmParams", "SvmFit", "Result", "paper_grid", "grid",
            "make_pipeline", "make_classifier", "make_scaler", "fit", "cross_validate",
            "select_best", "decision_scores", "evaluate", "save", "load", "top_k_accuracy",
            "APPROXIMATIONS", "KERNELS", "MISSING_CLASS_SCORE", "MULTICLASS", "PAPER_CS",
@@ -153,15 +159,18 @@ class SvmFit:
 
     ``arrays`` is the pipeline as plain arrays (what ``svm.npz`` stores);
     :meth:`scores` evaluates them, as a loaded SVM and the export do.
+    ``cv_results[i]`` is the search engine's result of ``candidates[i]`` (empty
+    without a grid search).
     """
 
     pipeline: Any
     params: SvmParams
-    cv_results: list[CvResult]
+    cv_results: list[Result]
     num_classes: int
     fit_seconds: float
     grid_seconds: float
     arrays: svm_graph.SvmTensors | None = None
+    candidates: list[SvmParams] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.arrays is None:
@@ -170,6 +179,16 @@ class SvmFit:
     def scores(self, x: np.ndarray) -> np.ndarray:
         """Class scores (n, num_classes) from the stored arrays (numpy)."""
         return self.arrays.scores(x)
+
+    def cv_of(self, params: SvmParams) -> Result | None:
+        """The CV result of grid point ``params`` (None: not cross-validated)."""
+        return next((r for p, r in zip(self.candidates, self.cv_results) if p == params),
+                    None)
+
+    def cv_rows(self) -> list[dict[str, Any]]:
+        """``svm.json``'s ``cv_results``: one row per grid point, best first."""
+        rows = [cv_row(p, r) for p, r in zip(self.candidates, self.cv_results)]
+        return sorted(rows, key=lambda r: -r["mean_top1"])
 
 
 def arrays_from_pipeline(pipeline: Any, x: np.ndarray, num_classes: int,
@@ -209,12 +228,12 @@ def fit(x: np.ndarray, y: np.ndarray, candidates: SvmParams | Sequence[SvmParams
     y = np.asarray(y, dtype=np.int64)
     if len(np.unique(y)) < 2:
         raise UserError("the SVM needs training examples of at least two classes")
-    cv: list[CvResult] = []
+    cv: list[Result] = []
     grid_start = time.perf_counter()
     if len(candidates) > 1:
         cv = cross_validate(x, y, candidates, folds=folds, n_jobs=n_jobs, seed=seed,
                             precompute=precompute, log=log)
-        best = select_best(cv).params
+        best = candidates[select_best(cv)]
     else:
         best = candidates[0]
     grid_seconds = time.perf_counter() - grid_start
@@ -225,7 +244,7 @@ def fit(x: np.ndarray, y: np.ndarray, candidates: SvmParams | Sequence[SvmParams
     num_classes = num_classes or int(y.max()) + 1
     arrays = arrays_from_pipeline(pipeline, x, num_classes)
     return SvmFit(pipeline, best, cv, num_classes, time.perf_counter() - start, grid_seconds,
-                  arrays)
+                  arrays, list(candidates) if cv else [])
 
 
 def evaluate(fitted: SvmFit, x: np.ndarray, y: np.ndarray, class_names: Sequence[str],
@@ -269,11 +288,11 @@ def train_and_evaluate(embeddings_dir: str, output: str,
                  n_jobs=n_jobs, seed=seed, precompute=precompute, log=log)
     name = model_name or f"{meta.get('backbone', 'cnn')} {meta.get('layer', '')} + SVM".replace(
         "  ", " ")
-    best_cv = next((r for r in fitted.cv_results if r.params == fitted.params), None)
+    best_cv = fitted.cv_of(fitted.params)
     extra = {"stage": "svm", "svm_dir": os.path.abspath(output),
              "embeddings_dir": os.path.abspath(embeddings_dir), "train_splits": list(train_splits),
              "test_split": test_split, "embeddings": meta,
-             "cv_top1": best_cv.mean_top1 if best_cv else None,
+             "cv_top1": best_cv.top1 if best_cv else None,
              "num_train": int(len(train.y))}
     result = evaluate(fitted, test.x, test.y, train.class_names, name, test.file_names, extra)
     with outputs.writing(output, overwrite=overwrite, marker=OUTPUT_MARKER) as tmp:
@@ -305,7 +324,7 @@ def save(directory: str, fitted: SvmFit, class_names: Sequence[str],
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    cv = sorted((r.as_dict() for r in fitted.cv_results), key=lambda r: -r["mean_top1"])
+    cv = fitted.cv_rows()
     doc = dict(info or {}, params=fitted.params.as_dict(), label=fitted.params.label(),
                class_names=list(class_names), num_classes=fitted.num_classes,
                steps=[name for name, _ in fitted.pipeline.steps],
