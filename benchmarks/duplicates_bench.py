@@ -13,11 +13,11 @@ size, then saved as PNG), ``jpeg`` (flattened on white, JPEG quality 60) and
 reads the finished run's features and, for each candidate feature (resize mode x
 blocks) and threshold, reports the share of planted pairs found (recall) and the
 share of reported pairs that are not the same picture (``false_share``; and
-``false_pair_rate``: those pairs over every pair of distinct pictures) (false pairs: planted pairs and
-pixel-identical images are the same picture, and so is a planted copy with anything
-pixel-identical to its original; natural near duplicates of the set count as false,
-so the share is an upper bound: openclipart's ``shapes`` holds a series of near-identical
-star drawings). ``copy_false_share``: among the pairs a planted copy is in, those with
+``false_pair_rate``: those pairs over every pair of distinct pictures). Planted
+pairs and pixel-identical images are one picture, and so is a planted copy with
+anything pixel-identical to its original; natural near duplicates of the set count
+as false, so both are upper bounds: openclipart's ``shapes`` holds a series of
+near-identical star drawings. ``copy_false_share``: among the pairs a planted copy is in, those with
 another picture that its original does not also pair with at that threshold (the false
 matches the alterations cause).
 """
