@@ -20,6 +20,11 @@ Then, on those rows:
   (:func:`illustration_tl.heads.head.fit`) and scored on the test split;
 * ``default``: what ``fit``'s own search (``--search``, default ``fast``) chooses on the
   imbalanced rows, refitted and scored the same way (does it pick ``balanced``?);
+* ``before_cut``: the run's own test scores on every training image (no class cut),
+  from its ``evaluate/eval.json``: the reference the minority's recall fell from;
+* ``logit_adjusted`` (inside each method's scores): the same head's calibrated
+  probabilities divided by the training class prior before the argmax (post-hoc
+  logit adjustment, :func:`logit_adjusted`), a remedy that does not need the loss;
 * ``by_cv_macro_recall``: among the default search's fully cross-validated rows, the
   one with the best out-of-fold macro-recall instead of top-1 (a candidate rule for
   imbalanced folders), refitted and scored.
@@ -93,12 +98,30 @@ def test_scores(store: features.FeatureStore, cfg: search.Config, splits: Sequen
     orig = head.store_blocks(store, [TEST_SPLIT], cfg.resize, "orig", cfg.blocks)
     flip = (head.store_blocks(store, [TEST_SPLIT], cfg.resize, "flip", cfg.blocks)
             if cfg.flip_test else None)
-    pred = h.probabilities(orig, flip).argmax(1)
+    probs = h.probabilities(orig, flip)
     y = np.asarray(store.labels[TEST_SPLIT])
-    num_classes = len(store.class_names)
+    out = scored(probs.argmax(1), y, len(store.class_names), minority)
+    y_train = np.concatenate([store.labels[s] for s in splits if s in store.labels])
+    out["logit_adjusted"] = scored(logit_adjusted(probs, y_train), y, len(store.class_names),
+                                   minority)
+    return out
+
+
+def scored(pred: np.ndarray, y: np.ndarray, num_classes: int, minority: int
+           ) -> dict[str, float]:
+    """Test macro-recall, the minority's recall and top-1 of predictions ``pred``."""
     return {"macro_recall": round(macro_recall(pred, y, num_classes), 4),
             "minority_recall": round(float(np.mean(pred[y == minority] == minority)), 4),
             "top1": round(float(np.mean(pred == y)), 4)}
+
+
+def logit_adjusted(probs: np.ndarray, y_train: np.ndarray, tau: float = 1.0) -> np.ndarray:
+    """Post-hoc logit adjustment (Menon et al. 2021, "Long-tail learning via logit
+    adjustment", eq. 6): argmax of ``log p(c|x) - tau * log prior(c)``, the prior being
+    the training rows' class frequencies (the calibrated probabilities of the head)."""
+    prior = np.bincount(y_train, minlength=probs.shape[1]) / len(y_train)
+    logp = np.log(np.clip(probs, 1e-300, None))
+    return np.argmax(logp - tau * np.log(np.clip(prior, 1e-12, None)), axis=1)
 
 
 def cv_macro_recall(r: search.Result, y: np.ndarray, num_classes: int) -> float:
@@ -168,6 +191,10 @@ def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     for m in METHODS:
         out[m] = {k: round(float(np.mean([r[m][k] for r in rows])), 4)
                   for k in ("macro_recall", "minority_recall", "top1")}
+    for m in ("unweighted", "balanced"):
+        out[m]["logit_adjusted"] = {
+            k: round(float(np.mean([r[m]["logit_adjusted"][k] for r in rows])), 4)
+            for k in ("macro_recall", "minority_recall", "top1")}
     diff = [r["balanced"]["macro_recall"] - r["unweighted"]["macro_recall"] for r in rows]
     out["balanced_vs_unweighted_macro_recall"] = {
         "wins": sum(d > 0 for d in diff), "ties": sum(d == 0 for d in diff),
@@ -176,6 +203,16 @@ def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out["by_cv_macro_recall_picks_balanced"] = sum(
         r["by_cv_macro_recall"]["picks_balanced"] for r in rows)
     return out
+
+
+def reference(run_dir: str) -> dict[str, Any]:
+    """The finished run's own test scores before any cut (``evaluate/eval.json``): its
+    macro-recall, top-1 and every class's recall."""
+    with open(os.path.join(run_dir, "evaluate", "eval.json"), encoding="utf-8") as f:
+        doc = json.load(f)
+    recall = {c["class"]: round(float(c["top1"]), 4) for c in doc["per_class"]}
+    return {"macro_recall": round(float(np.mean(list(recall.values()))), 4),
+            "top1": round(float(doc["top1"]), 4), "class_recall": recall}
 
 
 def bench_run(run_dir: str, a: argparse.Namespace) -> dict[str, Any]:
@@ -188,7 +225,8 @@ def bench_run(run_dir: str, a: argparse.Namespace) -> dict[str, Any]:
         for seed in a.seeds:
             rows.append(one(store, chosen, cls, seed, a))
             print(json.dumps(dict(run=run_dir, **rows[-1])), flush=True)
-    return {"run": run_dir, "chosen": chosen.label(), "rows": rows, "summary": summary(rows)}
+    return {"run": run_dir, "chosen": chosen.label(), "before_cut": reference(run_dir),
+            "rows": rows, "summary": summary(rows)}
 
 
 def main() -> None:
