@@ -220,12 +220,14 @@ def bench_run(run_dir: str, a: argparse.Namespace) -> dict[str, Any]:
     store = features.FeatureStore.load(os.path.join(run_dir, "features"))
     with open(os.path.join(run_dir, "search", "leaderboard.json"), encoding="utf-8") as f:
         chosen = search.Config.from_dict(json.load(f)["chosen"]["config"])
+    before = reference(run_dir)
     rows = []
     for cls in chosen_classes(store, a.classes, a.min_test, a.class_seed):
         for seed in a.seeds:
             rows.append(one(store, chosen, cls, seed, a))
+            rows[-1]["minority_recall_before_cut"] = before["class_recall"][store.class_names[cls]]
             print(json.dumps(dict(run=run_dir, **rows[-1])), flush=True)
-    return {"run": run_dir, "chosen": chosen.label(), "before_cut": reference(run_dir),
+    return {"run": run_dir, "chosen": chosen.label(), "before_cut": before,
             "rows": rows, "summary": summary(rows)}
 
 
