@@ -52,15 +52,30 @@ class Predictions(tuple):
     """``(names, probabilities)`` (so ``names, probs = clf.predict(...)`` works) plus
     ``skipped``: the :class:`SkippedInput` of every input that was not classified.
 
-    Row ``i`` is input ``i``; a skipped input has the name ``None`` and a row of NaN."""
+    Row ``i`` is input ``i``; a skipped input has the name ``None`` and a row of NaN.
+    With ``reject=True``, an input whose top probability is below the model's reject
+    threshold has the name ``"unknown"`` (its probabilities are kept); ``threshold`` is
+    that threshold (None without ``reject``)."""
 
     skipped: list[SkippedInput]
+    threshold: float | None
 
     def __new__(cls, names: list[str | None], probabilities: np.ndarray,
-                skipped: list[SkippedInput]) -> Predictions:
+                skipped: list[SkippedInput], threshold: float | None = None) -> Predictions:
         self = super().__new__(cls, (names, probabilities))
         self.skipped = skipped
+        self.threshold = threshold
         return self
+
+    @property
+    def rejected(self) -> np.ndarray:
+        """Per input: whether it was answered ``unknown`` (all False without ``reject``)."""
+        from illustration_tl.evaluation import reject
+
+        if self.threshold is None:
+            return np.zeros(len(self.names), bool)
+        scored = ~np.isnan(self.probabilities).any(axis=1)
+        return scored & ~reject.accepted(self.probabilities, self.threshold)
 
     @property
     def names(self) -> list[str | None]:
@@ -115,6 +130,12 @@ class Classifier:
         side = max_side or self._predictor.max_side
         return tf.stack([self._predictor.prepare_any(x, side) for x in _as_list(inputs)])
 
+    def reject_threshold(self) -> float:
+        """The top probability below which ``predict(..., reject=True)`` answers
+        ``unknown`` (stored by ``fit``); :class:`UserError` naming the model and the fix
+        when it has none."""
+        return self._predictor.reject_threshold(flag="reject=True").threshold
+
     def predict_proba(self, inputs: Any, batch_size: int = 32, errors: str = "skip",
                       max_side: int | None = None) -> np.ndarray:
         """Probabilities (n, num_classes), columns in ``class_names`` order, row ``i``
@@ -124,7 +145,7 @@ class Classifier:
                             max_side=max_side).probabilities
 
     def predict(self, inputs: Any, batch_size: int = 32, errors: str = "skip",
-                max_side: int | None = None) -> Predictions:
+                max_side: int | None = None, reject: bool = False) -> Predictions:
         """``(class name of each input, probabilities (n, num_classes))``.
 
         ``inputs``: one input or a list of them; each a file path, the bytes of an
@@ -139,6 +160,11 @@ class Classifier:
         reason) in the result's ``skipped`` (and ``self.last_skipped``), and named on
         stderr when ``verbose``. ``errors="raise"``: the first such input raises
         :class:`UserError` naming it.
+
+        ``reject=True``: an input whose top probability is below the reject threshold
+        ``fit`` stored with the model is named ``"unknown"`` ("none of these";
+        :mod:`illustration_tl.evaluation.reject`); a model without a threshold raises
+        :class:`UserError` before anything is classified.
         """
         import tensorflow as tf
 
@@ -149,6 +175,7 @@ class Classifier:
         from illustration_tl.datasets import ingestion
         from illustration_tl.serving import predict
 
+        threshold = self.reject_threshold() if reject else None
         items = _as_list(inputs)
         side = max_side or self._predictor.max_side
         probs = np.full((len(items), len(self.class_names)), np.nan)
@@ -179,7 +206,13 @@ class Classifier:
         done = {s.index for s in skipped}
         names = [None if i in done else self.class_names[int(np.argmax(probs[i]))]
                  for i in range(len(items))]
-        return Predictions(names, probs, skipped)
+        result = Predictions(names, probs, skipped, threshold)
+        if threshold is not None:
+            from illustration_tl.evaluation import reject as reject_lib
+
+            for i in np.flatnonzero(result.rejected):
+                names[int(i)] = reject_lib.UNKNOWN
+        return result
 
 
 def _as_list(inputs: Any) -> list[Any]:

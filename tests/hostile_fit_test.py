@@ -444,7 +444,7 @@ def test_deleted_leaderboard_and_truncated_features_redo_everything_after(fitted
     np.savez(head, bad=np.array([{"x": 1}], object))
     err = _rerun(fitted)
     assert "[final] outputs changed" in err
-    assert _rerun(fitted).count("up to date, skipped") == 6
+    assert _rerun(fitted).count("up to date, skipped") == 7
     OUTCOMES["deleted leaderboard"] = OUTCOMES["truncated feature array"] = "redone"
     OUTCOMES["object array in head.npz (run)"] = "redone"
 

@@ -20,7 +20,9 @@ classes) or through ImageNet (wnid or any synonym). Only regular files inside
 --images (or the manifest's root) are opened: symlinks leading out, FIFOs,
 devices, absolute and ``../`` manifest paths are listed as skipped. Cells of
 ``predictions.csv`` that a spreadsheet would run as formulas get a leading ``'``.
-Top-5 is reported only for models with more than 5 classes.
+Top-5 is reported only for models with more than 5 classes. ``--reject`` answers
+``unknown`` below the reject threshold ``fit`` stored with the model and reports the
+coverage and the accuracy on the answered images beside the usual numbers.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def main(argv) -> int:
     doc = grouped_evaluation.evaluate(
         model=cfg.model, output=cfg.output, images=cfg.images, manifest=cfg.manifest,
         group_by=cfg.group_by, batch_size=cfg.batch_size, max_side=cfg.max_side,
-        overwrite=cfg.overwrite)
+        overwrite=cfg.overwrite, reject=cfg.reject)
     print(grouped_evaluation.markdown(doc), end="")
     print(f"wrote {files.display_name(cfg.output)}")
     return 0

@@ -6,7 +6,9 @@ before it is loaded: :mod:`illustration_tl.serving.model_check`). Folders are re
 recursively, only regular files inside them (symlinks leading out, FIFOs and
 devices are listed as skipped, never opened); a file that is not an image is
 reported and skipped, and the exit status is 3 when any file was skipped (0
-otherwise).
+otherwise). With ``--reject`` each image also gets an answer: its top class, or
+``unknown`` when the top probability is below the threshold ``fit`` stored with the
+model (a model without one is refused in one line, exit 2).
 """
 
 import sys
@@ -40,6 +42,7 @@ def main(argv) -> int:
     if cfg.max_side is not None and cfg.max_side < 1:
         raise UserError(f"--max_side={cfg.max_side}: give a positive number of pixels")
     predictor = predict.Predictor(cfg.model)
+    threshold = predictor.reject_threshold() if cfg.reject else None
     refused: list[predict.Prediction] = []
     paths = predict.expand_inputs(
         cfg.images, on_skip=lambda path, why: refused.append(predict.Prediction(path, error=why)))
@@ -51,7 +54,7 @@ def main(argv) -> int:
         show(p)
     skipped = len(refused)
     for p in predict.predict_files(predictor, paths, cfg.top_k, cfg.batch_size,
-                                   cfg.max_side or predictor.max_side):
+                                   cfg.max_side or predictor.max_side, threshold):
         skipped += p.error is not None
         show(p)
     if skipped:

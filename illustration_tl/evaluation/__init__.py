@@ -3,4 +3,4 @@ baseline, and the run report's tables and figures.
 """
 
 __all__ = ["duplicates", "figures", "fit_run", "html_report", "label_issues", "metrics",
-           "report"]
+           "reject", "report"]

@@ -264,3 +264,34 @@ def plot_reliability(curves: list[tuple[str, Any]], path: str) -> dict[str, Any]
     ax.grid(alpha=0.3)
     fig.subplots_adjust(left=0.13, right=0.97, bottom=0.12, top=0.96)
     return _save(fig, path)
+
+
+RISK_COVERAGE_FIGSIZE = (5.5, 4.5)
+
+
+def plot_risk_coverage(curves: list[tuple[str, Any]], path: str,
+                       chosen: tuple[float, float] | None = None,
+                       label: str = "chosen threshold") -> dict[str, Any]:
+    """Risk-coverage curves (Geifman & El-Yaniv 2017, Figure 1): selective risk (top-1
+    error on the accepted images) against coverage (the share accepted), one line per
+    :class:`reject.RiskCoverage`, as the top-probability threshold sweeps from high to
+    low; ``chosen`` (coverage, risk) marks the reject threshold."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=RISK_COVERAGE_FIGSIZE)
+    for name, curve in curves:
+        if curve.num_rows == 0:
+            continue
+        ax.plot(curve.coverage, curve.risk, marker="." if curve.num_rows <= 50 else None,
+                label=f"{name} ({curve.num_rows} images)")
+    if chosen is not None:
+        ax.plot([chosen[0]], [chosen[1]], marker="o", markersize=8, color="black",
+                fillstyle="none", linestyle="none", label=label)
+        ax.axvline(chosen[0], color="0.6", linestyle="--", linewidth=1)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("coverage (share of images answered)")
+    ax.set_ylabel("risk (top-1 error on the answered images)")
+    ax.legend(loc="best", fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.12, top=0.96)
+    return _save(fig, path)

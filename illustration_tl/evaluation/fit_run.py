@@ -5,7 +5,8 @@ and ``oof_scores.npy`` (the chosen configuration's out-of-fold scores: one row p
 image of the training splits, train then validation, mirrors averaged into it; see
 :func:`illustration_tl.heads.search.run`), ``OUT/final/head.json`` (the calibration
 temperature), ``OUT/features/`` (:class:`FeatureStore`, memory-mapped),
-``OUT/dataset/dataset.json`` and the images in ``OUT/dataset/tfds``.
+``OUT/dataset/dataset.json``, the images in ``OUT/dataset/tfds`` and, in runs since the
+reject option, ``OUT/reject/reject.json`` (:mod:`illustration_tl.evaluation.reject`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from illustration_tl.errors import UserError
-from illustration_tl.evaluation import duplicates, label_issues
+from illustration_tl.evaluation import duplicates, label_issues, reject
 from illustration_tl.evaluation.metrics import EvalResult
 from illustration_tl.features import multilayer as features
 
@@ -39,6 +40,7 @@ class FitRun:
     dataset: dict[str, Any]
     store: features.FeatureStore
     oof: np.ndarray | None
+    reject: reject.RejectThreshold | None = None
 
     @property
     def temperature(self) -> float:
@@ -86,7 +88,19 @@ def load(root: str) -> FitRun:
                  _json(need[2]), _json(need[3]), _json(need[4]), store, oof)
     if oof is not None and len(oof) != len(run.train_rows()[0]):
         run.oof = None   # not this store's rows: leave label issues out rather than misalign
+    run.reject = read_reject(root)
     return run
+
+
+def read_reject(root: str) -> reject.RejectThreshold | None:
+    """``OUT/reject/reject.json`` of a run, or None (a run from before the reject option)."""
+    path = os.path.join(root, "reject", reject.REJECT_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        return reject.RejectThreshold.from_dict(_json(path))
+    except ValueError as e:
+        raise UserError(f"{path}: {e}; rerun `illustration-tl fit` on this output") from None
 
 
 # --- Images --------------------------------------------------------------------------

@@ -14,6 +14,8 @@ style sheet in the page): it opens offline and can be mailed as one file. Sectio
   probabilities;
 * ``calibration``: the reliability diagram and expected calibration error, on the test
   split and on the cross-validation's out-of-fold predictions;
+* ``reject``: the risk-coverage curve of the out-of-fold and test predictions with the
+  reject threshold marked, and what it does in words (:mod:`reject`);
 * ``leaderboard``: the search's top 10 with their fold counts (full table:
   ``search/leaderboard.md``);
 * ``label-issues``: training images most likely mislabeled (:mod:`label_issues`);
@@ -34,7 +36,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from illustration_tl.core import files
-from illustration_tl.evaluation import duplicates, figures, fit_run, label_issues, report
+from illustration_tl.evaluation import (
+    duplicates,
+    figures,
+    fit_run,
+    label_issues,
+    reject,
+    report,
+)
 from illustration_tl.evaluation.metrics import (
     precision_recall_f1,
     reliability,
@@ -45,7 +54,7 @@ from illustration_tl.evaluation.metrics import (
 REPORT_HTML = "report.html"
 LABEL_ISSUES_CSV = "label_issues.csv"
 DUPLICATES_CSV = "duplicates.csv"
-SECTIONS = ("summary", "per-class", "confusion", "misclassified", "calibration",
+SECTIONS = ("summary", "per-class", "confusion", "misclassified", "calibration", "reject",
             "leaderboard", "label-issues", "duplicates")
 FEW_TEST_IMAGES = 5
 MAX_MISCLASSIFIED = 60
@@ -247,6 +256,37 @@ def _calibration(run: fit_run.FitRun, tmp: str) -> str:
                     + _img(png, "image/png", "reliability diagram"))
 
 
+def _reject(run: fit_run.FitRun, tmp: str) -> str:
+    title = "None of these: the reject option"
+    chosen = run.reject
+    probs = run.oof_probabilities()
+    if chosen is None or probs is None:
+        return _section("reject", title, "<p>No reject threshold in this run (a run from "
+                        "before the reject option, or without out-of-fold scores); rerun "
+                        "<code>illustration-tl fit</code> on this output to add it.</p>")
+    cv = reject.risk_coverage(probs, run.train_rows()[0])
+    test = reject.risk_coverage(run.result.scores, run.result.labels)
+    coverage, accuracy = reject.at_threshold(run.result.scores, run.result.labels,
+                                             chosen.threshold)
+    png = _figure(lambda p: figures.plot_risk_coverage(
+        [("cross-validation (out of fold)", cv), ("test", test)], p,
+        (chosen.coverage, 1.0 - chosen.accuracy),
+        f"threshold {chosen.threshold:.3f}"), tmp, "risk_coverage.png")
+    test_words = (f"On the test split it answers {_pct(coverage)} of "
+                  f"{run.result.num_examples} images, {_pct(accuracy)} of them right."
+                  if accuracy is not None else
+                  f"On the test split it answers none of {run.result.num_examples} images.")
+    body = (f"<p>With <code>--reject</code> (<code>reject=True</code> in Python), "
+            f"<code>predict</code> and <code>evaluate</code> {_e(chosen.words())}. "
+            f"{test_words} Set the target with <code>fit --reject_precision</code>.</p>"
+            '<p class="note">Each point of a curve is a threshold on the top probability: '
+            "the share of images at or above it (coverage) and the top-1 error among "
+            "them (risk); Geifman &amp; El-Yaniv 2017. The circle is the chosen threshold "
+            "on the cross-validation folds it was chosen on.</p>"
+            + _img(png, "image/png", "risk-coverage curve"))
+    return _section("reject", title, body)
+
+
 def _leaderboard(run: fit_run.FitRun) -> str:
     board = run.board
     folds = board.get("folds")
@@ -324,7 +364,8 @@ def render(run: fit_run.FitRun, found: fit_run.Findings, thumbs: fit_run.Thumbs)
     leaked = len(duplicates.leaked_test_images(found.pairs, found.images))
     with tempfile.TemporaryDirectory() as tmp:
         parts = [_summary(run, leaks, leaked), _per_class(run), _confusion(run, tmp),
-                 _misclassified(run, thumbs), _calibration(run, tmp), _leaderboard(run),
+                 _misclassified(run, thumbs), _calibration(run, tmp), _reject(run, tmp),
+                 _leaderboard(run),
                  _label_issues(found, thumbs, run.store.class_names),
                  _duplicates(found, thumbs)]
     nav = " · ".join(f'<a href="#{s}">{s.replace("-", " ")}</a>' for s in SECTIONS)

@@ -15,10 +15,16 @@ a rerun skips what is up to date and redoes what a changed input affects):
    (:mod:`illustration_tl.heads.search`); ``leaderboard.json`` / ``leaderboard.md``;
 4. ``final``: the chosen configuration refitted on all training images, with its
    temperature calibrated on the CV folds (:mod:`illustration_tl.heads.head`);
-5. ``evaluate``: the test split, scored once (``eval.json``, ``scores.npz``);
-6. ``model``: one SavedModel, image bytes in, calibrated probabilities out;
-7. ``report``: ``OUT/report.md`` (test top-1/top-5, the chosen configuration and
-   the leaderboard).
+5. ``reject``: the reject threshold (``reject.json``): the top calibrated probability
+   below which the model answers ``unknown`` when asked, the largest coverage of the
+   out-of-fold predictions at ``--reject_precision``
+   (:mod:`illustration_tl.evaluation.reject`); its own stage, so a changed
+   ``--reject_precision`` redoes only it, the model and the report;
+6. ``evaluate``: the test split, scored once (``eval.json``, ``scores.npz``);
+7. ``model``: one SavedModel, image bytes in, calibrated probabilities out; the reject
+   threshold in its metadata;
+8. ``report``: ``OUT/report.md`` (test top-1/top-5, the chosen configuration, the
+   reject threshold and the leaderboard).
 
 ``OUT`` carries the output manifest (:mod:`illustration_tl.core.outputs`): a folder
 that is not an earlier ``fit`` output (a stray ``fit.json`` is not one) is refused,
@@ -44,6 +50,7 @@ from illustration_tl.core import common_settings, config_flags, files, outputs
 from illustration_tl.core.config_flags import optional, required, setting
 from illustration_tl.datasets.ingestion import DEFAULT_MAX_PIXELS
 from illustration_tl.errors import UserError
+from illustration_tl.evaluation import reject as reject_lib
 from illustration_tl.heads import search as search_lib
 from illustration_tl.pipelines import fit_plan, stages
 
@@ -98,6 +105,12 @@ class FitConfig:
                             "forward passes, configurations to search) and about how long "
                             "it would take on this machine (a short timed probe); writes "
                             "nothing.")
+    reject_precision: float = setting(
+        reject_lib.DEFAULT_TARGET_PRECISION, "Precision the reject threshold aims at: the "
+        "largest share of the cross-validation images whose top probability is above it "
+        "and whose answers are right this often (predict/evaluate --reject, "
+        "reject=True in Python, answer `unknown` below it).",
+        check=lambda v: None if 0.0 < v <= 1.0 else "give a precision in (0, 1], e.g. 0.95")
     top_k: int = 5
     force: bool = common_settings.force()
     # KerasHub backbones only (keras_hub:<family>, --weights=none): the random tower's
@@ -280,6 +293,9 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
         head.fit(store(), chosen, TRAIN_SPLITS, oof).save(out)
 
     final_dir = st.run("final", {}, do_final, ["features", "search"])
+    reject_dir = st.run("reject", {"precision": cfg.reject_precision}, lambda out: (
+        write_reject(store(), search_dir, final_dir, out, cfg.reject_precision, log)),
+        ["search", "final"])
 
     def do_evaluate(out: str) -> None:
         ev = _evaluate(store(), final_dir, cfg)
@@ -287,8 +303,10 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
 
     eval_dir = st.run("evaluate", {}, do_evaluate, ["features", "final"])
     model_dir = os.path.join(root, "model")
+    threshold = read_reject(reject_dir)
     st.run("model", {"top_k": cfg.top_k}, lambda out: export(
-        final_dir, feat_dir, out, top_k=cfg.top_k), ["features", "final"])
+        final_dir, feat_dir, out, top_k=cfg.top_k, reject=threshold),
+        ["features", "final", "reject"])
     eta.finish()
     from illustration_tl.evaluation.metrics import EvalResult
 
@@ -298,6 +316,7 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
                "search_seconds": board["seconds"], "test_top1": ev.top_k(1),
                "test_top5": ev.top_k_or_none(5), "num_test": ev.num_examples,
                "num_classes": len(ev.class_names), "model": model_dir,
+               "reject": threshold.to_dict(),
                "timings": {k: round(v, 1) for k, v in st.timings.items()}}
     _write_report(root, summary, search_dir)
     from illustration_tl.evaluation import html_report
@@ -311,6 +330,37 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
 def _read_board(search_dir: str) -> dict[str, Any]:
     with open(os.path.join(search_dir, "leaderboard.json"), encoding="utf-8") as f:
         return json.load(f)
+
+
+def reject_threshold(store: Any, search_dir: str, final_dir: str, target_precision: float
+                     ) -> reject_lib.RejectThreshold:
+    """The reject threshold of a run (:func:`reject.choose_threshold`): the chosen
+    configuration's out-of-fold scores (``search/oof_scores.npy``, one row per image of
+    the training splits of ``store``, in their order) through the final head's calibrated
+    softmax (its temperature), against those images' labels."""
+    from illustration_tl.evaluation import label_issues
+    from illustration_tl.heads import head as head_lib
+
+    temperature = head_lib.Head.load(final_dir).temperature
+    oof = np.load(os.path.join(search_dir, "oof_scores.npy"), allow_pickle=False)
+    labels = np.concatenate([store.labels[s] for s in TRAIN_SPLITS if s in store.labels])
+    probs = label_issues.softmax(oof, temperature)
+    return reject_lib.choose_threshold(probs, labels, target_precision)
+
+
+def write_reject(store: Any, search_dir: str, final_dir: str, out: str,
+                 target_precision: float, log: Callable[[str], None] = _log
+                 ) -> reject_lib.RejectThreshold:
+    """The ``reject`` stage: :func:`reject_threshold` into ``out/reject.json``."""
+    chosen = reject_threshold(store, search_dir, final_dir, target_precision)
+    files.atomic_write_json(os.path.join(out, reject_lib.REJECT_FILE), chosen.to_dict())
+    log(f"reject: {chosen.words()}")
+    return chosen
+
+
+def read_reject(reject_dir: str) -> reject_lib.RejectThreshold:
+    with open(os.path.join(reject_dir, reject_lib.REJECT_FILE), encoding="utf-8") as f:
+        return reject_lib.RejectThreshold.from_dict(json.load(f))
 
 
 def _build(cfg: FitConfig, name: str, options: dict[str, Any], out: str,
@@ -357,7 +407,11 @@ def _write_report(root: str, summary: dict[str, Any], search_dir: str) -> None:
              f"- chosen: {summary['chosen']['label']} (CV top-1 "
              f"{100 * summary['chosen']['cv_top1']:.2f}%)",
              f"- search `{summary['search']}`: {summary['search_seconds']} s",
-             f"- model: {summary['model']}", "",
+             f"- model: {summary['model']}"]
+    if summary.get("reject"):
+        lines.append("- reject option (`--reject`): " + reject_lib.RejectThreshold.from_dict(
+            summary["reject"]).words() + "; the risk-coverage curve is in report.html")
+    lines += ["",
              "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in summary["timings"].items()]
     with open(os.path.join(search_dir, "leaderboard.md")) as f:
@@ -370,8 +424,10 @@ def _write_report(root: str, summary: dict[str, Any], search_dir: str) -> None:
 EXPORT_FORMAT = "illustration-tl fit classifier v1"
 
 
-def export(final_dir: str, feat_dir: str, out: str, top_k: int = 5) -> dict[str, Any]:
-    """Writes the SavedModel: image bytes (or pixels) in, calibrated probabilities out."""
+def export(final_dir: str, feat_dir: str, out: str, top_k: int = 5,
+           reject: reject_lib.RejectThreshold | None = None) -> dict[str, Any]:
+    """Writes the SavedModel: image bytes (or pixels) in, calibrated probabilities out;
+    ``reject`` (the threshold of ``--reject``) goes into its metadata."""
     import tensorflow as tf
 
     from illustration_tl.features import multilayer as features
@@ -395,6 +451,8 @@ def export(final_dir: str, feat_dir: str, out: str, top_k: int = 5) -> dict[str,
             "resize_mode": mode, "class_names": h.class_names, "config": h.config.as_dict(),
             "label": h.config.label(), "temperature": h.temperature, "top_k": k,
             "outputs": "probabilities"}
+    if reject is not None:
+        info["reject"] = reject.to_dict()
 
     def block_outputs(x: Any) -> dict[str, Any]:
         outs = model(x, training=False)

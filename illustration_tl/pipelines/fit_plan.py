@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-STAGES = ("dataset", "features", "search", "final", "evaluate", "model")
+STAGES = ("dataset", "features", "search", "final", "reject", "evaluate", "model")
 SPLITS = ("train", "validation", "test")
 DECODE_SECONDS = 0.01   # per file, one core (ingestion of small clip art; measured order)
 EXPORT_SECONDS = 20.0   # tracing and writing the SavedModel (VGG16 order on 2 cores)

@@ -25,6 +25,12 @@ Outputs (a new folder, written with :mod:`illustration_tl.core.outputs`):
 ``evaluation.json``, ``evaluation.md``, ``predictions.csv``, ``confusion.png``
 and ``result/`` (an :class:`~illustration_tl.evaluation.metrics.EvalResult` that
 ``illustration-tl report`` reads). Top-5 is reported only with more than 5 classes.
+
+With ``reject`` (``--reject``), an image whose top probability is below the threshold
+``fit`` stored with the model is answered ``unknown`` (:mod:`illustration_tl.evaluation.reject`):
+the summary adds the coverage (the share of scored images answered) and the top-1
+accuracy on them, and how many unscored images were answered ``unknown``;
+``predictions.csv`` adds an ``answer`` column. Without it the outputs are unchanged.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ from illustration_tl.core.config_flags import optional, setting
 from illustration_tl.datasets import imagenet
 from illustration_tl.errors import UserError
 from illustration_tl.evaluation import metrics as evaluation
+from illustration_tl.evaluation import reject as reject_lib
+from illustration_tl.serving.predict import REJECT_HELP
 
 OUTPUT_MARKER = "evaluate"
 UNLABELLED = ""
@@ -252,7 +260,16 @@ def markdown(doc: dict[str, Any]) -> str:
              "not decodable, or not a regular file inside the input)",
              f"- classes in the model: {doc['model_classes']}"]
     if o:
-        lines += [f"- top-1 {_pct(o['top1'])}, top-5 {_pct(o['top5'])}", ""]
+        lines += [f"- top-1 {_pct(o['top1'])}, top-5 {_pct(o['top5'])}"]
+    r = doc.get("reject")
+    if r:
+        lines.append(
+            f"- reject (`unknown` below a top probability of {r['threshold']:.3f}): "
+            f"{r['accepted']} of {r['scored']} scored images answered (coverage "
+            f"{_pct(r['coverage'])}), top-1 on them {_pct(r['accuracy'])}; "
+            f"{r['unscored_rejected']} of {r['unscored']} unscored images `unknown`")
+    if o:
+        lines.append("")
     if doc["per_group"]:
         lines += [f"## Per group ({doc['group_by']})", "", "| group | n | top-1 | top-5 |",
                   "|---|---|---|---|"]
@@ -290,14 +307,15 @@ class EvaluateConfig:
     batch_size: int = common_settings.batch_size()
     max_side: int = setting(512, "Downscale before resizing, as the dataset builder does "
                             "(keep equal to the builder's max_side).")
+    reject: bool = setting(False, REJECT_HELP)
 
 
 def evaluate(*, model: str, output: str, images: str | None = None,
              manifest: str | None = None, group_by: str | None = None,
              batch_size: int = 32, max_side: int | None = 512, top_k: int = 5,
-             overwrite: bool = False) -> dict[str, Any]:
+             overwrite: bool = False, reject: bool = False) -> dict[str, Any]:
     """Scores the export ``model`` on ``images`` (folder) or ``manifest`` (CSV); writes
-    ``output`` and returns the summary (see module doc)."""
+    ``output`` and returns the summary (see module doc; ``reject``: ``--reject``)."""
     import tensorflow as tf
 
     from illustration_tl.datasets import ingestion
@@ -316,6 +334,7 @@ def evaluate(*, model: str, output: str, images: str | None = None,
              else items_from_folder(images, group_by, skipped))
     left_out = len(skipped)  # never opened: links out, FIFOs, paths out of the root
     predictor = predict.Predictor(model)
+    threshold = predictor.reject_threshold() if reject else None
     match = label_matcher(predictor.class_names, predictor.metadata.get("wnids"))
     progress_every = max(1, 10 * batch_size)
     kept: list[Item] = []
@@ -373,19 +392,26 @@ def evaluate(*, model: str, output: str, images: str | None = None,
              "top": ", ".join(f"{names[j]} {all_scores[i, j]:.3f}" for j in order[i])}
             for i in unscored[:200]],
     }
+    keep = None
+    if threshold is not None:
+        keep = reject_lib.accepted(all_scores, threshold.threshold)
+        doc["reject"] = _reject_summary(threshold, keep, labels, order)
     with outputs.writing(output, overwrite=overwrite, marker=OUTPUT_MARKER) as tmp:
         with open(os.path.join(tmp, "predictions.csv"), "w", newline="",
                   encoding="utf-8") as f:
             w = _SafeWriter(csv.writer(f))
             w.writerow(["file", "label", "group", "scored", "top1_correct"]
                        + [f"top{j + 1}" for j in range(k)]
-                       + [f"top{j + 1}_score" for j in range(k)])
+                       + [f"top{j + 1}_score" for j in range(k)]
+                       + ([] if keep is None else ["answer"]))
             for i, item in enumerate(kept):
                 lab = labels[i]
                 w.writerow([item.name, item.label, item.group, lab is not None,
                             "" if lab is None else bool(order[i, 0] == lab)]
                            + [names[j] for j in order[i]]
-                           + [f"{all_scores[i, j]:.6g}" for j in order[i]])
+                           + [f"{all_scores[i, j]:.6g}" for j in order[i]]
+                           + ([] if keep is None else
+                              [names[order[i, 0]] if keep[i] else reject_lib.UNKNOWN]))
             for name, reason in skipped:
                 w.writerow([name, "", "", False, f"skipped: {reason}"])
         if result is not None:
@@ -395,6 +421,23 @@ def evaluate(*, model: str, output: str, images: str | None = None,
         with open(os.path.join(tmp, "evaluation.md"), "w", encoding="utf-8") as f:
             f.write(markdown(doc))
     return doc
+
+
+def _reject_summary(threshold: reject_lib.RejectThreshold, keep: np.ndarray,
+                    labels: Sequence[int | None], order: np.ndarray) -> dict[str, Any]:
+    """``evaluate --reject``'s numbers: the threshold, then over the scored images the
+    coverage (share answered) and the top-1 accuracy on the answered ones, and how many
+    unscored images (no label the model knows) were answered ``unknown``."""
+    scored = [i for i, lab in enumerate(labels) if lab is not None]
+    unscored = [i for i, lab in enumerate(labels) if lab is None]
+    answered = [i for i in scored if keep[i]]
+    right = sum(int(order[i, 0] == labels[i]) for i in answered)
+    return {"threshold": threshold.threshold, "target": threshold.target,
+            "scored": len(scored), "accepted": len(answered),
+            "coverage": len(answered) / len(scored) if scored else None,
+            "accuracy": right / len(answered) if answered else None,
+            "unscored": len(unscored),
+            "unscored_rejected": sum(int(not keep[i]) for i in unscored)}
 
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

@@ -26,31 +26,44 @@ import numpy as np
 from illustration_tl.core import common_settings
 from illustration_tl.core.config_flags import optional, setting
 from illustration_tl.errors import UserError
+from illustration_tl.evaluation import reject as reject_lib
 
 
 @dataclasses.dataclass
 class Prediction:
-    """The top-k classes of one file, or why it was skipped."""
+    """The top-k classes of one file, or why it was skipped. ``answer`` (only with
+    ``--reject``): the top class, or ``unknown`` when its probability is below the
+    model's reject threshold (:mod:`illustration_tl.evaluation.reject`)."""
 
     path: str
     classes: list[str] = dataclasses.field(default_factory=list)
     indices: list[int] = dataclasses.field(default_factory=list)
     scores: list[float] = dataclasses.field(default_factory=list)
     error: str | None = None
+    answer: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), ensure_ascii=False)
+        doc = dataclasses.asdict(self)
+        if self.answer is None:  # without --reject: the output of before the reject option
+            del doc["answer"]
+        return json.dumps(doc, ensure_ascii=False)
 
     def to_table(self) -> str:
         if self.error:
             return f"{self.path}: skipped ({self.error})"
-        rows = [f"{self.path}"] + [f"  {i + 1}. {name:<32} {score:10.4f}" for i, (name, score)
-                                   in enumerate(zip(self.classes, self.scores))]
+        head = f"{self.path}" + ("" if self.answer is None else f": {self.answer}")
+        rows = [head] + [f"  {i + 1}. {name:<32} {score:10.4f}" for i, (name, score)
+                         in enumerate(zip(self.classes, self.scores))]
         return "\n".join(rows)
 
 
 DEFAULT_MAX_SIDE = 512
 """The builder's default ``max_side``, for exports that record none."""
+
+REJECT_HELP = ("Answer `unknown` for images whose top probability is below the reject "
+               "threshold `fit` stored with the model (chosen on its cross-validation folds "
+               "for fit --reject_precision).")
+"""The help of ``predict --reject`` and ``evaluate --reject`` (one text per flag name)."""
 
 
 @dataclasses.dataclass
@@ -68,6 +81,7 @@ class PredictConfig:
     max_side: int | None = optional("Downscale before resizing, as the dataset builder did "
                                     "(default: the max_side the export records, else "
                                     f"{DEFAULT_MAX_SIDE}).")
+    reject: bool = setting(False, REJECT_HELP)
 
 
 MODEL_LAYOUTS = (("", "an `export` output or the SavedModel folder itself"),
@@ -132,6 +146,21 @@ class Predictor:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def reject_threshold(self, flag: str = "--reject") -> reject_lib.RejectThreshold:
+        """The reject threshold stored in the model's metadata (``fit`` writes it); a
+        one-line :class:`UserError` naming the model and the fix when it has none."""
+        doc = self.metadata.get("reject")
+        if doc is None:
+            raise UserError(f"{flag}: the model {self.path!r} has no reject threshold (a `fit` "
+                            "model from before the reject option, or not a `fit` model); "
+                            "rerun `illustration-tl fit` with the same --output to add one, "
+                            f"or leave out {flag}")
+        try:
+            return reject_lib.RejectThreshold.from_dict(doc)
+        except ValueError as e:
+            raise UserError(f"{flag}: the model {self.path!r}: {e}; rerun "
+                            "`illustration-tl fit` with the same --output") from None
 
     def classify_pixels(self, images: Any) -> dict:
         """Runs ``classify_images`` on float RGB images already at the model's size."""
@@ -262,11 +291,24 @@ def expand_inputs(patterns: Sequence[str],
     return out
 
 
+def answers(out: dict, threshold: float | None) -> list[str] | None:
+    """Per row of a ``classify_images`` output: the top class, or ``unknown`` when the top
+    probability is below ``threshold`` (None: no reject option, None returned)."""
+    if threshold is None:
+        return None
+    probs = np.asarray(out.get("probabilities", out["all_scores"]), np.float64)
+    keep = reject_lib.accepted(probs, threshold)
+    return [n.decode("utf-8", "replace") if ok else reject_lib.UNKNOWN
+            for n, ok in zip(out["class_names"][:, 0], keep)]
+
+
 def predict_files(predictor: Predictor, paths: Iterable[str], top_k: int = 5,
-                  batch_size: int = 32, max_side: int | None = 512) -> Iterator[Prediction]:
+                  batch_size: int = 32, max_side: int | None = 512,
+                  reject: reject_lib.RejectThreshold | None = None) -> Iterator[Prediction]:
     """Yields one :class:`Prediction` per path, in order; bad files carry an error.
     Paths are shown with :func:`~illustration_tl.core.files.display_name` (printable on a
-    strict UTF-8 console) and errors quote none of a file's bytes."""
+    strict UTF-8 console) and errors quote none of a file's bytes. ``reject``: each
+    prediction's ``answer`` is its top class or ``unknown`` (:func:`answers`)."""
     import tensorflow as tf
 
     from illustration_tl.core import files
@@ -278,12 +320,14 @@ def predict_files(predictor: Predictor, paths: Iterable[str], top_k: int = 5,
         if not batch:
             return
         out = predictor.classify_pixels(tf.stack([img for _, img in batch]))
+        said = answers(out, None if reject is None else reject.threshold)
         for row, (path, _) in enumerate(batch):
             k = min(top_k, out["scores"].shape[1])
             yield Prediction(files.display_name(path),
                              [n.decode("utf-8", "replace") for n in out["class_names"][row][:k]],
                              out["class_indices"][row][:k].tolist(),
-                             out["scores"][row][:k].astype(float).tolist())
+                             out["scores"][row][:k].astype(float).tolist(),
+                             answer=None if said is None else said[row])
         batch.clear()
 
     for path in paths:
