@@ -1,5 +1,6 @@
-"""Shared by tests that need a real (tiny) ``fit`` run folder: three openclipart classes
-from ``tests/fixtures``, random VGG16 weights at 32 px, one resize mode."""
+"""Shared by tests that need a real (tiny) ``fit`` run folder: openclipart classes from
+``tests/fixtures`` (three of ``openclipart_small`` unless told otherwise), random VGG16
+weights at 32 px, one resize mode."""
 
 from __future__ import annotations
 
@@ -11,14 +12,21 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = os.path.join(ROOT, "tests", "fixtures", "openclipart_small")
+FIFTY = os.path.join(ROOT, "tests", "fixtures", "openclipart_fifty")   # 50 classes x 5
 
 
-def tiny_fit_run(tmp_path: pathlib.Path, classes=("bird", "flower", "house")
-                 ) -> tuple[pathlib.Path, pathlib.Path]:
-    """Runs ``illustration-tl fit`` on a copy of ``classes``; returns (images, run)."""
+def class_folders(source: str) -> tuple[str, ...]:
+    """Every class folder of a fixture set, sorted."""
+    return tuple(sorted(e.name for e in os.scandir(source) if e.is_dir()))
+
+
+def tiny_fit_run(tmp_path: pathlib.Path, classes=("bird", "flower", "house"),
+                 source: str = SMALL) -> tuple[pathlib.Path, pathlib.Path]:
+    """Runs ``illustration-tl fit`` on a copy of ``classes`` of the fixture set ``source``;
+    returns (images, run)."""
     images = tmp_path / "images"
     for c in classes:
-        shutil.copytree(os.path.join(SMALL, c), images / c)
+        shutil.copytree(os.path.join(source, c), images / c)
     out = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     r = subprocess.run([sys.executable, "-m", "illustration_tl.cli", "fit",

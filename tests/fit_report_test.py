@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+from browser_helpers import CHROMIUM
 
 from illustration_tl.evaluation import duplicates, fit_run, html_report, label_issues
 from illustration_tl.evaluation.metrics import (
@@ -25,7 +26,6 @@ from illustration_tl.features import multilayer as features
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = os.path.join(ROOT, "tests", "fixtures", "openclipart_small")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 # --- Numbers -------------------------------------------------------------------------
