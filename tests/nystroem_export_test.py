@@ -17,7 +17,7 @@ def test_a_nystroem_head_is_served_by_the_fit_export(tmp_path):
     import tensorflow as tf
 
     from illustration_tl.models import backbones
-    from illustration_tl.pipelines import fit as fitting
+    from illustration_tl.pipelines import fit_export
 
     images, out = tiny_fit_run(tmp_path)
     feat_dir = out / "features"
@@ -32,7 +32,7 @@ def test_a_nystroem_head_is_served_by_the_fit_export(tmp_path):
     final.mkdir()
     h = head.fit(store, cfg, ["train", "validation"], results[0].oof)
     h.save(str(final))
-    fitting.export(str(final), str(feat_dir), str(tmp_path / "model"))
+    fit_export.export(str(final), str(feat_dir), str(tmp_path / "model"))
     served = tf.saved_model.load(str(tmp_path / "model"))
     pixels = np.stack([np.asarray(
         tf.image.resize(tf.io.decode_png(tf.io.read_file(str(images / f)), channels=3),

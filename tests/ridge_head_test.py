@@ -68,7 +68,7 @@ def test_a_ridge_head_is_served_by_the_fit_export(tmp_path):
     model: the SavedModel's probabilities equal the numpy head's on the same pixels."""
     import tensorflow as tf
 
-    from illustration_tl.pipelines import fit as fitting
+    from illustration_tl.pipelines import fit_export
 
     images, out = tiny_fit_run(tmp_path)
     feat_dir = out / "features"
@@ -81,7 +81,7 @@ def test_a_ridge_head_is_served_by_the_fit_export(tmp_path):
     final.mkdir()
     h = head.fit(store, cfg, SPLITS, None)
     h.save(str(final))
-    fitting.export(str(final), str(feat_dir), str(tmp_path / "model"))
+    fit_export.export(str(final), str(feat_dir), str(tmp_path / "model"))
     served = tf.saved_model.load(str(tmp_path / "model"))
     test_files = store.file_names["test"]
     pixels = np.stack([np.asarray(

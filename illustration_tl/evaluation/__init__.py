@@ -2,5 +2,5 @@
 baseline, and the run report's tables and figures.
 """
 
-__all__ = ["duplicates", "figures", "fit_run", "html_report", "label_issues", "metrics",
+__all__ = ["dedupe", "duplicates", "figures", "fit_run", "html_report", "label_issues", "metrics",
            "reject", "report"]

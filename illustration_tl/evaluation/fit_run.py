@@ -84,6 +84,10 @@ def load(root: str) -> FitRun:
     oof_path = os.path.join(root, "search", "oof_scores.npy")
     oof = np.load(oof_path, allow_pickle=False) if os.path.isfile(oof_path) else None
     store = features.FeatureStore.load(os.path.join(root, "features"))
+    from illustration_tl.evaluation import dedupe
+
+    if (dedupe_dir := dedupe.applied(root)) is not None:   # the splits the run scored
+        store = dedupe.apply(store, dedupe_dir)
     run = FitRun(root, EvalResult.load(os.path.join(root, "evaluate")),
                  _json(need[2]), _json(need[3]), _json(need[4]), store, oof)
     if oof is not None and len(oof) != len(run.train_rows()[0]):
@@ -186,10 +190,21 @@ def all_rows(store: features.FeatureStore, splits: Sequence[str]) -> duplicates.
                              list(store.class_names))
 
 
+def trained_features(store: features.FeatureStore) -> bool:
+    """False when the store's backbone had random weights (``--weights=none``): its
+    features make every drawing alike, so near duplicates are not looked for (the
+    threshold is calibrated on ImageNet features); exact ones still are."""
+    recipe = store.meta.get("recipe") or store.meta.get("source") or {}
+    return recipe.get("weights", "imagenet") not in (None, "", "none")
+
+
 def find_duplicates(store: features.FeatureStore, hashes: dict[str, str] | None,
                     threshold: float = duplicates.NEAR_THRESHOLD
                     ) -> tuple[duplicates.Images, list[duplicates.Pair]]:
-    """Exact (pixel hash) and near (feature cosine) pairs over every split of ``store``."""
+    """Exact (pixel hash) and near (feature cosine) pairs over every split of ``store``
+    (exact only when :func:`trained_features` is False)."""
+    if not trained_features(store):
+        threshold = float("inf")
     splits = [s for s in (*TRAIN_SPLITS, TEST_SPLIT) if s in store.labels]
     images = all_rows(store, splits)
     resize = DUPLICATE_RESIZE if DUPLICATE_RESIZE in store.resize_modes else \
@@ -203,6 +218,7 @@ def find_duplicates(store: features.FeatureStore, hashes: dict[str, str] | None,
 def findings(run: FitRun, hashes: dict[str, str] | None,
              threshold: float = duplicates.NEAR_THRESHOLD) -> Findings:
     images, pairs = find_duplicates(run.store, hashes, threshold)
+    threshold = threshold if trained_features(run.store) else float("inf")
     labels, names, split_of = run.train_rows()
     probs = run.oof_probabilities()
     issues = label_issues.find(probs, labels) if probs is not None else None

@@ -180,7 +180,8 @@ def _summary(run: fit_run.FitRun, leaks: int, leaked_test: int) -> str:
     if leaks:
         body.append(f'<div class="warn">{leaked_test} test images have a near or exact '
                     f"duplicate in the training splits ({leaks} pairs): the test score is "
-                    'inflated. See <a href="#duplicates">duplicates</a>.</div>')
+                    'inflated (<code>fit --dedupe</code> puts each group on one side). '
+                    'See <a href="#duplicates">duplicates</a>.</div>')
     return _section("summary", "Test accuracy", "\n".join(body))
 
 
@@ -345,8 +346,11 @@ def _duplicates(f: fit_run.Findings, thumbs: fit_run.Thumbs) -> str:
                      f'<span class="note">{_e(a)}</span><br>'
                      f"{_e(im.class_names[im.labels[p.b]])} / {_e(im.splits[p.b])}: "
                      f'<span class="note">{_e(b)}</span></div>')
-    body = (f"<p>{len(f.pairs)} pairs ({exact} pixel-identical), feature cosine ≥ "
-            f"{f.threshold:g}: {kinds['leakage']} between training and test (leakage), "
+    rule = (f"feature cosine ≥ {f.threshold:g}" if f.threshold <= 1 else
+            "pixel-identical only (random weights: their features make every drawing "
+            "alike, so near duplicates are not looked for)")
+    body = (f"<p>{len(f.pairs)} pairs ({exact} pixel-identical), {rule}: "
+            f"{kinds['leakage']} between training and test (leakage), "
             f"{kinds['conflict']} across classes (conflicting labels), "
             f"{kinds['within class']} within a class. Look-alike drawings of one series "
             "(cards, flags, icon sets) pass the threshold too: each pair is a candidate to "
@@ -399,6 +403,7 @@ def write_fit_report(run_dir: str, *, threshold: float = duplicates.NEAR_THRESHO
     if leaks:
         leaked = len(duplicates.leaked_test_images(found.pairs, found.images))
         log(f"warning: {leaked} test images have a near duplicate in training ({leaks} "
-            f"pairs, {DUPLICATES_CSV}): the test score is inflated")
+            f"pairs, {DUPLICATES_CSV}): the test score is inflated; rerun with --dedupe to "
+            "put each group on one side")
     log(f"report: {path}")
     return path

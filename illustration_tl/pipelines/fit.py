@@ -50,9 +50,10 @@ from illustration_tl.core import common_settings, config_flags, files, outputs
 from illustration_tl.core.config_flags import optional, required, setting
 from illustration_tl.datasets.ingestion import DEFAULT_MAX_PIXELS
 from illustration_tl.errors import UserError
+from illustration_tl.evaluation import dedupe as dedupe_lib
 from illustration_tl.evaluation import reject as reject_lib
 from illustration_tl.heads import search as search_lib
-from illustration_tl.pipelines import fit_plan, stages
+from illustration_tl.pipelines import fit_export, fit_plan, stages
 
 MARKER = "fit.json"
 OUTPUT_MARKER = "fit"  # the output manifest's ``written_by`` (core/outputs.py)
@@ -98,6 +99,10 @@ class FitConfig:
         "Memory budget of the search in MB (default: a quarter of this machine's memory); "
         "beyond it the search switches from exact kernel SVMs to Nystroem and linear "
         "heads cross-validated on a stratified sample (heads/budget.py).", minimum=1)
+    dedupe: bool = setting(False, "Put every group of near-duplicate images that spans "
+                           "training and test on one side (the side holding most of "
+                           "it), so the test score is not inflated by pictures the "
+                           "model trained on (duplicates.csv lists the pairs).")
     max_pixels: int = setting(DEFAULT_MAX_PIXELS, "Skip images declaring more pixels than "
                               "this (decompression-bomb guard); raise it for large images "
                               "you trust (skipped.tsv names those it skipped).", minimum=1)
@@ -254,11 +259,17 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
                          include_top=top, recipe=recipe)
 
     feat_dir = st.run("features", feat_params, do_features, ["dataset"], resumable=True)
+    rows = ["features"]
+    if cfg.dedupe:
+        dedupe_dir = st.run("dedupe", {}, lambda out: write_dedupe(
+            features.FeatureStore.load(feat_dir), out, log), ["features"])
+        rows.append("dedupe")
     store_cache: dict[str, Any] = {}
 
     def store() -> features.FeatureStore:
         if "s" not in store_cache:
-            store_cache["s"] = features.FeatureStore.load(feat_dir)
+            s = features.FeatureStore.load(feat_dir)
+            store_cache["s"] = dedupe_lib.apply(s, dedupe_dir) if cfg.dedupe else s
         return store_cache["s"]
 
     def do_search(out: str) -> None:
@@ -282,7 +293,7 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
 
     search_dir = st.run("search", {"mode": cfg.search, "folds": cfg.folds, "seed": cfg.seed,
                                    "max_memory_mb": cfg.max_memory_mb},
-                        do_search, ["features"])
+                        do_search, rows)
 
     def do_final(out: str) -> None:
         from illustration_tl.heads import head
@@ -292,7 +303,7 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
         oof = np.load(os.path.join(search_dir, "oof_scores.npy"), allow_pickle=False)
         head.fit(store(), chosen, TRAIN_SPLITS, oof).save(out)
 
-    final_dir = st.run("final", {}, do_final, ["features", "search"])
+    final_dir = st.run("final", {}, do_final, rows + ["search"])
     reject_dir = st.run("reject", {"precision": cfg.reject_precision}, lambda out: (
         write_reject(store(), search_dir, final_dir, out, cfg.reject_precision, log)),
         ["search", "final"])
@@ -301,10 +312,10 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
         ev = _evaluate(store(), final_dir, cfg)
         ev.save(out)
 
-    eval_dir = st.run("evaluate", {}, do_evaluate, ["features", "final"])
+    eval_dir = st.run("evaluate", {}, do_evaluate, rows + ["final"])
     model_dir = os.path.join(root, "model")
     threshold = read_reject(reject_dir)
-    st.run("model", {"top_k": cfg.top_k}, lambda out: export(
+    st.run("model", {"top_k": cfg.top_k}, lambda out: fit_export.export(
         final_dir, feat_dir, out, top_k=cfg.top_k, reject=threshold),
         ["features", "final", "reject"])
     eta.finish()
@@ -316,7 +327,7 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
                "search_seconds": board["seconds"], "test_top1": ev.top_k(1),
                "test_top5": ev.top_k_or_none(5), "num_test": ev.num_examples,
                "num_classes": len(ev.class_names), "model": model_dir,
-               "reject": threshold.to_dict(),
+               "reject": threshold.to_dict(), "dedupe": cfg.dedupe,
                "timings": {k: round(v, 1) for k, v in st.timings.items()}}
     _write_report(root, summary, search_dir)
     from illustration_tl.evaluation import html_report
@@ -325,6 +336,17 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
     files.atomic_write_json(os.path.join(root, MARKER), summary)
     outputs.record(root, OUTPUT_MARKER)
     return summary
+
+
+def write_dedupe(store: Any, out: str, log: Callable[[str], None]) -> None:
+    """The ``dedupe`` stage: each near-duplicate group spanning training and test goes to
+    one side (:func:`illustration_tl.evaluation.dedupe.regroup`)."""
+    from illustration_tl.evaluation import fit_run
+
+    images, pairs = fit_run.find_duplicates(store, None)
+    moved = dedupe_lib.regroup(store, images, pairs, out)
+    log(f"dedupe: {moved} images moved so that no group of near duplicates spans "
+        "training and test")
 
 
 def _read_board(search_dir: str) -> dict[str, Any]:
@@ -420,60 +442,6 @@ def _write_report(root: str, summary: dict[str, Any], search_dir: str) -> None:
 
 
 # --- Export ------------------------------------------------------------------------------
-
-EXPORT_FORMAT = "illustration-tl fit classifier v1"
-
-
-def export(final_dir: str, feat_dir: str, out: str, top_k: int = 5,
-           reject: reject_lib.RejectThreshold | None = None) -> dict[str, Any]:
-    """Writes the SavedModel: image bytes (or pixels) in, calibrated probabilities out;
-    ``reject`` (the threshold of ``--reject``) goes into its metadata."""
-    import tensorflow as tf
-
-    from illustration_tl.features import multilayer as features
-    from illustration_tl.heads import head as head_lib
-    from illustration_tl.models import backbones
-    from illustration_tl.serving import export as export_lib
-
-    h = head_lib.Head.load(final_dir)
-    recipe = features.FeatureStore.load(feat_dir).meta["recipe"]
-    model, blocks, source = features.extractor(
-        recipe["backbone"], recipe["weights"], recipe["image_size"],
-        recipe["layers"] or None, recipe["seed"], recipe.get("hub_config"),
-        recipe.get("include_top", "auto"))
-    bb = backbones.get(source.backbone)
-    size, mode = source.image_size, h.config.resize
-    wanted = [blocks.index(b) for b in h.config.blocks]
-    module = h.tf_variables()
-    names = tf.constant(h.class_names)
-    k = max(1, min(top_k, h.num_classes))
-    info = {"format": EXPORT_FORMAT, "backbone": source.backbone, "image_size": size,
-            "resize_mode": mode, "class_names": h.class_names, "config": h.config.as_dict(),
-            "label": h.config.label(), "temperature": h.temperature, "top_k": k,
-            "outputs": "probabilities"}
-    if reject is not None:
-        info["reject"] = reject.to_dict()
-
-    def block_outputs(x: Any) -> dict[str, Any]:
-        outs = model(x, training=False)
-        return {blocks[i]: outs[i] for i in wanted}
-
-    def classify(images: Any) -> dict:
-        x = bb.preprocess_input(tf.identity(images))
-        orig = block_outputs(x)
-        flip = block_outputs(tf.image.flip_left_right(x)) if h.config.flip_test else None
-        probs = h.tf_probabilities(orig, flip, module)
-        top = tf.math.top_k(probs, k=k)
-        return {"class_names": tf.gather(names, top.indices), "class_indices": top.indices,
-                "scores": tf.cast(top.values, tf.float32),
-                "probabilities": tf.cast(probs, tf.float32),
-                # The name `export`'s models use for every class's score (`evaluate`).
-                "all_scores": tf.cast(probs, tf.float32)}
-
-    export_lib.write_archive(out, classify=classify, image_size=size,
-                             resize_mode=mode, metadata=info)
-    return info
-
 
 def summary_lines(summary: dict[str, Any]) -> Sequence[str]:
     t5 = summary["test_top5"]

@@ -82,9 +82,9 @@ class Eta:
             except (OSError, ValueError, KeyError):
                 return
         ran = [s for s in done if s not in self.st.skipped and s != "dataset"]
-        guess = sum(self.estimate[s] for s in ran)
+        guess = sum(self.estimate.get(s, 0.0) for s in ran)
         scale = sum(self.st.timings[s] for s in ran) / guess if guess > 0 else 1.0
-        remaining = scale * sum(self.estimate[s] for s in left)
+        remaining = scale * sum(self.estimate.get(s, 0.0) for s in left)
         self.log(f"[eta] {elapsed}, about {remaining:.0f} s left")
 
     def finish(self) -> None:
