@@ -92,20 +92,26 @@ def test_policy_scope_restores_the_global_policy_even_on_error():
         precision.keras_policy("auto")
 
 
-def _fixture_images(per_class: int = 2) -> np.ndarray:
-    """Real clip art from the fixtures, resized to SIZE and preprocessed (float32)."""
+def _fixture_pixels(per_class: int = 2) -> np.ndarray:
+    """Real clip art from the fixtures, resized to SIZE (float32 RGB, 0-255)."""
     from PIL import Image
 
     from illustration_tl.datasets import ingestion
-    from illustration_tl.models import backbones
 
     paths = []
     for folder in sorted(glob.glob(os.path.join(SMALL, "*"))):
         paths += sorted(glob.glob(os.path.join(folder, "*.png")))[:per_class]
     assert len(paths) >= 5 * per_class, SMALL
-    pixels = [np.asarray(Image.fromarray(ingestion.load_image(p)).resize(
-        (SIZE, SIZE), Image.BILINEAR), np.float32) for p in paths]
-    return np.asarray(backbones.get("vgg16").preprocess_input(np.stack(pixels)), np.float32)
+    return np.stack([np.asarray(Image.fromarray(ingestion.load_image(p)).resize(
+        (SIZE, SIZE), Image.BILINEAR), np.float32) for p in paths])
+
+
+def _fixture_images(per_class: int = 2) -> np.ndarray:
+    """:func:`_fixture_pixels` preprocessed for VGG16 (float32)."""
+    from illustration_tl.models import backbones
+
+    x = backbones.get("vgg16").preprocess_input(_fixture_pixels(per_class))
+    return np.asarray(x, np.float32)
 
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -189,3 +195,24 @@ def test_extract_records_the_precision_in_the_store_meta(tmp_path):
             assert _cosines(x, y).min() > COSINE_MIN, (split, name)
             checked += 1
     assert checked == 2 * len(a.blocks)
+
+
+def test_a_keras_hub_tower_in_bfloat16_gives_float32_blocks_close_to_float32():
+    pytest.importorskip("keras_hub")  # the `hub` extra
+    import keras
+
+    from illustration_tl.features import multilayer as features
+    from illustration_tl.models import backbones
+
+    before = keras.config.dtype_policy().name
+    tiny = dict(patch_size=8, num_layers=3, hidden_dim=16, num_heads=2, intermediate_dim=32)
+    built = {p: features.extractor("keras_hub:clip", None, SIZE, None, 0, tiny, precision=p)
+             for p in ("float32", "bfloat16")}
+    assert keras.config.dtype_policy().name == before
+    x = np.asarray(backbones.get("keras_hub:clip").preprocess_input(_fixture_pixels()),
+                   np.float32)
+    outs = {p: m(x, training=False) for p, (m, _, _) in built.items()}
+    assert built["float32"][1] == built["bfloat16"][1]
+    for block, a, b in zip(built["float32"][1], outs["float32"], outs["bfloat16"]):
+        assert keras.backend.standardize_dtype(b.dtype) == "float32", block
+        assert _cosines(np.asarray(a), np.asarray(b)).min() > COSINE_MIN, block
