@@ -39,11 +39,12 @@ from illustration_tl.features.store import PAPER_BLOCK, FeatureStore, key, power
 
 __all__ = ["POOLS", "TOKEN_POOLS", "VIEWS", "PAPER_BLOCK", "FeatureStore", "key",
            "block_name", "layers_of", "power_l2", "tf_power_l2", "transfer_layers",
-           "extractor", "extract"]
+           "extractor", "extract", "FLOAT32_POLICY"]
 
 POOLS = ("avg", "max")
 TOKEN_POOLS = ("cls",) + POOLS   # a transformer block's pools (class token, when it has one)
 VIEWS = ("orig", "flip")
+FLOAT32_POLICY = "float32"   # the dtype of every block leaving the extractor
 
 
 def block_name(layer: str, pool: str) -> str:
@@ -77,8 +78,8 @@ def transfer_layers(backbone: str, layers: Sequence[str] | None = None) -> tuple
 
 def extractor(backbone: str, weights: str | None = "imagenet", image_size: int | None = None,
               layers: Sequence[str] | None = None, seed: int = 0,
-              hub_config: dict[str, Any] | None = None, include_top: str = "auto"
-              ) -> tuple[Any, list[str], Any]:
+              hub_config: dict[str, Any] | None = None, include_top: str = "auto",
+              precision: str = "float32") -> tuple[Any, list[str], Any]:
     """A Keras model from preprocessed images to ``[paper, <layer>:avg, <layer>:max, ...]``.
 
     Returns ``(model, block names in output order, the extractor.EmbeddingSource)``.
@@ -89,7 +90,44 @@ def extractor(backbone: str, weights: str | None = "imagenet", image_size: int |
     ``no`` builds only the conv base (the ``paper`` block is then its pooled last
     block), so ``imagenet`` fetches the no-top file (``fit`` unless ``--search=paper``).
     A failed ImageNet download is one line (:mod:`illustration_tl.models.imagenet_weights`).
+
+    ``precision`` (``float32``, ``bfloat16`` or ``auto``:
+    :func:`illustration_tl.models.precision.resolve`): in ``bfloat16`` the backbone's
+    layers compute in bfloat16 (Keras's ``mixed_bfloat16`` policy while it is built; the
+    variables stay float32, loaded from the same weights), the blocks are pooled in float32
+    and every output leaves the model as float32; the caller's preprocessing is unchanged.
+    The global dtype policy is restored afterwards.
     """
+    from illustration_tl.models import precision as precision_lib
+
+    resolved = precision_lib.resolve(precision)
+    with precision_lib.policy_scope(resolved):
+        model, blocks, source = _build(backbone, weights, image_size, layers, seed,
+                                       hub_config, include_top)
+        if resolved != precision_lib.FLOAT32:
+            model = _float32_outputs(model)
+    return model, blocks, source
+
+
+def _float32_outputs(model: Any) -> Any:
+    """``model`` with every output cast to float32 (a float32 ``Identity`` layer casts
+    its input to its own compute dtype)."""
+    import keras
+
+    outputs = [keras.layers.Identity(dtype=FLOAT32_POLICY, name=f"{_stem(t)}_float32")(t)
+               for t in model.outputs]
+    return keras.Model(model.inputs, outputs, name=model.name)
+
+
+def _stem(tensor: Any) -> str:
+    history = getattr(tensor, "_keras_history", None)
+    return history[0].name if history else "output"
+
+
+def _build(backbone: str, weights: str | None, image_size: int | None,
+           layers: Sequence[str] | None, seed: int, hub_config: dict[str, Any] | None,
+           include_top: str) -> tuple[Any, list[str], Any]:
+    """:func:`extractor`'s network, built in the current dtype policy."""
     import keras
 
     from illustration_tl.features import embeddings
@@ -132,8 +170,11 @@ def extractor(backbone: str, weights: str | None = "imagenet", image_size: int |
         if len(out.shape) != 4:
             raise UserError(f"transfer layer {name!r} is not convolutional "
                             f"(shape {tuple(out.shape[1:])})")
-        outputs.append(keras.layers.GlobalAveragePooling2D(name=f"{name}_fit_gap")(out))
-        outputs.append(keras.layers.GlobalMaxPooling2D(name=f"{name}_fit_gmp")(out))
+        # Pooled in float32 whatever the backbone computes in (a no-op in float32).
+        outputs.append(keras.layers.GlobalAveragePooling2D(
+            name=f"{name}_fit_gap", dtype=FLOAT32_POLICY)(out))
+        outputs.append(keras.layers.GlobalMaxPooling2D(
+            name=f"{name}_fit_gmp", dtype=FLOAT32_POLICY)(out))
         blocks += [block_name(name, "avg"), block_name(name, "max")]
     model = keras.Model(emb.inputs, outputs, name=f"{source.backbone}_fit_features")
     return model, blocks, source
@@ -144,15 +185,22 @@ def extract(dataset: str, data_dir: str | None, splits: Sequence[str], *, backbo
             layers: Sequence[str] | None = None, resize_modes: Sequence[str] = ("squash",),
             flip: bool = True, batch_size: int = 32, shard_size: int = 1024, seed: int = 0,
             log: Any = None, hub_config: dict[str, Any] | None = None,
-            include_top: str = "auto", recipe: dict[str, Any] | None = None) -> FeatureStore:
+            include_top: str = "auto", recipe: dict[str, Any] | None = None,
+            precision: str = "float32") -> FeatureStore:
     """Runs the backbone once per image, resize mode and view over ``splits`` of a built
     dataset (decoded exactly as ``embed`` decodes it), keeps every raw block in shards under
     ``work`` (resuming after the finished shards a killed run left there) and writes the
-    store to ``out`` (:mod:`illustration_tl.features.store`). Returns the loaded store."""
+    store to ``out`` (:mod:`illustration_tl.features.store`). Returns the loaded store.
+    ``precision`` (:func:`extractor`) is resolved once and recorded in the store's meta:
+    bfloat16 features are not float32 features."""
     from illustration_tl.datasets import input_pipeline
+    from illustration_tl.models import precision as precision_lib
 
+    resolved = precision_lib.resolve(precision)
     model, blocks, source = extractor(backbone, weights, image_size, layers, seed, hub_config,
-                                      include_top)
+                                      include_top, resolved)
+    if log:
+        log(f"features: computed in {resolved}")
     views = list(VIEWS if flip else VIEWS[:1])
     parts: dict[str, dict[str, store_lib.ShardedRows]] = {}
     class_names: list[str] = []
@@ -167,7 +215,8 @@ def extract(dataset: str, data_dir: str | None, splits: Sequence[str], *, backbo
             _extract_rows(model, blocks, views, ds, source, mode, total, rows, batch_size,
                           f"features {split} ({mode})", log)
     meta = dict(source.metadata(), layers=layers_of(blocks), paper_layer=source.layer,
-                batch_size=batch_size, **({"recipe": recipe} if recipe else {}))
+                batch_size=batch_size, precision=resolved,
+                **({"recipe": recipe} if recipe else {}))
     store_lib.consolidate(parts, out, {"class_names": class_names, "blocks": blocks,
                                        "resize_modes": list(resize_modes), "views": views,
                                        "meta": meta})

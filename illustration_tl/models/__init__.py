@@ -6,4 +6,5 @@ Extension points: a backbone family is one row of ``backbones._BACKBONES`` (or
 :data:`.backbones.HUB_FAMILIES`).
 """
 
-__all__ = ["backbones", "extractor", "hub_backbones", "imagenet_weights", "layer_surgery"]
+__all__ = ["backbones", "extractor", "hub_backbones", "imagenet_weights", "layer_surgery",
+           "precision"]
