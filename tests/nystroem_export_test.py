@@ -43,7 +43,8 @@ def test_a_nystroem_head_is_served_by_the_fit_export(tmp_path):
     recipe = store.meta["recipe"]
     model, blocks, _ = features.extractor(recipe["backbone"], recipe["weights"],
                                           recipe["image_size"], recipe["layers"] or None,
-                                          recipe["seed"])
+                                          recipe["seed"], precision=recipe.get("precision",
+                                                                               "float32"))
     pre = backbones.get(store.meta["backbone"]).preprocess_input
     orig = {b: np.asarray(o) for b, o in zip(blocks, model(pre(pixels.copy())))}
     flip = {b: np.asarray(o) for b, o in zip(blocks, model(pre(pixels[:, :, ::-1].copy())))}

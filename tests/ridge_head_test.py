@@ -92,7 +92,8 @@ def test_a_ridge_head_is_served_by_the_fit_export(tmp_path):
     recipe = store.meta["recipe"]
     model, blocks, _ = features.extractor(recipe["backbone"], recipe["weights"],
                                           recipe["image_size"], recipe["layers"] or None,
-                                          recipe["seed"])
+                                          recipe["seed"], precision=recipe.get("precision",
+                                                                               "float32"))
     from illustration_tl.models import backbones
 
     outs = model(backbones.get(store.meta["backbone"]).preprocess_input(pixels.copy()))

@@ -93,6 +93,11 @@ class FitConfig:
     seed: int = setting(0, "Seed of the folds (and of random weights).", minimum=0)
     batch_size: int = common_settings.batch_size()
     shard_size: int = common_settings.shard_size(1024)
+    precision: str = setting("auto", "Compute precision of the feature extraction (and of "
+                             "the exported backbone): auto (bfloat16 on GPUs of compute "
+                             "capability >= 8.0 and CPUs with AVX-512 BF16 or AMX, else "
+                             "float32), float32, bfloat16.",
+                             choices=("auto", "float32", "bfloat16"))
     num_workers: int | None = common_settings.num_workers()  # 1: decode in this process
     n_jobs: int = setting(2, "Search threads.", check=common_settings.jobs_check)
     max_memory_mb: int | None = optional(
@@ -241,6 +246,11 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
                    "seed": cfg.seed, "batch_size": cfg.batch_size}
     if top != "auto":
         feat_params["include_top"] = top
+    from illustration_tl.models import precision as precision_lib
+
+    resolved = precision_lib.resolve(cfg.precision)
+    if resolved != precision_lib.FLOAT32:   # float32 runs keep their earlier stage keys
+        feat_params["precision"] = resolved
     if cfg.hub_config:
         feat_params["hub_config"] = cfg.hub_config
 
@@ -248,7 +258,8 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
         recipe = {"backbone": cfg.backbone, "weights": (
             cfg.weights if cfg.weights in (None, "imagenet", "none") else
             os.path.abspath(cfg.weights)), "image_size": cfg.image_size,
-            "layers": list(cfg.layers), "seed": cfg.seed, "include_top": top}
+            "layers": list(cfg.layers), "seed": cfg.seed, "include_top": top,
+            "precision": resolved}
         if cfg.hub_config:
             recipe["hub_config"] = cfg.hub_config
         features.extract(dataset, data_dir, splits, backbone=cfg.backbone,
@@ -256,7 +267,7 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
                          layers=cfg.layers or None, resize_modes=cfg.resize_modes,
                          flip=cfg.flip, batch_size=cfg.batch_size, shard_size=cfg.shard_size,
                          seed=cfg.seed, log=log, hub_config=cfg.hub_config or None,
-                         include_top=top, recipe=recipe)
+                         include_top=top, recipe=recipe, precision=resolved)
 
     feat_dir = st.run("features", feat_params, do_features, ["dataset"], resumable=True)
     rows = ["features"]

@@ -33,7 +33,7 @@ def export(final_dir: str, feat_dir: str, out: str, top_k: int = 5,
     model, blocks, source = features.extractor(
         recipe["backbone"], recipe["weights"], recipe["image_size"],
         recipe["layers"] or None, recipe["seed"], recipe.get("hub_config"),
-        recipe.get("include_top", "auto"))
+        recipe.get("include_top", "auto"), precision=recipe.get("precision", "float32"))
     bb = backbones.get(source.backbone)
     size, mode = source.image_size, h.config.resize
     wanted = [blocks.index(b) for b in h.config.blocks]
