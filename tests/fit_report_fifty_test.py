@@ -202,11 +202,14 @@ def test_every_section_shows_and_the_matrix_rows_are_tall_enough(fifty_run, tmp_
     top, bottom, _, _ = axes_box(gray)
     with driver(tmp_path / "profile", *WINDOW) as d:
         d.get(file_url(path))
-        width, height = d.execute_script(
-            "return [document.documentElement.clientWidth,"
-            " document.documentElement.scrollHeight]")
-        d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
-            "width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+        for _ in range(3):   # a full-height viewport loses the scrollbar and may reflow
+            width, height = d.execute_script(
+                "return [document.documentElement.clientWidth,"
+                " document.documentElement.scrollHeight]")
+            d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+                "width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+            if d.execute_script("return document.documentElement.scrollHeight") == height:
+                break
         boxes = d.execute_script(
             "return [...document.querySelectorAll('section')].map(s => {"
             " const r = s.getBoundingClientRect();"

@@ -397,7 +397,7 @@ def test_hidden_entries_and_big_images_are_listed_and_named(fitted):
                                              "pixels is over max_pixels=20,000")
     assert f"skipped {len(rows) - 1} file(s), listed with reasons in" in proc.stderr
     assert "  ..x: hidden folder" in proc.stderr and "  flower/big.png: " in proc.stderr
-    assert "[eta] 1/6 stages done" in proc.stderr and "s left" in proc.stderr
+    assert "[eta] 1/7 stages done" in proc.stderr and "s left" in proc.stderr
     assert any(line.startswith("search: ") and " left" in line
                for line in proc.stderr.splitlines())
     doc = outputs.read_manifest(str(out))
