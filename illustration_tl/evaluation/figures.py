@@ -256,14 +256,9 @@ def plot_reliability(curves: list[tuple[str, Any]], path: str) -> dict[str, Any]
         full = rel.counts > 0
         ax.plot(rel.confidence[full], rel.accuracy[full], marker=marker, markersize=4,
                 label=f"{name}: ECE {100 * rel.ece:.1f}% ({int(rel.counts.sum())} images)")
-    ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.set_xlabel("mean top-1 probability in the bin")
-    ax.set_ylabel("top-1 accuracy in the bin")
-    ax.legend(loc="upper left", fontsize=7)
-    ax.grid(alpha=0.3)
-    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.12, top=0.96)
-    return _save(fig, path)
+    return _finish_curves(fig, ax, path, "mean top-1 probability in the bin",
+                          "top-1 accuracy in the bin", "upper left")
 
 
 RISK_COVERAGE_FIGSIZE = (5.5, 4.5)
@@ -287,11 +282,19 @@ def plot_risk_coverage(curves: list[tuple[str, Any]], path: str,
         ax.plot([chosen[0]], [chosen[1]], marker="o", markersize=8, color="black",
                 fillstyle="none", linestyle="none", label=label)
         ax.axvline(chosen[0], color="0.6", linestyle="--", linewidth=1)
-    ax.set_xlim(0, 1)
     ax.set_ylim(bottom=0)
-    ax.set_xlabel("coverage (share of images answered)")
-    ax.set_ylabel("risk (top-1 error on the answered images)")
-    ax.legend(loc="best", fontsize=7)
+    return _finish_curves(fig, ax, path, "coverage (share of images answered)",
+                          "risk (top-1 error on the answered images)", "best")
+
+
+def _finish_curves(fig: Any, ax: Any, path: str, xlabel: str, ylabel: str,
+                   legend: str) -> dict[str, Any]:
+    """The common frame of the report's curve plots (x from 0 to 1, a small legend, a
+    light grid), saved to ``path``."""
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(loc=legend, fontsize=7)
     ax.grid(alpha=0.3)
     fig.subplots_adjust(left=0.13, right=0.97, bottom=0.12, top=0.96)
     return _save(fig, path)

@@ -69,7 +69,7 @@ margin-top:28px}table{border-collapse:collapse;font-size:13px}td,th{border:1px s
 padding:3px 7px;text-align:left}td.n{text-align:right;white-space:nowrap}
 th{background:#f0f4f8}.warn{background:#fff4e0;border-left:4px solid #e69500;padding:6px 10px;
 margin:6px 0}.grid{display:flex;flex-wrap:wrap;gap:10px}.tile{width:170px;font-size:11px;
-border:1px solid #ddd;padding:4px;background:#fafafa;overflow-wrap:anywhere}
+border:1px solid #ddd;padding:4px;background:#fafafa;overflow-wrap:break-word}
 .tile img{display:block;margin:0 auto 4px auto;max-width:96px;max-height:96px}
 .pair{display:flex;gap:4px}.pair img{max-width:79px;max-height:79px}.bad{color:#b00}
 .ok{color:#070}.fig img{max-width:100%;height:auto}
@@ -79,6 +79,12 @@ border:1px solid #ddd;padding:4px;background:#fafafa;overflow-wrap:anywhere}
 
 def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
+
+
+def _name(text: Any) -> str:
+    """Escaped text of a class or file name in a tile: it may break after ``_``, ``-``,
+    ``/`` and ``.`` only, not in the middle of a word."""
+    return re.sub(r"([_\-/.])", r"\1<wbr>", _e(text))
 
 
 def _pct(v: float | None) -> str:
@@ -174,9 +180,12 @@ def _summary(run: fit_run.FitRun, leaks: int, leaked_test: int) -> str:
     few = [(r.class_names[c], int(counts[c])) for c in range(len(r.class_names))
            if counts[c] < FEW_TEST_IMAGES]
     if few:
+        which = ("every class: a small folder's per-class numbers are anecdotes"
+                 if len(few) == len(r.class_names) else
+                 "anecdotes: " + ", ".join(f"{_e(c)} ({k})" for c, k in few))
         body.append(f'<div class="warn">{len(few)} of {len(r.class_names)} classes have fewer '
                     f"than {FEW_TEST_IMAGES} test images, so their per-class numbers are "
-                    "anecdotes: " + ", ".join(f"{_e(c)} ({k})" for c, k in few) + "</div>")
+                    f"{which}</div>")
     if leaks:
         body.append(f'<div class="warn">{leaked_test} test images have a near or exact '
                     f"duplicate in the training splits ({leaks} pairs): the test score is "
@@ -227,11 +236,11 @@ def _misclassified(run: fit_run.FitRun, thumbs: fit_run.Thumbs) -> str:
     for i in wrong[:MAX_MISCLASSIFIED]:
         name = r.file_names[i] if r.file_names else None
         lines = "<br>".join(
-            f'<span class="{"ok" if c == r.labels[i] else "bad"}">{_e(r.class_names[c])} '
+            f'<span class="{"ok" if c == r.labels[i] else "bad"}">{_name(r.class_names[c])} '
             f"{r.scores[i, c]:.2f}</span>" for c in top[i])
         tiles.append(f'<div class="tile">{_img(thumbs.jpegs.get(name), alt=name or "")}'
-                     f"<b>true: {_e(r.class_names[r.labels[i]])}</b><br>{lines}"
-                     f'<br><span class="note">{_e(name or "")}</span></div>')
+                     f"<b>true: {_name(r.class_names[r.labels[i]])}</b><br>{lines}"
+                     f'<br><span class="note">{_name(name or "")}</span></div>')
     if not wrong:
         body = "<p>No test image was misclassified.</p>"
     else:
@@ -316,11 +325,11 @@ def _label_issues(f: fit_run.Findings, thumbs: fit_run.Thumbs, names: list[str])
     for i in rows[:MAX_LABEL_ISSUES]:
         name = f.train_names[i]
         tiles.append(f'<div class="tile">{_img(thumbs.jpegs.get(name), alt=name)}'
-                     f'given: <span class="bad">{_e(names[f.train_labels[i]])}</span> '
+                     f'given: <span class="bad">{_name(names[f.train_labels[i]])}</span> '
                      f"{f.issues.self_confidence[i]:.2f}<br>suggested: "
-                     f'<span class="ok">{_e(names[f.issues.suggested[i]])}</span> '
+                     f'<span class="ok">{_name(names[f.issues.suggested[i]])}</span> '
                      f"{f.issues.suggested_probability[i]:.2f}"
-                     f'<br><span class="note">{_e(name)}</span></div>')
+                     f'<br><span class="note">{_name(name)}</span></div>')
     body = (f"<p>{len(rows)} of {len(f.train_names)} training images are counted under "
             "another class than their label by confident learning (Northcutt et al. 2021) "
             "on the out-of-fold probabilities; most likely first (lowest probability of the "
@@ -341,11 +350,11 @@ def _duplicates(f: fit_run.Findings, thumbs: fit_run.Thumbs) -> str:
         what = "exact" if p.exact else f"cosine {p.similarity:.3f}"
         tiles.append(f'<div class="tile"><div class="pair">'
                      f"{_img(thumbs.jpegs.get(a), alt=a)}{_img(thumbs.jpegs.get(b), alt=b)}"
-                     f"</div><b>{_e(im.kind(p))}</b> ({what})<br>"
-                     f"{_e(im.class_names[im.labels[p.a]])} / {_e(im.splits[p.a])}: "
-                     f'<span class="note">{_e(a)}</span><br>'
-                     f"{_e(im.class_names[im.labels[p.b]])} / {_e(im.splits[p.b])}: "
-                     f'<span class="note">{_e(b)}</span></div>')
+                     f"</div><b>{_name(im.kind(p))}</b> ({what})<br>"
+                     f"{_name(im.class_names[im.labels[p.a]])} / {_name(im.splits[p.a])}: "
+                     f'<span class="note">{_name(a)}</span><br>'
+                     f"{_name(im.class_names[im.labels[p.b]])} / {_name(im.splits[p.b])}: "
+                     f'<span class="note">{_name(b)}</span></div>')
     rule = (f"feature cosine ≥ {f.threshold:g}" if f.threshold <= 1 else
             "pixel-identical only (random weights: their features make every drawing "
             "alike, so near duplicates are not looked for)")
