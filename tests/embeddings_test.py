@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from illustration_tl.errors import UserError
-from illustration_tl.features import embeddings
+from illustration_tl.features import embeddings, store
 from illustration_tl.models import extractor
 
 N, SIZE = 23, 16
@@ -50,11 +50,13 @@ def test_shards_equal_in_memory_embeddings(tmp_path):
     out = tmp_path / "emb" / "test"
     meta = embeddings.write(model, batches(images, labels, names), str(out), META,
                             shard_size=7, progress_interval=0)
-    shards = sorted(os.listdir(out))
-    assert shards == ["metadata.json", "shard-00000.npz", "shard-00001.npz",
-                      "shard-00002.npz", "shard-00003.npz"]
-    sizes = [len(y) for _, y, _ in embeddings.iter_shards(str(out))]
-    assert sizes == [7, 7, 7, 2]
+    # written in 4 shards of at most 7, kept as the feature store's one block `paper`
+    assert sorted(os.listdir(out)) == ["000-squash_orig_paper.npy", "file_names.npy",
+                                       "labels.npy", "metadata.json", "store.json"]
+    fs = store.FeatureStore.load(str(out))
+    assert fs.blocks == ["paper"] and list(fs.labels) == ["split"]
+    assert isinstance(fs.block("split", "squash", "orig", "paper"), np.memmap)
+    assert [len(y) for _, y, _ in embeddings.iter_shards(str(out))] == [N]
     loaded = embeddings.load(str(tmp_path / "emb"), "test")
     np.testing.assert_array_equal(loaded.x, x_mem)
     np.testing.assert_array_equal(loaded.y, y_mem)
@@ -69,6 +71,34 @@ def test_shards_equal_in_memory_embeddings(tmp_path):
     with open(out / "metadata.json") as f:
         assert json.load(f)["model_fingerprint"].startswith("sha256:")
     assert not [p for p in os.listdir(tmp_path / "emb") if p.startswith(".")]
+
+
+def test_split_folders_of_earlier_releases_are_still_read(tmp_path):
+    model, _ = extractor.pooled_embedding_model(tiny_model())
+    images, labels, names = data()
+    x, y, n = embeddings.compute(model, batches(images, labels, names))
+    old = tmp_path / "old" / "test"
+    old.mkdir(parents=True)
+    for i, start in enumerate(range(0, N, 8)):
+        np.savez(old / f"shard-{i:05d}.npz", embeddings=x[start:start + 8],
+                 labels=y[start:start + 8], file_names=np.asarray(n[start:start + 8]))
+    (old / "metadata.json").write_text(json.dumps(dict(META, num_examples=N, dim=6)))
+    loaded = embeddings.load(str(tmp_path / "old"), "test")
+    np.testing.assert_array_equal(loaded.x, x)
+    assert loaded.file_names == n
+
+
+def test_nan_in_a_written_store_is_one_line(tmp_path):
+    model, _ = extractor.pooled_embedding_model(tiny_model())
+    images, labels, names = data()
+    out = tmp_path / "test"
+    embeddings.write(model, batches(images, labels, names), str(out), META,
+                     progress_interval=0)
+    arr = np.load(out / "000-squash_orig_paper.npy", mmap_mode="r+")
+    arr[3, 1] = np.nan
+    arr.flush()
+    with pytest.raises(UserError, match="1 rows of NaN or infinite values"):
+        embeddings.load(str(out))
 
 
 def test_fingerprint_tracks_the_weights():

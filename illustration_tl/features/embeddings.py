@@ -5,11 +5,16 @@ on the 4096-d fc2 activations of a CNN. This module runs an embedding model
 (built with ``layer_surgery.embedding_model``: fc2 for VGG with its top, the
 global-average-pooled last conv block otherwise) over a ``tf.data`` dataset of
 preprocessed images and writes the activations shard by shard, so the noisy
-set never has to fit in memory:
+set never has to fit in memory. Each split folder is a feature store
+(:mod:`illustration_tl.features.store`, the one ``fit`` writes) holding one block,
+``paper``, at the run's resize mode, read memory-mapped:
 
-    <dir>/<split>/shard-00000.npz   embeddings float32 (n, d), labels int64, file_names str
+    <dir>/<split>/store.json, labels.npy, file_names.npy, 000-<mode>_orig_paper.npy
     <dir>/<split>/metadata.json     class_names, layer, image_size, backbone, preprocessing,
                                     model_fingerprint, dataset, dataset_version, num_examples, dim
+
+Split folders of earlier releases (``shard-00000.npz`` files of ``embeddings``,
+``labels``, ``file_names``) are still read, checked shard by shard.
 
 A split folder is built under a temporary name and renamed into place when
 complete, so an interrupted run never leaves a half-written split that looks done.
@@ -34,6 +39,7 @@ from illustration_tl.core.files import atomic_write_json
 from illustration_tl.core.fingerprints import file_sha256
 from illustration_tl.core.progress import Progress
 from illustration_tl.errors import UserError
+from illustration_tl.features import store
 from illustration_tl.models.extractor import (
     EmbeddingSource,
     keeps_top,
@@ -42,7 +48,9 @@ from illustration_tl.models.extractor import (
 )
 
 METADATA = "metadata.json"
-SHARD_GLOB = "shard-*.npz"
+SHARD_GLOB = "shard-*.npz"      # the layout of earlier releases, still read
+WORK_DIR = ".shards"            # shards while a split is written, removed after
+VIEW = "orig"
 
 
 def shard_name(index: int) -> str:
@@ -138,8 +146,8 @@ def write(model: Any, dataset: Iterable[Any], directory: str, metadata: dict[str
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(directory)}.partial-")
     try:
-        meta = _write_shards(model, dataset, tmp, metadata, shard_size,
-                             Progress(label, total, progress_interval))
+        meta = _write_store(model, dataset, tmp, metadata, shard_size,
+                            Progress(label, total, progress_interval))
         replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -147,41 +155,29 @@ def write(model: Any, dataset: Iterable[Any], directory: str, metadata: dict[str
     return meta
 
 
-def _write_shards(model: Any, dataset: Iterable[Any], tmp: str, metadata: dict[str, Any],
-                  shard_size: int, progress: Progress) -> dict[str, Any]:
-    buf_x: list[np.ndarray] = []
-    buf_y: list[np.ndarray] = []
-    buf_n: list[np.ndarray] = []
-    buffered = shards = count = 0
-    dim = None
-
-    def flush(final: bool) -> None:
-        nonlocal buf_x, buf_y, buf_n, buffered, shards
-        while buffered >= shard_size or (final and buffered):
-            x, y, n = np.concatenate(buf_x), np.concatenate(buf_y), np.concatenate(buf_n)
-            take = min(shard_size, len(y))
-            with open(os.path.join(tmp, shard_name(shards)), "wb") as f:
-                np.savez(f, embeddings=x[:take], labels=y[:take], file_names=n[:take])
-            shards += 1
-            buf_x, buf_y, buf_n = [x[take:]], [y[take:]], [n[take:]]
-            buffered = len(y) - take
-
+def _write_store(model: Any, dataset: Iterable[Any], tmp: str, metadata: dict[str, Any],
+                 shard_size: int, progress: Progress) -> dict[str, Any]:
+    """The split as a feature store in ``tmp`` (:mod:`illustration_tl.features.store`, one
+    block ``paper`` at one resize mode, view ``orig``), and its ``metadata.json``."""
+    rows = store.ShardedRows(os.path.join(tmp, WORK_DIR), shard_size)
+    count, dim = 0, None
     for x, y, n in _batches(model, dataset, progress.total):
         dim = dim or x.shape[1]
-        buf_x.append(x)
-        buf_y.append(y)
-        buf_n.append(n)
-        buffered += len(y)
+        rows.add({store.key_in_mode(VIEW, store.PAPER_BLOCK): x}, y, n.tolist())
         count += len(y)
-        flush(final=False)
         progress.update(len(y))
-    flush(final=True)
+    rows.close()
     if count == 0:
         raise UserError("the dataset split is empty: nothing to embed")
     progress.update(0, force=True)
-    meta = dict(metadata, num_examples=count, dim=int(dim), num_shards=shards,
+    meta = dict(metadata, num_examples=count, dim=int(dim), num_shards=len(rows.shards),
                 model_fingerprint=metadata.get("model_fingerprint") or model_fingerprint(model),
                 images_per_second=round(progress.rate(), 2))
+    mode = str(metadata.get("resize_mode") or "squash")
+    store.consolidate({str(metadata.get("split") or "split"): {mode: rows}}, tmp, {
+        "class_names": list(metadata["class_names"]), "blocks": [store.PAPER_BLOCK],
+        "resize_modes": [mode], "views": [VIEW], "meta": meta}, in_place=True)
+    shutil.rmtree(os.path.join(tmp, WORK_DIR))
     atomic_write_json(os.path.join(tmp, METADATA), meta)
     return meta
 
@@ -191,7 +187,8 @@ def replace_dir(src: str, dst: str) -> None:
     files.replace_dir(src, dst)
 
 
-_SHARD_NAME = re.compile(r"shard-\d{5}\.npz")
+_SHARD_NAME = re.compile(r"shard-\d{5}\.npz")   # the layout of earlier releases
+_STORE_NAME = re.compile(r"store\.json|labels\.npy|file_names\.npy|\d{3}-[A-Za-z0-9_.-]+\.npy")
 
 
 def check_replaceable(directory: str) -> None:
@@ -201,8 +198,8 @@ def check_replaceable(directory: str) -> None:
         raise UserError(f"{directory} exists and is not an embeddings split folder; "
                         "--overwrite only replaces what `embed` wrote: move it away or "
                         "choose another --output")
-    foreign = sorted(n for n in os.listdir(directory)
-                     if n != METADATA and not _SHARD_NAME.fullmatch(n))
+    foreign = sorted(n for n in os.listdir(directory) if n != METADATA
+                     and not _SHARD_NAME.fullmatch(n) and not _STORE_NAME.fullmatch(n))
     if foreign or not os.path.isfile(os.path.join(directory, METADATA)):
         what = (f"holds files `embed` did not write ({', '.join(foreign[:3])}"
                 f"{', ...' if len(foreign) > 3 else ''})" if foreign else
@@ -234,10 +231,30 @@ def read_metadata(directory: str, split: str | None = None) -> dict[str, Any]:
 
 def iter_shards(directory: str, split: str | None = None
                 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Yields ``(embeddings, labels, file_names)`` per shard, in order, without loading all."""
+    """Yields ``(embeddings, labels, file_names)`` per shard, in order, without loading all
+    (a split in the feature-store layout is one part, its embeddings memory-mapped)."""
     d = split_dir(directory, split)
+    if os.path.isfile(os.path.join(d, store.STORE_FILE)):
+        yield _read_store(d)
+        return
     for path in sorted(glob.glob(os.path.join(d, SHARD_GLOB))):
         yield read_shard(path)
+
+
+def _read_store(d: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A split folder in the feature-store layout: ``(embeddings, labels, file_names)``,
+    checked as :func:`read_shard` checks a shard."""
+    fs = store.FeatureStore.load(d)
+    if len(fs.labels) != 1 or fs.blocks != [store.PAPER_BLOCK] or fs.views != [VIEW]:
+        raise UserError(f"{d} is a feature store but not one `embed` wrote (one split, "
+                        f"block {store.PAPER_BLOCK!r}); re-run `embed --overwrite`")
+    split = next(iter(fs.labels))
+    x = fs.block(split, fs.resize_modes[0], VIEW, store.PAPER_BLOCK)
+    if not np.isfinite(x).all():
+        raise UserError(f"embeddings in {d} hold {int((~np.isfinite(x)).any(axis=1).sum())} "
+                        f"rows of NaN or infinite values; the model diverged or the file was "
+                        "altered: re-run `embed`")
+    return x, fs.labels[split], np.asarray(fs.file_names[split], dtype=str)
 
 
 def read_shard(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -248,7 +248,7 @@ def _extract_rows(model: Any, blocks: Sequence[str], views: Sequence[str], ds: A
         for view in views:
             x = tf.image.flip_left_right(images) if view == "flip" else images
             for b, o in zip(blocks, predict(x)):
-                outs[f"{view}/{b}"] = np.asarray(o, np.float32)
+                outs[store_lib.key_in_mode(view, b)] = np.asarray(o, np.float32)
             progress.update(len(y))
         rows.add(outs, np.asarray(y, np.int64), [v.decode("utf-8") for v in np.asarray(n)])
     rows.close()

@@ -15,7 +15,8 @@ again. The store is built to scale with the folder, not with memory:
 * **Read memory-mapped.** :meth:`FeatureStore.load` maps those files, so opening a
   100k-image store costs no memory; the search reads only the rows it samples.
 
-Layout of a finished store::
+Layout of a finished store (``embed`` writes one per split folder, its files in that
+folder itself: ``in_place``)::
 
     store.json                 class names, blocks, resize modes, views, rows per split,
                                the file of every array, provenance (``meta``)
@@ -60,6 +61,11 @@ def power_l2(x: np.ndarray) -> np.ndarray:
 def key(mode: str, view: str, block: str) -> str:
     """The name of one array: ``<resize mode>/<view>/<block>``."""
     return f"{mode}/{view}/{block}"
+
+
+def key_in_mode(view: str, block: str) -> str:
+    """The name of one array within a resize mode's shards (:class:`ShardedRows`)."""
+    return f"{view}/{block}"
 
 
 @dataclasses.dataclass
@@ -178,8 +184,15 @@ def _load_folder(folder: str) -> FeatureStore:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise UserError(f"{os.path.join(folder, STORE_FILE)} is not a {FORMAT!r} file")
     arrays, labels, names = {}, {}, {}
+    in_place = doc.get("folders") or {}
     for split, rows in doc["rows"].items():
-        sdir = os.path.join(folder, split)
+        if in_place.get(split) == ".":
+            sdir = folder
+        elif isinstance(split, str) and re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", split):
+            sdir = os.path.join(folder, split)
+        else:
+            raise UserError(f"{os.path.join(folder, STORE_FILE)} names an invalid split "
+                            f"{split!r}; run `fit` again to rewrite the features")
         labels[split] = np.asarray(_map(os.path.join(sdir, "labels.npy")), np.int64)
         names[split] = [str(n) for n in _map(os.path.join(sdir, "file_names.npy"))]
         arrays[split] = {k: _map(_checked_name(sdir, f)) for k, f in doc["files"][split].items()}
@@ -285,14 +298,17 @@ class ShardedRows:
 
 
 def consolidate(parts: Mapping[str, Mapping[str, ShardedRows]], out: str,
-                header: Mapping[str, Any]) -> None:
+                header: Mapping[str, Any], in_place: bool = False) -> None:
     """Streams finished shards (``parts[split][mode]``) into the store layout in ``out``
     (one shard in memory at a time). Every resize mode of a split must hold the same
-    images in the same order. ``header``: class_names, blocks, resize_modes, views, meta."""
+    images in the same order. ``header``: class_names, blocks, resize_modes, views, meta.
+    ``in_place``: one split, its files in ``out`` itself (``embed``'s split folders)."""
+    if in_place and len(parts) != 1:
+        raise ValueError("in_place stores hold one split")
     names_of: dict[str, dict[str, str]] = {}
     rows: dict[str, int] = {}
     for split, modes in parts.items():
-        sdir = os.path.join(out, split)
+        sdir = out if in_place else os.path.join(out, split)
         os.makedirs(sdir, exist_ok=True)
         first = next(iter(modes.values()))
         rows[split] = first.done
@@ -303,9 +319,11 @@ def consolidate(parts: Mapping[str, Mapping[str, ShardedRows]], out: str,
         names_of[split] = {}
         for mode, sharded in modes.items():
             _stream_mode(split, mode, sharded, sdir, names, names_of[split])
-    _empty_splits(out, names_of)
+    if not in_place:
+        _empty_splits(out, names_of)
+    folders = {split: "." for split in parts} if in_place else {}
     files.atomic_write_json(os.path.join(out, STORE_FILE), dict(
-        format=FORMAT, rows=rows, files=names_of, **header))
+        format=FORMAT, rows=rows, files=names_of, folders=folders, **header))
 
 
 def _empty_splits(out: str, names_of: dict[str, dict[str, str]]) -> None:
