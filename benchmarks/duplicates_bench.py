@@ -95,22 +95,18 @@ def measure(run_dir: str, planted_json: str, thresholds: list[float]) -> dict:
     exact = {(a, b) for g in groups for x, a in enumerate(g) for b in g[x + 1:]}
     # one picture = a union of planted pairs and pixel-identical groups (a copy of a
     # blank image is a copy of every blank image)
-    parent = list(range(len(images.file_names)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
     copy_of = {row[p["copy"]]: row[p["original"]] for p in planted
                if p["original"] in row and p["copy"] in row}
-    for a, b in list(truth) + [(g[0], m) for g in groups for m in g[1:]]:
-        parent[root(a)] = root(b)
-    same = {}
-    for i in range(len(parent)):
-        same[root(i)] = same.get(root(i), 0) + 1
-    n = len(parent)
+    picture = duplicates.components(len(images.file_names), list(truth) + [
+        (g[0], m) for g in groups for m in g[1:]])
+
+    def root(i: int) -> int:
+        return picture[i]
+
+    same: dict[int, int] = {}
+    for r in picture:
+        same[r] = same.get(r, 0) + 1
+    n = len(picture)
     distinct = n * (n - 1) // 2 - sum(k * (k - 1) // 2 for k in same.values())
     layers = features.layers_of(store.blocks)
     choices = {"all blocks": [b for b in store.blocks if b != features.PAPER_BLOCK],

@@ -125,13 +125,10 @@ def leaked_test_images(pairs: Sequence[Pair], images: Images) -> set[int]:
             for p in pairs if images.is_leakage(p)}
 
 
-def grouped_splits(pairs: Sequence[Pair], images: Images) -> list[str]:
-    """The split of every row once each group of duplicates (connected by ``pairs``) that
-    spans the training splits and the test split sits on one side (``fit --dedupe``): the
-    side holding most of the group, the test split on a tie; rows moved to training go to
-    ``train``. Groups within one side keep their splits, so the test score is no longer
-    inflated by pictures the model trained on (leakage), and few images move."""
-    parent = list(range(len(images.splits)))
+def components(n: int, edges: Sequence[tuple[int, int]]) -> list[int]:
+    """The connected component of each of ``n`` rows joined by ``edges`` (union-find):
+    one representative row per component."""
+    parent = list(range(n))
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -139,11 +136,20 @@ def grouped_splits(pairs: Sequence[Pair], images: Images) -> list[str]:
             i = parent[i]
         return i
 
-    for p in pairs:
-        parent[root(p.a)] = root(p.b)
+    for a, b in edges:
+        parent[root(a)] = root(b)
+    return [root(i) for i in range(n)]
+
+
+def grouped_splits(pairs: Sequence[Pair], images: Images) -> list[str]:
+    """The split of every row once each group of duplicates (connected by ``pairs``) that
+    spans the training splits and the test split sits on one side (``fit --dedupe``): the
+    side holding most of the group, the test split on a tie; rows moved to training go to
+    ``train``. Groups within one side keep their splits, so the test score is no longer
+    inflated by pictures the model trained on (leakage), and few images move."""
     groups: dict[int, list[int]] = {}
-    for i in range(len(parent)):
-        groups.setdefault(root(i), []).append(i)
+    for i, root in enumerate(components(len(images.splits), [(p.a, p.b) for p in pairs])):
+        groups.setdefault(root, []).append(i)
     out = list(images.splits)
     for members in groups.values():
         tested = sum(images.splits[i] == TEST_SPLIT for i in members)
