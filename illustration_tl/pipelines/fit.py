@@ -411,7 +411,9 @@ def _build(cfg: FitConfig, name: str, options: dict[str, Any], out: str,
     doc = {"dataset": f"illustrations/{name}", "classes": info.features["label"].names,
            "examples": {s: info.splits[s].num_examples for s in info.splits}}
     files.atomic_write_json(os.path.join(out, "dataset.json"), doc)
-    fit_plan.log_skipped(os.path.join(os.fspath(builder.data_dir), b.SKIPPED_FILE), log)
+    skipped = os.path.join(os.fspath(builder.data_dir), b.SKIPPED_FILE)
+    final = os.path.join(os.path.dirname(out), "dataset", os.path.relpath(skipped, out))
+    fit_plan.log_skipped(skipped, log, shown_as=final)   # the stage is written beside
 
 
 def _evaluate(store: Any, final_dir: str, cfg: FitConfig) -> Any:

@@ -37,16 +37,18 @@ __all__ = ["STAGES", "dry_run", "estimate", "Eta", "log_skipped"]
 # --------------------------------------------------------------------------- progress
 
 
-def log_skipped(path: str, log: Callable[[str], None], show: int = 5) -> list[str]:
+def log_skipped(path: str, log: Callable[[str], None], show: int = 5,
+                shown_as: str | None = None) -> list[str]:
     """Names the files the dataset left out on the console: the first ``show``, then a
-    count (all of them, with reasons, are in ``skipped.tsv``). Returns the names."""
+    count (all of them, with reasons, are in ``skipped.tsv``, named ``shown_as``: where
+    it will be once the stage is in place). Returns the names."""
     try:
         with open(path, encoding="utf-8") as f:
             rows = [line.rstrip("\n").split("\t", 1) for line in f][1:]
     except OSError:
         return []
     if rows:
-        log(f"skipped {len(rows)} file(s), listed with reasons in {path}:")
+        log(f"skipped {len(rows)} file(s), listed with reasons in {shown_as or path}:")
         for row in rows[:show]:
             log(f"  {row[0]}: {row[1] if len(row) > 1 else ''}")
         if len(rows) > show:
