@@ -35,3 +35,30 @@ def tiny_fit_run(tmp_path: pathlib.Path, classes=("bird", "flower", "house"),
                        env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     return images, out
+
+
+def served_and_numpy(model_dir, images, store, h, size: int = 32):
+    """The fit export's probabilities on the test images of ``images`` (PNG files resized
+    to ``size``), and the numpy head ``h``'s on the same pixels through the extractor
+    rebuilt from the store's recipe: ``(served, numpy)``, to compare."""
+    import numpy as np
+    import tensorflow as tf
+
+    from illustration_tl.features import multilayer as features
+    from illustration_tl.models import backbones
+
+    served = tf.saved_model.load(str(model_dir))
+    pixels = np.stack([np.asarray(
+        tf.image.resize(tf.io.decode_png(tf.io.read_file(str(images / f)), channels=3),
+                        (size, size)), np.float32) for f in store.file_names["test"]
+        if (images / f).is_file()])
+    assert len(pixels) >= 3
+    got = served.signatures["classify_images"](images=tf.constant(pixels))["probabilities"]
+    recipe = store.meta["recipe"]
+    model, blocks, _ = features.extractor(
+        recipe["backbone"], recipe["weights"], recipe["image_size"], recipe["layers"] or None,
+        recipe["seed"], precision=recipe.get("precision", "float32"))
+    pre = backbones.get(store.meta["backbone"]).preprocess_input
+    orig = {b: np.asarray(o) for b, o in zip(blocks, model(pre(pixels.copy())))}
+    flip = {b: np.asarray(o) for b, o in zip(blocks, model(pre(pixels[:, :, ::-1].copy())))}
+    return got.numpy(), h.probabilities(orig, flip)

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 import pytest
-from fit_helpers import tiny_fit_run
+from fit_helpers import served_and_numpy, tiny_fit_run
 
 from illustration_tl.features import multilayer as features
 from illustration_tl.heads import classifiers, grids, head, search
@@ -66,8 +66,6 @@ def test_tf_head_equals_numpy_head_for_ridge(classes):
 def test_a_ridge_head_is_served_by_the_fit_export(tmp_path):
     """A real (tiny) fit run's features, a ridge head fitted on them, exported as fit's
     model: the SavedModel's probabilities equal the numpy head's on the same pixels."""
-    import tensorflow as tf
-
     from illustration_tl.pipelines import fit_export
 
     images, out = tiny_fit_run(tmp_path)
@@ -82,22 +80,5 @@ def test_a_ridge_head_is_served_by_the_fit_export(tmp_path):
     h = head.fit(store, cfg, SPLITS, None)
     h.save(str(final))
     fit_export.export(str(final), str(feat_dir), str(tmp_path / "model"))
-    served = tf.saved_model.load(str(tmp_path / "model"))
-    test_files = store.file_names["test"]
-    pixels = np.stack([np.asarray(
-        tf.image.resize(tf.io.decode_png(tf.io.read_file(str(images / f)), channels=3),
-                        (32, 32)), np.float32) for f in test_files if (images / f).is_file()])
-    assert len(pixels) >= 3
-    got = served.signatures["classify_images"](images=tf.constant(pixels))["probabilities"]
-    recipe = store.meta["recipe"]
-    model, blocks, _ = features.extractor(recipe["backbone"], recipe["weights"],
-                                          recipe["image_size"], recipe["layers"] or None,
-                                          recipe["seed"], precision=recipe.get("precision",
-                                                                               "float32"))
-    from illustration_tl.models import backbones
-
-    outs = model(backbones.get(store.meta["backbone"]).preprocess_input(pixels.copy()))
-    flip = model(backbones.get(store.meta["backbone"]).preprocess_input(pixels[:, :, ::-1]))
-    as_dict = {b: np.asarray(o) for b, o in zip(blocks, outs)}
-    as_dict_flip = {b: np.asarray(o) for b, o in zip(blocks, flip)}
-    np.testing.assert_allclose(got.numpy(), h.probabilities(as_dict, as_dict_flip), atol=1e-4)
+    got, expected = served_and_numpy(tmp_path / "model", images, store, h)
+    np.testing.assert_allclose(got, expected, atol=1e-4)

@@ -190,21 +190,22 @@ def all_rows(store: features.FeatureStore, splits: Sequence[str]) -> duplicates.
                              list(store.class_names))
 
 
-def trained_features(store: features.FeatureStore) -> bool:
-    """False when the store's backbone had random weights (``--weights=none``): its
-    features make every drawing alike, so near duplicates are not looked for (the
-    threshold is calibrated on ImageNet features); exact ones still are."""
+def near_threshold(store: features.FeatureStore,
+                   threshold: float = duplicates.NEAR_THRESHOLD) -> float:
+    """The cosine at which ``store``'s images count as near duplicates: ``threshold``, or
+    infinity (exact duplicates only) when the backbone had random weights
+    (``--weights=none``), whose features make every drawing alike (the threshold is
+    calibrated on ImageNet features)."""
     recipe = store.meta.get("recipe") or store.meta.get("source") or {}
-    return recipe.get("weights", "imagenet") not in (None, "", "none")
+    trained = recipe.get("weights", "imagenet") not in (None, "", "none")
+    return threshold if trained else float("inf")
 
 
 def find_duplicates(store: features.FeatureStore, hashes: dict[str, str] | None,
                     threshold: float = duplicates.NEAR_THRESHOLD
                     ) -> tuple[duplicates.Images, list[duplicates.Pair]]:
-    """Exact (pixel hash) and near (feature cosine) pairs over every split of ``store``
-    (exact only when :func:`trained_features` is False)."""
-    if not trained_features(store):
-        threshold = float("inf")
+    """Exact (pixel hash) and near (feature cosine >= :func:`near_threshold`) pairs over
+    every split of ``store``."""
     splits = [s for s in (*TRAIN_SPLITS, TEST_SPLIT) if s in store.labels]
     images = all_rows(store, splits)
     resize = DUPLICATE_RESIZE if DUPLICATE_RESIZE in store.resize_modes else \
@@ -212,13 +213,13 @@ def find_duplicates(store: features.FeatureStore, hashes: dict[str, str] | None,
     x = duplicate_features(store, splits, resize, duplicate_blocks(store))
     row_hashes = [hashes.get(f, f"missing:{i}") for i, f in enumerate(images.file_names)] \
         if hashes else None
-    return images, duplicates.find(x, row_hashes, threshold)
+    return images, duplicates.find(x, row_hashes, near_threshold(store, threshold))
 
 
 def findings(run: FitRun, hashes: dict[str, str] | None,
              threshold: float = duplicates.NEAR_THRESHOLD) -> Findings:
     images, pairs = find_duplicates(run.store, hashes, threshold)
-    threshold = threshold if trained_features(run.store) else float("inf")
+    threshold = near_threshold(run.store, threshold)
     labels, names, split_of = run.train_rows()
     probs = run.oof_probabilities()
     issues = label_issues.find(probs, labels) if probs is not None else None

@@ -105,12 +105,12 @@ class FeatureStore:
             raise ValueError(f"{len(new)} split names for {len(old)} rows")
         names = [n for s in splits for n in self.file_names[s]]
         labels = np.concatenate([self.labels[s] for s in splits])
-        keys = list(self.arrays[splits[0]])
+        joined = {k: np.concatenate([self.arrays[s][k] for s in splits])
+                  for k in self.arrays[splits[0]]}
         arrays, out_labels, out_names = {}, {}, {}
         for split in dict.fromkeys(list(splits) + sorted(set(new_splits))):
             rows = np.flatnonzero(new == split)
-            arrays[split] = {k: np.concatenate([self.arrays[s][k] for s in splits])[rows]
-                             for k in keys}
+            arrays[split] = {k: v[rows] for k, v in joined.items()}
             out_labels[split] = labels[rows]
             out_names[split] = [names[i] for i in rows]
         return FeatureStore(arrays, out_labels, out_names, self.class_names, self.blocks,
@@ -288,6 +288,12 @@ class ShardedRows:
         rest = {k: v[take:] for k, v in arrays.items()}
         self._buf = [(rest, labels[take:], names[take:])] if take < len(labels) else []
 
+    def index(self) -> Iterator[tuple[np.ndarray, list[str]]]:
+        """``(labels, file names)`` per finished shard, in order (no features read)."""
+        for path, _ in self.shards:
+            with np.load(path, allow_pickle=False) as z:
+                yield z["labels"], [str(n) for n in z["file_names"]]
+
     def read(self) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray, list[str]]]:
         """``(arrays by key, labels, file names)`` per finished shard, in order."""
         for path, _ in self.shards:
@@ -312,8 +318,9 @@ def consolidate(parts: Mapping[str, Mapping[str, ShardedRows]], out: str,
         os.makedirs(sdir, exist_ok=True)
         first = next(iter(modes.values()))
         rows[split] = first.done
-        labels = np.concatenate([y for _, y, _ in first.read()] or [np.zeros(0, np.int64)])
-        names = [n for _, _, ns in first.read() for n in ns]
+        shards = list(first.index())
+        labels = np.concatenate([y for y, _ in shards] or [np.zeros(0, np.int64)])
+        names = [n for _, ns in shards for n in ns]
         np.save(os.path.join(sdir, "labels.npy"), labels.astype(np.int64))
         np.save(os.path.join(sdir, "file_names.npy"), np.asarray(names, dtype=str))
         names_of[split] = {}
