@@ -71,6 +71,18 @@ def test_a_truncated_shard_is_redone_not_trusted(tmp_path):
     assert again.done == 2 and len(again.shards) == 1
 
 
+def test_a_shard_being_written_never_carries_a_finished_shard_name(tmp_path):
+    rng = np.random.default_rng(2)
+    (tmp_path / "partial-00001.npz").write_bytes(b"PK\x03\x04 cut by a kill")   # left by a kill
+    rows = store.ShardedRows(str(tmp_path), shard_size=2)
+    assert rows.done == 0
+    rows.add(*_batch(rng, 2, 0))
+    rows.add(*_batch(rng, 2, 2))
+    assert sorted(p.name for p in tmp_path.glob("shard-*.npz")) == ["shard-00000.npz",
+                                                                    "shard-00001.npz"]
+    assert not (tmp_path / "partial-00001.npz").exists()     # the finished shard replaced it
+
+
 def test_save_load_round_trip_and_the_legacy_one_file_store(tmp_path):
     rng = np.random.default_rng(2)
     arrays = {"train": {store.key("pad", "flip", "b:avg"): rng.random((4, 3))}}

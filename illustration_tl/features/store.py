@@ -278,7 +278,8 @@ class ShardedRows:
         names = [n for b in self._buf for n in b[2]]
         take = min(rows, len(labels))
         path = os.path.join(self.directory, f"shard-{len(self.shards):05d}.npz")
-        tmp = path + ".partial.npz"
+        # the shard being written never carries a finished shard's name
+        tmp = os.path.join(self.directory, f"partial-{len(self.shards):05d}.npz")
         np.savez(tmp, labels=labels[:take], file_names=np.asarray(names[:take], dtype=str),
                  **{f"a{i}": v[:take] for i, v in enumerate(arrays.values())},
                  keys=np.asarray(list(arrays), dtype=str))
