@@ -7,7 +7,7 @@ import numpy as np
 from fit_helpers import served_and_numpy, tiny_fit_run
 
 from illustration_tl.features import multilayer as features
-from illustration_tl.heads import head, search
+from illustration_tl.heads import budget, head, search
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = os.path.join(ROOT, "tests", "fixtures", "openclipart_small")
@@ -24,7 +24,7 @@ def test_a_nystroem_head_is_served_by_the_fit_export(tmp_path):
     results = search.run(store, "fast", n_jobs=1, max_memory_bytes=1)
     assert not results[0].regime.exact
     cfg = next(r.config for r in results if r.config.classifier.startswith("nystroem"))
-    assert cfg.components == min(2048, results[0].regime.images)
+    assert cfg.components == min(budget.NYSTROEM_COMPONENTS, results[0].regime.images)
     final = tmp_path / "final"
     final.mkdir()
     h = head.fit(store, cfg, ["train", "validation"], results[0].oof)

@@ -48,10 +48,10 @@ def test_size_rule_switches_at_the_budget():
     assert not big.exact and big.components == budget.NYSTROEM_COMPONENTS
     assert budget.MIN_CV_IMAGES <= big.cv_images <= budget.MAX_CV_IMAGES
     # the sample's Nyström and feature rows fit the budget
-    assert big.cv_images * 2 * budget.approx_row_bytes(2048, 2944) <= big.budget_bytes
+    assert big.cv_images * 2 * budget.approx_row_bytes(big.components, 2944) <= big.budget_bytes
     assert "approximate: 240,000 rows" in big.describe()
     assert "CV on a stratified sample of" in big.describe()
-    assert "Nyström 2,048 components" in big.describe()
+    assert f"Nyström {budget.NYSTROEM_COMPONENTS:,} components" in big.describe()
     assert budget.max_exact_images(need, 2) == 1000
     assert budget.default_max_memory_bytes() > 0
 

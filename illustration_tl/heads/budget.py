@@ -8,10 +8,10 @@ training row and up to :data:`KERNEL_CACHE` kernel matrices: rows² x 8 bytes ea
 * ``exact``: while ``FEATURE_SET_CACHE x (1 + KERNEL_CACHE) x rows² x 8`` bytes fit the
   budget, the search cross-validates exact kernel SVMs (the paper's classifier, §6.1),
   as it always did.
-* ``approximate``: beyond it, heads that scale linearly in the rows: a linear SVM on
-  Nyström features of the RBF kernel (:data:`NYSTROEM_COMPONENTS` components) and the
-  registry's linear kinds on the normalized features. The CV runs on a stratified
-  sample of the training images, as large as the budget allows (per row, 8 bytes x
+* ``approximate``: beyond it, heads that scale linearly in the rows: linear classifiers
+  (ridge first) on Nyström features of the RBF kernel (:data:`NYSTROEM_COMPONENTS`
+  components) and the registry's linear kinds on the normalized features. The CV runs
+  on a stratified sample of the training images, as large as the budget allows (per row, 8 bytes x
   ``FEATURE_SET_CACHE x (dims + KERNEL_CACHE x components) + 3 x components``: the
   cached feature sets with their Nyström features, the training slice and liblinear's
   copy) and at most :data:`MAX_CV_IMAGES`; the chosen head is refitted on every image.
@@ -30,7 +30,7 @@ import numpy as np
 FEATURE_SET_CACHE = 2   # feature sets kept in memory by the exact search
 KERNEL_CACHE = 2        # kernel matrices kept per feature set (one per γ)
 DEFAULT_MEMORY_FRACTION = 0.25
-NYSTROEM_COMPONENTS = 2048
+NYSTROEM_COMPONENTS = 4096
 MAX_CV_IMAGES = 20_000   # CV sample cap in the approximate regime (time, not memory)
 MIN_CV_IMAGES = 500      # CV sample floor, whatever the budget
 
