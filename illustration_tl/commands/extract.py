@@ -17,8 +17,9 @@ from illustration_tl.commands import app
 from illustration_tl.core import config_flags
 from illustration_tl.pipelines.fit_beam import ExtractConfig
 
-# One flag per ExtractConfig field with a help text: fit's flags and --beam_options.
-FLAGS = config_flags.define(ExtractConfig)
+# One flag per ExtractConfig field with a help text: fit's flags (but --dry_run, which
+# `fit --dry_run` answers) and --beam_options.
+FLAGS = config_flags.define(ExtractConfig, exclude=("dry_run",))
 
 
 def main(argv) -> int:
