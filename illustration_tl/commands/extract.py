@@ -23,10 +23,11 @@ FLAGS = config_flags.define(ExtractConfig, exclude=("dry_run",))
 
 
 def main(argv) -> int:
+    from illustration_tl.commands import VERBOSE
     from illustration_tl.pipelines import fit_beam
 
     cfg = ExtractConfig(**config_flags.values(FLAGS, ExtractConfig))
-    for line in fit_beam.summary_lines(fit_beam.run(cfg)):
+    for line in fit_beam.summary_lines(fit_beam.run(cfg, quiet=not VERBOSE)):
         print(line)
     return 0
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import sys
 from typing import Any, Callable
@@ -30,6 +31,7 @@ from illustration_tl.pipelines import fit, fit_plan, stages
 
 FEATURES_STAGE = "features"
 DATASET_STAGE = "dataset"
+HARNESS_LOG_LEVEL = "--default_sdk_harness_log_level"   # Beam workers' Python log level
 
 
 @dataclasses.dataclass
@@ -116,24 +118,32 @@ def recipe(cfg: fit.FitConfig, resolved: str, top: str) -> Any:
         views=tuple(multilayer.VIEWS if cfg.flip else multilayer.VIEWS[:1]))
 
 
-def pipeline_options(flags: tuple[str, ...] | None) -> Any:
+def pipeline_options(flags: tuple[str, ...] | None, quiet: bool = False) -> Any:
     """Beam ``PipelineOptions`` from ``--beam_options`` (None: the DirectRunner), or one
-    line naming the extra when Apache Beam is missing."""
+    line naming the extra when Apache Beam is missing. ``quiet``: Beam's own log records
+    below ERROR dropped, here and (unless the flags set a level) on its workers."""
     try:
         from apache_beam.options.pipeline_options import PipelineOptions
     except ImportError:
         raise UserError("illustration-tl extract needs Apache Beam: pip install "
                         "'illustration-tl[tfds-cli]'") from None
-    return PipelineOptions(list(flags or ()))
+    given = list(flags or ())
+    if quiet:
+        logging.getLogger("apache_beam").setLevel(logging.ERROR)
+        if not any(f.startswith(f"{HARNESS_LOG_LEVEL}=") for f in given):
+            given.append(f"{HARNESS_LOG_LEVEL}=ERROR")
+    return PipelineOptions(given)
 
 
-def run(cfg: ExtractConfig, log: Callable[[str], None] = _log) -> dict[str, Any]:
+def run(cfg: ExtractConfig, log: Callable[[str], None] = _log,
+        quiet: bool = False) -> dict[str, Any]:
     """Builds (or reuses) ``fit``'s dataset stage in ``cfg.output`` and writes every
-    feature shard with Beam into ``fit``'s features work folder. Returns a summary."""
+    feature shard with Beam into ``fit``'s features work folder. Returns a summary.
+    ``quiet``: :func:`pipeline_options`'s."""
     if cfg.dry_run:
         raise UserError("--dry_run: `illustration-tl fit --dry_run` says what fit would "
                         "extract; extract has no dry run")
-    options = pipeline_options(cfg.beam_options)
+    options = pipeline_options(cfg.beam_options, quiet)
     fit.check(cfg)
     lock = stages.open_output(cfg.output, fit.OUTPUT_MARKER, {"--images": cfg.images},
                               "--output")
