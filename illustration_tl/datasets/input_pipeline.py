@@ -36,6 +36,8 @@ RESIZE_MODES = common_settings.RESIZE_MODES
 # Caffe-era VGG training: resize to 256, random-crop 224 (paper §5, Simonyan & Zisserman).
 AUGMENT_SCALE = 256 / 224
 PAD_VALUE = 255.0  # white, as the illustrations' background
+# A square image has nothing to pad: its ``pad`` pixels are its ``squash`` pixels.
+SAME_WHEN_SQUARE = {"pad": "squash"}
 
 
 def register_builder() -> None:
@@ -235,6 +237,37 @@ def make_dataset(ds: tf.data.Dataset, *, backbone: str, image_size: int, batch_s
     options.deterministic = deterministic or not training
     ds = ds.with_options(options)
     return ds.prefetch(autotune)
+
+
+def make_modes_dataset(ds: tf.data.Dataset, *, backbone: str, image_size: int,
+                       batch_size: int, resize_modes: Sequence[str]) -> tf.data.Dataset:
+    """Evaluation batches of every resize mode from one decode of each image:
+    ``({mode: images float32 (B, S, S, 3)}, square bool (B,), labels int32 (B,),
+    file_names string (B,))``, in the stored order. Each mode's images equal
+    :func:`make_dataset`'s (``training=False``) for that mode; ``square`` marks the
+    images whose modes in :data:`SAME_WHEN_SQUARE` are the same pixels."""
+    for mode in resize_modes:
+        if mode not in RESIZE_MODES:
+            raise UserError(f"--resize_modes={mode!r}: choose from {', '.join(RESIZE_MODES)}")
+    preprocess = backbones.get(backbone).preprocess_input
+    autotune = tf.data.AUTOTUNE
+
+    def decode_resize(example):
+        image = _decode(example["image"])
+        shape = tf.shape(image)
+        return ({m: resize(image, image_size, m) for m in resize_modes},
+                tf.equal(shape[0], shape[1]), tf.cast(example["label"], tf.int32),
+                example["file_name"])
+
+    @tf.autograph.experimental.do_not_convert  # plain Keras ops; nothing to convert
+    def preprocess_batch(images, square, labels, names):
+        return {m: preprocess(v) for m, v in images.items()}, square, labels, names
+
+    ds = ds.map(decode_resize, num_parallel_calls=autotune).batch(batch_size)
+    ds = ds.map(preprocess_batch, num_parallel_calls=autotune)
+    options = tf.data.Options()
+    options.deterministic = True
+    return ds.with_options(options).prefetch(autotune)
 
 
 def synthetic_dataset(num_examples: int, num_classes: int, image_size: int = 32, *,

@@ -9,7 +9,8 @@ block on its own with a signed square root and unit l2 length ("power
 normalization"), so no block dominates the concatenation.
 
 The CNN runs once per image, resize mode and view (the image and its mirror
-image), and every raw block is kept on disk (:mod:`illustration_tl.features.store`:
+image; a square image's ``pad`` rows are its ``squash`` rows, :mod:`.extraction`), and
+every raw block is kept on disk (:mod:`illustration_tl.features.store`:
 sharded while extracting, resumed after a kill, read memory-mapped), so the search
 combines layers, pools, resize modes and flips without running the CNN again.
 The paper's own embedding (``embed``'s default: fc2 with a VGG top, else the
@@ -28,12 +29,10 @@ keyed ``<resize mode>/<view>/<block>`` with view ``orig`` or ``flip``.
 from __future__ import annotations
 
 import os
-import time
 from typing import Any, Sequence
 
-import numpy as np
-
 from illustration_tl.errors import UserError
+from illustration_tl.features import extraction
 from illustration_tl.features import store as store_lib
 from illustration_tl.features.store import PAPER_BLOCK, FeatureStore, key, power_l2
 
@@ -208,12 +207,10 @@ def extract(dataset: str, data_dir: str | None, splits: Sequence[str], *, backbo
         ds, info = input_pipeline.load_split(dataset, split, data_dir, decode_images=False)
         class_names = input_pipeline.class_names(info)
         total = info.splits[split].num_examples
-        parts[split] = {}
-        for mode in resize_modes:
-            rows = store_lib.ShardedRows(os.path.join(work, split, mode), shard_size)
-            parts[split][mode] = rows
-            _extract_rows(model, blocks, views, ds, source, mode, total, rows, batch_size,
-                          f"features {split} ({mode})", log)
+        parts[split] = {mode: store_lib.ShardedRows(os.path.join(work, split, mode),
+                                                    shard_size) for mode in resize_modes}
+        extraction.extract_split(model, blocks, views, ds, source, total, parts[split],
+                                 batch_size, f"features {split}", log)
     meta = dict(source.metadata(), layers=layers_of(blocks), paper_layer=source.layer,
                 batch_size=batch_size, precision=resolved,
                 **({"recipe": recipe} if recipe else {}))
@@ -221,38 +218,3 @@ def extract(dataset: str, data_dir: str | None, splits: Sequence[str], *, backbo
                                        "resize_modes": list(resize_modes), "views": views,
                                        "meta": meta})
     return FeatureStore.load(out)
-
-
-def _extract_rows(model: Any, blocks: Sequence[str], views: Sequence[str], ds: Any,
-                  source: Any, mode: str, total: int, rows: store_lib.ShardedRows,
-                  batch_size: int, label: str, log: Any) -> None:
-    """Embeds the images of ``ds`` after the ``rows.done`` already in finished shards."""
-    import tensorflow as tf
-
-    from illustration_tl.core.progress import Progress
-    from illustration_tl.datasets import input_pipeline
-
-    resumed = rows.done
-    if resumed >= total:
-        if log:
-            log(f"{label}: {total} images already in finished shards")
-        return
-    batches = input_pipeline.make_dataset(
-        ds.skip(resumed), backbone=source.backbone, image_size=source.image_size,
-        batch_size=batch_size, training=False, resize_mode=mode, with_file_names=True)
-    predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    progress = Progress(label, (total - resumed) * len(views), interval=10.0)
-    start = time.perf_counter()
-    for images, y, n in batches:
-        outs: dict[str, np.ndarray] = {}
-        for view in views:
-            x = tf.image.flip_left_right(images) if view == "flip" else images
-            for b, o in zip(blocks, predict(x)):
-                outs[store_lib.key_in_mode(view, b)] = np.asarray(o, np.float32)
-            progress.update(len(y))
-        rows.add(outs, np.asarray(y, np.int64), [v.decode("utf-8") for v in np.asarray(n)])
-    rows.close()
-    if log:
-        log(f"{label}: {rows.done - resumed} images x {len(views)} views embedded in "
-            f"{time.perf_counter() - start:.0f}s"
-            + (f", {resumed} resumed from finished shards" if resumed else ""))
