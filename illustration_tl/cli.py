@@ -37,6 +37,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "top-k classes out."),
     "fit": ("fit", "The best classifier for a folder of images: dataset, features, "
             "search, test score, one SavedModel."),
+    "extract": ("extract", "fit's feature extraction on Apache Beam (Dataflow, Spark, "
+                "Flink; the tfds-cli extra), resumed by fit."),
     "predict": ("predict", "Classify image files with an exported model."),
     "evaluate": ("evaluate", "Score an exported model on a folder or manifest of images: "
                  "top-1/top-5 per class and per group (style, source; photographs, Fig. 7)."),

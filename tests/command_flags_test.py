@@ -23,7 +23,7 @@ SNAPSHOT = os.path.join(ROOT, "tests", "fixtures", "command_flags.json")
 # Every command module, including the shared flag module two commands adopt.
 MODULES = ("vocab", "map_names", "mapping_flags", "build", "select_classes", "stats",
            "baseline", "embed", "svm", "optimize", "report", "reproduce", "export", "fit",
-           "predict", "evaluate", "serve", "presets")
+           "extract", "predict", "evaluate", "serve", "presets")
 
 _INTROSPECT = r'''
 import importlib, json, sys
@@ -92,7 +92,8 @@ OWN_TEXT = {
                     "class or group folders, or a manifest's root"),
     "embeddings": (("report",), "report: split folders to map with t-SNE"),
     "name": (("build",), "build: a TFDS config name; elsewhere a model name in reports"),
-    "backbone": (("fit",), "fit also takes KerasHub vision towers (keras_hub:<preset>)"),
+    "backbone": (("fit", "extract"), "fit (and extract, which takes fit's flags) also "
+                                     "takes KerasHub vision towers (keras_hub:<preset>)"),
     "num_classes": (ALL, "select_classes: classes to select; optimize: for --dry_run"),
     "n_jobs": (ALL, "svm: grid-search processes (-1: all cores); fit: search threads"),
     "output_dir": (ALL, "optimize: one training run; reproduce: every stage's outputs"),
@@ -110,8 +111,11 @@ OWN_TEXT = {
     "image_size": (("optimize", "reproduce"), "a fixed size (224), not the backbone's"),
     "resize_mode": (("reproduce",), "reproduce: one mode for every stage, training included"),
     "augment": (ALL, "optimize states the crop size; reproduce passes it on to optimize"),
-    "max_pixels": (("fit",), "build: unset keeps the preset's value; fit: a number, and "
-                             "skipped.tsv names what it skipped"),
+    "max_pixels": (("fit", "extract"), "build: unset keeps the preset's value; fit (and "
+                                       "extract): a number, and skipped.tsv names what it "
+                                       "skipped"),
+    "beam_options": (("extract",), "build: TFDS's Beam mode writes the examples; extract: "
+                                   "the Beam pipeline embeds the images"),
     "dry_run": (("fit",), "optimize: the layers and their origin; fit: the stages' plan and "
                           "their time on this machine"),
 }

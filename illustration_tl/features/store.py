@@ -227,6 +227,24 @@ def _load_legacy(path: str) -> FeatureStore:
 
 # --- Shards: written while extracting, resumed after a kill ----------------------------
 
+def write_shard(directory: str, index: int, arrays: Mapping[str, np.ndarray],
+                labels: np.ndarray, names: Sequence[str]) -> str:
+    """Writes shard ``index`` of a (split, resize mode) into ``directory`` (the rows of
+    ``arrays``, keyed ``<view>/<block>`` in their order, with their labels and file
+    names) under a temporary name, then renames it: a finished shard is always whole.
+    Returns its path. :class:`ShardedRows` writes its shards with it, and so does the
+    Beam extraction (:mod:`illustration_tl.features.beam_extract`), shard by shard."""
+    path = os.path.join(directory, f"shard-{index:05d}.npz")
+    # the shard being written never carries a finished shard's name
+    tmp = os.path.join(directory, f"partial-{index:05d}.npz")
+    np.savez(tmp, labels=np.asarray(labels, np.int64),
+             file_names=np.asarray(list(names), dtype=str),
+             **{f"a{i}": np.asarray(v, np.float32) for i, v in enumerate(arrays.values())},
+             keys=np.asarray(list(arrays), dtype=str))
+    os.replace(tmp, path)
+    return path
+
+
 class ShardedRows:
     """The rows of one (split, resize mode) in shards of ``shard_size`` images under
     ``directory``; each shard is written to a temporary name and renamed, so a finished
@@ -277,13 +295,9 @@ class ShardedRows:
         labels = np.concatenate([b[1] for b in self._buf])
         names = [n for b in self._buf for n in b[2]]
         take = min(rows, len(labels))
-        path = os.path.join(self.directory, f"shard-{len(self.shards):05d}.npz")
-        # the shard being written never carries a finished shard's name
-        tmp = os.path.join(self.directory, f"partial-{len(self.shards):05d}.npz")
-        np.savez(tmp, labels=labels[:take], file_names=np.asarray(names[:take], dtype=str),
-                 **{f"a{i}": v[:take] for i, v in enumerate(arrays.values())},
-                 keys=np.asarray(list(arrays), dtype=str))
-        os.replace(tmp, path)
+        path = write_shard(self.directory, len(self.shards),
+                           {k: v[:take] for k, v in arrays.items()}, labels[:take],
+                           names[:take])
         self.shards.append((path, take))
         self.done += take
         rest = {k: v[take:] for k, v in arrays.items()}

@@ -2,5 +2,5 @@
 ``fit`` (the best classifier for a folder) and class selection (paper §4.2).
 """
 
-__all__ = ["class_ranking", "class_selection", "fit", "fit_export", "fit_plan", "reproduce",
-           "reproduce_config", "reproduce_stages", "reproduce_summary", "stages"]
+__all__ = ["class_ranking", "class_selection", "fit", "fit_beam", "fit_export", "fit_plan",
+           "reproduce", "reproduce_config", "reproduce_stages", "reproduce_summary", "stages"]

@@ -1,0 +1,190 @@
+"""``illustration-tl extract``: ``fit``'s feature extraction on Apache Beam, so Dataflow,
+Spark or Flink runners embed a large folder (the ``tfds-cli`` extra).
+
+It takes ``fit``'s flags (the same ones decide the dataset and the features) and
+``--beam_options``, claims and locks ``OUT`` as a ``fit`` output, runs ``fit``'s
+``dataset`` stage, then writes the feature shards with Beam
+(:func:`illustration_tl.features.beam_extract.write_shards`) into the work folder of
+``fit``'s ``features`` stage, ``OUT/.features.resume-KEY/`` with the key ``fit`` computes
+from the same flags. A later ``illustration-tl fit`` with the same flags resumes that
+stage: it finds every shard finished ("N images already in finished shards"), embeds
+nothing and only consolidates the store, then searches as usual.
+
+``dataset_params``, ``build_dataset`` and ``feature_params`` must stay equal to what
+``pipelines.fit._run`` computes (they are copies until ``fit`` exposes them); the test
+``tests/beam_extract_test.py`` fails when they drift (``fit`` would embed again).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+from typing import Any, Callable
+
+from illustration_tl.core import files, outputs
+from illustration_tl.core.config_flags import optional
+from illustration_tl.errors import UserError
+from illustration_tl.pipelines import fit, fit_plan, stages
+
+FEATURES_STAGE = "features"
+DATASET_STAGE = "dataset"
+HARNESS_LOG_LEVEL = "--default_sdk_harness_log_level"   # Beam workers' Python log level
+
+
+@dataclasses.dataclass
+class ExtractConfig(fit.FitConfig):
+    """``fit``'s settings (those of the search are accepted and unused, so one flagfile
+    serves both commands) and the Beam pipeline's options."""
+
+    beam_options: tuple[str, ...] | None = optional(
+        "Apache Beam pipeline flags for the feature extraction (the tfds-cli extra), e.g. "
+        "--beam_options=--runner=DirectRunner,--direct_num_workers=2 or the options of a "
+        "Dataflow, Spark or Flink runner (default: the DirectRunner). The output folder, "
+        "the dataset and --weights must be on a filesystem the workers share.")
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def dataset_params(cfg: fit.FitConfig) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """``fit``'s dataset stage: (TFDS config name, builder options, stage parameters)."""
+    name, options = fit.dataset_name(cfg)
+    params = {"images": stages.tree_fingerprint(cfg.images), "data_dir": "dataset/tfds",
+              **options}
+    return name, options, params
+
+
+def build_dataset(cfg: fit.FitConfig, name: str, options: dict[str, Any], out: str,
+                  log: Callable[[str], None]) -> None:
+    """``fit``'s dataset stage body: the TFDS dataset of ``--images`` in ``out/tfds``,
+    ``dataset.json``, and the skipped files named on the console."""
+    from illustration_tl.datasets.illustrations import illustrations_dataset_builder as b
+
+    data_dir = os.path.join(out, "tfds")
+    try:
+        builder = b.build("curated", cfg.images, data_dir, name=None if name == "curated"
+                          else name, overwrite=True, flag="--images",
+                          num_workers=cfg.num_workers, **options)
+    except ValueError as e:
+        raise UserError(f"--images={cfg.images!r}: {str(e).splitlines()[0]}") from None
+    info = builder.info
+    doc = {"dataset": f"illustrations/{name}", "classes": info.features["label"].names,
+           "examples": {s: info.splits[s].num_examples for s in info.splits}}
+    files.atomic_write_json(os.path.join(out, "dataset.json"), doc)
+    skipped = os.path.join(os.fspath(builder.data_dir), b.SKIPPED_FILE)
+    final = os.path.join(os.path.dirname(out), DATASET_STAGE, os.path.relpath(skipped, out))
+    fit_plan.log_skipped(skipped, log, shown_as=final)
+
+
+def feature_params(cfg: fit.FitConfig) -> tuple[dict[str, Any], str, str]:
+    """``fit``'s features stage: (stage parameters, resolved precision, include_top)."""
+    from illustration_tl.models import precision as precision_lib
+
+    top = fit.include_top(cfg)
+    params = {"backbone": cfg.backbone, "weights": _weights_description(cfg.weights),
+              "image_size": cfg.image_size, "layers": list(cfg.layers),
+              "resize_modes": list(cfg.resize_modes), "flip": cfg.flip,
+              "seed": cfg.seed, "batch_size": cfg.batch_size}
+    if top != "auto":
+        params["include_top"] = top
+    resolved = precision_lib.resolve(cfg.precision)
+    if resolved != precision_lib.FLOAT32:
+        params["precision"] = resolved
+    if cfg.hub_config:
+        params["hub_config"] = cfg.hub_config
+    return params, resolved, top
+
+
+def _weights_description(weights: str | None) -> str | None:
+    if weights in (None, "", "none", "imagenet"):
+        return weights or None
+    from illustration_tl.core.fingerprints import file_sha256
+
+    return f"{os.path.abspath(weights)} {file_sha256(weights)}"
+
+
+def recipe(cfg: fit.FitConfig, resolved: str, top: str) -> Any:
+    """The extractor the workers build: ``fit``'s, with the launcher's precision."""
+    from illustration_tl.features import beam_inference, multilayer
+
+    return beam_inference.ExtractorRecipe(
+        backbone=cfg.backbone, weights=cfg.weights, image_size=cfg.image_size,
+        layers=tuple(cfg.layers) or None, seed=cfg.seed, hub_config=cfg.hub_config or None,
+        include_top=top, precision=resolved,
+        views=tuple(multilayer.VIEWS if cfg.flip else multilayer.VIEWS[:1]))
+
+
+def pipeline_options(flags: tuple[str, ...] | None, quiet: bool = False) -> Any:
+    """Beam ``PipelineOptions`` from ``--beam_options`` (None: the DirectRunner), or one
+    line naming the extra when Apache Beam is missing. ``quiet``: Beam's own log records
+    below ERROR dropped, here and (unless the flags set a level) on its workers."""
+    try:
+        from apache_beam.options.pipeline_options import PipelineOptions
+    except ImportError:
+        raise UserError("illustration-tl extract needs Apache Beam: pip install "
+                        "'illustration-tl[tfds-cli]'") from None
+    given = list(flags or ())
+    if quiet:
+        logging.getLogger("apache_beam").setLevel(logging.ERROR)
+        if not any(f.startswith(f"{HARNESS_LOG_LEVEL}=") for f in given):
+            given.append(f"{HARNESS_LOG_LEVEL}=ERROR")
+    return PipelineOptions(given)
+
+
+def run(cfg: ExtractConfig, log: Callable[[str], None] = _log,
+        quiet: bool = False) -> dict[str, Any]:
+    """Builds (or reuses) ``fit``'s dataset stage in ``cfg.output`` and writes every
+    feature shard with Beam into ``fit``'s features work folder. Returns a summary.
+    ``quiet``: :func:`pipeline_options`'s."""
+    if cfg.dry_run:
+        raise UserError("--dry_run: `illustration-tl fit --dry_run` says what fit would "
+                        "extract; extract has no dry run")
+    options = pipeline_options(cfg.beam_options, quiet)
+    fit.check(cfg)
+    lock = stages.open_output(cfg.output, fit.OUTPUT_MARKER, {"--images": cfg.images},
+                              "--output")
+    try:
+        return _run(cfg, options, log)
+    finally:
+        lock.release()
+
+
+def _run(cfg: ExtractConfig, options: Any, log: Callable[[str], None]) -> dict[str, Any]:
+    from illustration_tl.features import beam_extract
+
+    root = os.path.abspath(cfg.output)
+    st = stages.Stages(root, force=cfg.force, log=log, marker=fit.OUTPUT_MARKER)
+    name, ds_options, ds_params = dataset_params(cfg)
+    ds_dir = st.run(DATASET_STAGE, ds_params,
+                    lambda out: build_dataset(cfg, name, ds_options, out, log))
+    with open(os.path.join(ds_dir, "dataset.json"), encoding="utf-8") as f:
+        dataset = json.load(f)["dataset"]
+    params, resolved, top = feature_params(cfg)
+    key = stages.stage_key(FEATURES_STAGE, params, [
+        f"{st.keys[DATASET_STAGE]}:{st.contents[DATASET_STAGE]}"])
+    summary = {"output": root, "dataset": dataset, "features_key": key, "embedded": 0}
+    if not cfg.force and st.done(FEATURES_STAGE, key):
+        log(f"[{FEATURES_STAGE}] up to date, nothing to extract")
+        return summary
+    work = st.work_dir(FEATURES_STAGE, key)
+    log(f"[{FEATURES_STAGE}] extracting with Apache Beam into {work}")
+    try:
+        done = beam_extract.write_shards(
+            dataset, os.path.join(ds_dir, "tfds"), list(fit.TRAIN_SPLITS) + [fit.TEST_SPLIT],
+            recipe=recipe(cfg, resolved, top), work=work, resize_modes=cfg.resize_modes,
+            batch_size=cfg.batch_size, shard_size=cfg.shard_size, pipeline_options=options,
+            log=log)
+    finally:
+        outputs.record(root, fit.OUTPUT_MARKER)   # the shards written so far are fit's
+    summary["embedded"] = sum(done.values())
+    return summary
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    return [f"features extracted with Apache Beam: {summary['embedded']} images x resize "
+            f"modes into {summary['output']}",
+            "run `illustration-tl fit` with the same flags to consolidate them and search"]
