@@ -223,6 +223,38 @@ def dataset_name(cfg: FitConfig) -> tuple[str, dict[str, Any]]:
     return f"curated_{stages.stage_key('curated', options)[:8]}", options
 
 
+def dataset_stage(st: stages.Stages, cfg: FitConfig, log: Callable[[str], None]
+                  ) -> tuple[str, str]:
+    """Runs (or skips) the ``dataset`` stage; returns (its folder, the TFDS dataset name).
+    ``extract`` (:mod:`illustration_tl.pipelines.fit_beam`) runs it too."""
+    name, options = dataset_name(cfg)
+    ds_dir = st.run("dataset", {"images": stages.tree_fingerprint(cfg.images),
+                                "data_dir": "dataset/tfds", **options},
+                    lambda out: _build(cfg, name, options, out, log))
+    with open(os.path.join(ds_dir, "dataset.json"), encoding="utf-8") as f:
+        return ds_dir, json.load(f)["dataset"]
+
+
+def feature_params(cfg: FitConfig) -> tuple[dict[str, Any], str, str]:
+    """The ``features`` stage's key parameters, the resolved precision and include_top
+    (``extract`` writes its shards into the work folder of the same key)."""
+    from illustration_tl.models import precision as precision_lib
+
+    top = include_top(cfg)
+    feat_params = {"backbone": cfg.backbone, "weights": _weights_description(cfg.weights),
+                   "image_size": cfg.image_size, "layers": list(cfg.layers),
+                   "resize_modes": list(cfg.resize_modes), "flip": cfg.flip,
+                   "seed": cfg.seed, "batch_size": cfg.batch_size}
+    if top != "auto":
+        feat_params["include_top"] = top
+    resolved = precision_lib.resolve(cfg.precision)
+    if resolved != precision_lib.FLOAT32:   # float32 runs keep their earlier stage keys
+        feat_params["precision"] = resolved
+    if cfg.hub_config:
+        feat_params["hub_config"] = cfg.hub_config
+    return feat_params, resolved, top
+
+
 def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
     from illustration_tl.features import multilayer as features
     from illustration_tl.heads import search
@@ -231,28 +263,10 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
     files.atomic_write_json(os.path.join(root, MARKER), {"status": "running"})
     st = stages.Stages(root, force=cfg.force, log=log, marker=OUTPUT_MARKER)
     eta = fit_plan.Eta(cfg, st, include_top(cfg), log)
-    name, options = dataset_name(cfg)
-    ds_dir = st.run("dataset", {"images": stages.tree_fingerprint(cfg.images),
-                                "data_dir": "dataset/tfds", **options},
-                    lambda out: _build(cfg, name, options, out, log))
+    ds_dir, dataset = dataset_stage(st, cfg, log)
     data_dir = os.path.join(ds_dir, "tfds")
-    with open(os.path.join(ds_dir, "dataset.json"), encoding="utf-8") as f:
-        dataset = json.load(f)["dataset"]
     splits = list(TRAIN_SPLITS) + [TEST_SPLIT]
-    top = include_top(cfg)
-    feat_params = {"backbone": cfg.backbone, "weights": _weights_description(cfg.weights),
-                   "image_size": cfg.image_size, "layers": list(cfg.layers),
-                   "resize_modes": list(cfg.resize_modes), "flip": cfg.flip,
-                   "seed": cfg.seed, "batch_size": cfg.batch_size}
-    if top != "auto":
-        feat_params["include_top"] = top
-    from illustration_tl.models import precision as precision_lib
-
-    resolved = precision_lib.resolve(cfg.precision)
-    if resolved != precision_lib.FLOAT32:   # float32 runs keep their earlier stage keys
-        feat_params["precision"] = resolved
-    if cfg.hub_config:
-        feat_params["hub_config"] = cfg.hub_config
+    feat_params, resolved, top = feature_params(cfg)
 
     def do_features(out: str, work: str) -> None:
         recipe = {"backbone": cfg.backbone, "weights": (

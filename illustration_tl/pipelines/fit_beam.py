@@ -10,24 +10,23 @@ from the same flags. A later ``illustration-tl fit`` with the same flags resumes
 stage: it finds every shard finished ("N images already in finished shards"), embeds
 nothing and only consolidates the store, then searches as usual.
 
-``dataset_params``, ``build_dataset`` and ``feature_params`` must stay equal to what
-``pipelines.fit._run`` computes (they are copies until ``fit`` exposes them); the test
-``tests/beam_extract_test.py`` fails when they drift (``fit`` would embed again).
+The dataset stage and the features key come from ``fit`` itself
+(:func:`fit.dataset_stage`, :func:`fit.feature_params`); ``tests/beam_extract_test.py``
+checks that ``fit`` embeds nothing after ``extract``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import sys
 from typing import Any, Callable
 
-from illustration_tl.core import files, outputs
+from illustration_tl.core import outputs
 from illustration_tl.core.config_flags import optional
 from illustration_tl.errors import UserError
-from illustration_tl.pipelines import fit, fit_plan, stages
+from illustration_tl.pipelines import fit, stages
 
 FEATURES_STAGE = "features"
 DATASET_STAGE = "dataset"
@@ -48,63 +47,6 @@ class ExtractConfig(fit.FitConfig):
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def dataset_params(cfg: fit.FitConfig) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """``fit``'s dataset stage: (TFDS config name, builder options, stage parameters)."""
-    name, options = fit.dataset_name(cfg)
-    params = {"images": stages.tree_fingerprint(cfg.images), "data_dir": "dataset/tfds",
-              **options}
-    return name, options, params
-
-
-def build_dataset(cfg: fit.FitConfig, name: str, options: dict[str, Any], out: str,
-                  log: Callable[[str], None]) -> None:
-    """``fit``'s dataset stage body: the TFDS dataset of ``--images`` in ``out/tfds``,
-    ``dataset.json``, and the skipped files named on the console."""
-    from illustration_tl.datasets.illustrations import illustrations_dataset_builder as b
-
-    data_dir = os.path.join(out, "tfds")
-    try:
-        builder = b.build("curated", cfg.images, data_dir, name=None if name == "curated"
-                          else name, overwrite=True, flag="--images",
-                          num_workers=cfg.num_workers, **options)
-    except ValueError as e:
-        raise UserError(f"--images={cfg.images!r}: {str(e).splitlines()[0]}") from None
-    info = builder.info
-    doc = {"dataset": f"illustrations/{name}", "classes": info.features["label"].names,
-           "examples": {s: info.splits[s].num_examples for s in info.splits}}
-    files.atomic_write_json(os.path.join(out, "dataset.json"), doc)
-    skipped = os.path.join(os.fspath(builder.data_dir), b.SKIPPED_FILE)
-    final = os.path.join(os.path.dirname(out), DATASET_STAGE, os.path.relpath(skipped, out))
-    fit_plan.log_skipped(skipped, log, shown_as=final)
-
-
-def feature_params(cfg: fit.FitConfig) -> tuple[dict[str, Any], str, str]:
-    """``fit``'s features stage: (stage parameters, resolved precision, include_top)."""
-    from illustration_tl.models import precision as precision_lib
-
-    top = fit.include_top(cfg)
-    params = {"backbone": cfg.backbone, "weights": _weights_description(cfg.weights),
-              "image_size": cfg.image_size, "layers": list(cfg.layers),
-              "resize_modes": list(cfg.resize_modes), "flip": cfg.flip,
-              "seed": cfg.seed, "batch_size": cfg.batch_size}
-    if top != "auto":
-        params["include_top"] = top
-    resolved = precision_lib.resolve(cfg.precision)
-    if resolved != precision_lib.FLOAT32:
-        params["precision"] = resolved
-    if cfg.hub_config:
-        params["hub_config"] = cfg.hub_config
-    return params, resolved, top
-
-
-def _weights_description(weights: str | None) -> str | None:
-    if weights in (None, "", "none", "imagenet"):
-        return weights or None
-    from illustration_tl.core.fingerprints import file_sha256
-
-    return f"{os.path.abspath(weights)} {file_sha256(weights)}"
 
 
 def recipe(cfg: fit.FitConfig, resolved: str, top: str) -> Any:
@@ -158,12 +100,8 @@ def _run(cfg: ExtractConfig, options: Any, log: Callable[[str], None]) -> dict[s
 
     root = os.path.abspath(cfg.output)
     st = stages.Stages(root, force=cfg.force, log=log, marker=fit.OUTPUT_MARKER)
-    name, ds_options, ds_params = dataset_params(cfg)
-    ds_dir = st.run(DATASET_STAGE, ds_params,
-                    lambda out: build_dataset(cfg, name, ds_options, out, log))
-    with open(os.path.join(ds_dir, "dataset.json"), encoding="utf-8") as f:
-        dataset = json.load(f)["dataset"]
-    params, resolved, top = feature_params(cfg)
+    ds_dir, dataset = fit.dataset_stage(st, cfg, log)
+    params, resolved, top = fit.feature_params(cfg)
     key = stages.stage_key(FEATURES_STAGE, params, [
         f"{st.keys[DATASET_STAGE]}:{st.contents[DATASET_STAGE]}"])
     summary = {"output": root, "dataset": dataset, "features_key": key, "embedded": 0}
