@@ -110,14 +110,21 @@ class Head:
             x = NystroemMap.tf_transform(x, module.nystroem)
         return tf.matmul(x, module.weights) + module.bias
 
+    def tf_logits(self, orig: dict[str, Any], flip: dict[str, Any] | None,
+                  module: Any) -> Any:
+        """The calibrated scores ``scores / temperature`` (float64): their softmax is
+        :meth:`tf_probabilities`, and they rank the classes as the probabilities do,
+        without the ties a softmax makes where it underflows to 0."""
+        s = self._tf_scores(orig, module)
+        if self.config.flip_test:
+            s = (s + self._tf_scores(flip, module)) / 2.0
+        return s / self.temperature
+
     def tf_probabilities(self, orig: dict[str, Any], flip: dict[str, Any] | None,
                          module: Any) -> Any:
         import tensorflow as tf
 
-        s = self._tf_scores(orig, module)
-        if self.config.flip_test:
-            s = (s + self._tf_scores(flip, module)) / 2.0
-        return tf.nn.softmax(s / self.temperature, axis=1)
+        return tf.nn.softmax(self.tf_logits(orig, flip, module), axis=1)
 
     # --- storage -------------------------------------------------------------------
     def save(self, directory: str) -> None:
@@ -135,6 +142,21 @@ class Head:
                "class_names": self.class_names, "temperature": self.temperature,
                "gamma": self.gamma, "svm": self.svm.params() if self.svm else None}
         files.atomic_write_json(os.path.join(directory, JSON), doc)
+
+    @classmethod
+    def from_svm(cls, svm: svm_graph.SvmTensors, class_names: Sequence[str],
+                 config: Config) -> Head:
+        """The head of an SVM held as arrays alone (an ``svm.npz`` of an earlier version,
+        whose arrays carry their own scaling): the scaling becomes the head's
+        normalization, the rest its SVM; ``config`` (a
+        :func:`~illustration_tl.heads.config.paper_point`) names what it is."""
+        if svm.scale_mean is not None:
+            normalizer = Normalizer("standard", svm.scale_mean, svm.scale_std)
+        else:
+            normalizer = Normalizer("l2" if svm.l2_normalize else "none")
+        config = dataclasses.replace(config, norm=normalizer.norm)
+        bare = dataclasses.replace(svm, scale_mean=None, scale_std=None, l2_normalize=False)
+        return cls(config, list(class_names), normalizer, svm=bare, gamma=svm.gamma)
 
     @classmethod
     def load(cls, directory: str) -> Head:
