@@ -25,6 +25,8 @@ def trained(tmp_path_factory):
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
+    from illustration_tl.heads import calibration, config, svm, svm_graph
+    from illustration_tl.heads.head import Head
     from illustration_tl.models import backbones
     from illustration_tl.serving import export
 
@@ -49,10 +51,16 @@ def trained(tmp_path_factory):
                       degree=2)
             clf = OneVsRestClassifier(svc) if multiclass == "ovr" else svc
             pipe = Pipeline([("scale", StandardScaler()), ("svm", clf)]).fit(feats, labels)
+            point = config.paper_point(svm.SvmParams(
+                kernel=kernel, C=10, gamma=0.1, multiclass=multiclass, scaling="standard",
+                coef0=0.5 if kernel == "poly" else 0.0, degree=2))
+            head = Head.from_svm(svm_graph.from_sklearn(pipe, N_CLASSES), names, point)
             path = str(root / f"{kernel}_{multiclass}")
             export.export_classifier(path, model=model, backbone="vgg16", image_size=SIZE,
-                                     class_names=names, svm_model=pipe, top_k=3)
-            out[(kernel, multiclass)] = (path, pipe.decision_function(feats))
+                                     class_names=names, head=head, top_k=3)
+            # served: the head's probabilities (temperature 1 here) of sklearn's scores
+            out[(kernel, multiclass)] = (path, calibration.softmax(
+                pipe.decision_function(feats), 1.0))
     softmax_head = keras.Sequential([model, keras.layers.Dense(N_CLASSES,
                                                                activation="softmax")])
     path = str(root / "softmax")
@@ -100,11 +108,13 @@ def served(trained, tmp_path_factory):
 def test_svm_export_parity_in_fresh_process(trained, served, kernel, multiclass):
     path, expected = trained[1][(kernel, multiclass)]
     got = np.array(served[path]["pixels"])
-    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
     # Encoded PNG bytes through the serving signature: identical pixels, identical scores.
     np.testing.assert_allclose(np.array(served[path]["bytes"]), got, rtol=1e-5, atol=1e-5)
     meta = served[path]["meta"]
     assert meta["svm"]["kernel"] == kernel and meta["svm"]["multiclass"] == multiclass
+    assert meta["head"] == "svm" and meta["config"]["norm"] == "standard"
+    assert meta["outputs"] == "probabilities" and meta["temperature"] == 1.0
     top = np.argsort(-expected, axis=1, kind="stable")[:, :3]
     assert served[path]["names"] == [[f"class_{i}" for i in row] for row in top]
 

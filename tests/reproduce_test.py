@@ -65,7 +65,7 @@ def test_reproduce_tiny_end_to_end_and_resume(tiny_sets, tmp_path):
     for row in ["baseline_cnn", "baseline_svm", "optimized_cnn", "optimized_svm"]:
         assert (out / row / "eval" / "eval.json").is_file(), row
     assert (out / "optimize" / "model.keras").is_file()
-    assert (out / "baseline_svm" / "svm" / "svm.npz").is_file()
+    assert (out / "baseline_svm" / "svm" / "head.npz").is_file()
     assert not (out / "baseline_svm" / "svm" / "svm.joblib").exists()
     assert (out / "export" / "saved_model" / "saved_model.pb").is_file()
     assert (out / "report" / "report" / "report.md").is_file()

@@ -68,7 +68,7 @@ def test_two_classes_build_embed_svm_export_predict(tmp_path):
         assert r.returncode == 0, (step[0], r.stderr[-3000:])
         outs[step[0]] = r.stdout
         if step[0] == "svm":  # arrays and JSON, no pickle
-            assert {"svm.npz", "svm.json"} <= set(os.listdir(svm_dir))
+            assert {"head.npz", "head.json", "svm.json"} <= set(os.listdir(svm_dir))
             assert "svm.joblib" not in os.listdir(svm_dir)
     # Two classes: top-5 would always be 100%, so it is reported as not applicable.
     assert "top-5 n/a (2 classes)" in outs["svm"], outs["svm"]

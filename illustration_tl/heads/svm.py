@@ -112,6 +112,7 @@ PARITY_RTOL = 1e-6
 __all__ = ["SvmConfig", "SvmParams", "SvmFit", "Result", "paper_grid", "grid",
            "make_pipeline", "make_classifier", "make_scaler", "fit", "cross_validate",
            "select_best", "decision_scores", "evaluate", "save", "load", "head_scores",
+           "PAPER_BLOCK",
            "top_k_accuracy",
            "APPROXIMATIONS", "KERNELS", "MISSING_CLASS_SCORE", "MULTICLASS", "PAPER_CS",
            "PAPER_GAMMAS", "PAPER_KERNELS", "PAPER_MULTICLASS", "SCALINGS"]
