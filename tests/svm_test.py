@@ -12,6 +12,7 @@ from sklearn.svm import SVC, LinearSVC
 
 from illustration_tl.errors import UserError
 from illustration_tl.heads import config, svm
+from illustration_tl.heads import head as head_lib
 
 
 def blobs(n=120, d=256, classes=4, spread=1.0, seed=0):
@@ -301,10 +302,11 @@ def test_one_vs_one_ties_within_rounding_are_not_a_parity_bug():
         scores = arrays.scores(rows)
         return scores - np.eye(4)[scores.argmax(1)] + np.eye(4)[scores.argmin(1)]
 
-    def check():
-        with unittest.mock.patch.object(svm.svm_graph, "from_sklearn", return_value=arrays), \
-                unittest.mock.patch.object(svm, "decision_scores", side_effect=flipped):
-            svm.arrays_from_pipeline(None, x, 4)  # both readers of the pipeline mocked
+    def check():  # the refit's check (heads.head.fit), both readers of the pipeline mocked
+        with unittest.mock.patch.object(head_lib.svm_graph, "from_sklearn",
+                                        return_value=arrays), \
+                unittest.mock.patch.object(head_lib, "decision_scores", side_effect=flipped):
+            head_lib.arrays_from_pipeline(None, x, 4)
 
     arrays.weights = arrays.weights * 0.0
     arrays.intercepts = np.full_like(arrays.intercepts, 6e-28)  # every decision a tie

@@ -27,9 +27,12 @@ from illustration_tl.heads import calibration, classifiers, svm_graph
 from illustration_tl.heads.approximate import NystroemMap
 from illustration_tl.heads.config import Config, Normalizer, resolve_gamma
 from illustration_tl.heads.search import fit_quietly, make_classifier
+from illustration_tl.heads.svm_params import MISSING_CLASS_SCORE, decision_scores
 
 NPZ = "head.npz"
 JSON = "head.json"
+# A kernel head's stored arrays must reproduce sklearn's decision_function this closely.
+PARITY_RTOL = 1e-6
 
 
 @dataclasses.dataclass
@@ -219,8 +222,31 @@ def fit(store: features.FeatureStore, cfg: Config, splits: Sequence[str],
         return Head(cfg, list(store.class_names), fs.normalizer, temperature,
                     weights=full_w, bias=full_b, gamma=None if ny is None else gamma,
                     nystroem=ny)
-    from illustration_tl.heads import svm as svm_lib
-
-    arrays = svm_lib.arrays_from_pipeline(model, fs.x[rows], num_classes)
+    arrays = arrays_from_pipeline(model, fs.x[rows], num_classes)
     return Head(cfg, list(store.class_names), fs.normalizer, temperature, svm=arrays,
                 gamma=gamma)
+
+
+def arrays_from_pipeline(pipeline: Any, x: np.ndarray, num_classes: int,
+                         max_rows: int = 256) -> svm_graph.SvmTensors:
+    """The fitted ``pipeline`` as arrays, checked: their numpy decision function must
+    equal sklearn's :func:`decision_scores` on (up to ``max_rows`` of) ``x``."""
+    arrays = svm_graph.from_sklearn(pipeline, num_classes)
+    # float64 on both sides: sklearn keeps float32 through some steps (Nystroem).
+    rows = np.asarray(x[:: max(1, len(x) // max_rows)][:max_rows], dtype=np.float64)
+    expected = decision_scores(pipeline, rows, num_classes)
+    got = arrays.scores(rows)
+    scale = max(1.0, float(np.abs(expected[expected > MISSING_CLASS_SCORE]).max(initial=0.0)))
+    close = (np.isclose(got, expected, rtol=PARITY_RTOL, atol=PARITY_RTOL * scale).all(1)
+             if got.shape == expected.shape else np.zeros(len(rows), bool))
+    if got.shape == expected.shape and not close.all() and arrays.ovo_classes:
+        # One-vs-one votes: a pairwise decision within rounding of 0 is a tie that libsvm
+        # and numpy may break differently (a one-vote difference); such rows are not bugs.
+        raw = arrays.decisions(rows[~close])
+        tie = np.abs(raw).min(axis=1) <= PARITY_RTOL * max(1.0, float(np.abs(raw).max()))
+        close[~close] = tie
+    if not close.all():
+        raise RuntimeError("the SVM's arrays do not reproduce sklearn's decision_function "
+                           f"(max difference {np.abs(got - expected).max():.3g}); "
+                           "this is a bug, please report it")
+    return arrays

@@ -104,8 +104,6 @@ INFO_FILE = "svm.json"
 LEGACY_MODEL_FILE = "svm.npz"  # an earlier version's SVM arrays: still read, as a Head
 LEGACY_PICKLE = "svm.joblib"  # written by earlier versions; never loaded (a pickle runs code)
 OUTPUT_MARKER = "svm"         # the svm command's outputs.prepare_output marker
-# The stored arrays must reproduce sklearn's decision_function this closely.
-PARITY_RTOL = 1e-6
 
 # The SVM stage's API; the estimators live in svm_params, the grid search's mapping
 # onto the search engine in svm_cv.
@@ -215,31 +213,6 @@ class SvmFit:
         return ((["scale"] if self.params.scaling != "none" else [])
                 + (["features"] if self.params.approximation == "nystroem" else [])
                 + ["svm"])
-
-
-def arrays_from_pipeline(pipeline: Any, x: np.ndarray, num_classes: int,
-                         max_rows: int = 256) -> svm_graph.SvmTensors:
-    """The fitted ``pipeline`` as arrays, checked: their numpy decision function must
-    equal sklearn's :func:`decision_scores` on (up to ``max_rows`` of) ``x``."""
-    arrays = svm_graph.from_sklearn(pipeline, num_classes)
-    # float64 on both sides: sklearn keeps float32 through some steps (Nystroem).
-    rows = np.asarray(x[:: max(1, len(x) // max_rows)][:max_rows], dtype=np.float64)
-    expected = decision_scores(pipeline, rows, num_classes)
-    got = arrays.scores(rows)
-    scale = max(1.0, float(np.abs(expected[expected > MISSING_CLASS_SCORE]).max(initial=0.0)))
-    close = (np.isclose(got, expected, rtol=PARITY_RTOL, atol=PARITY_RTOL * scale).all(1)
-             if got.shape == expected.shape else np.zeros(len(rows), bool))
-    if got.shape == expected.shape and not close.all() and arrays.ovo_classes:
-        # One-vs-one votes: a pairwise decision within rounding of 0 is a tie that libsvm
-        # and numpy may break differently (a one-vote difference); such rows are not bugs.
-        raw = arrays.decisions(rows[~close])
-        tie = np.abs(raw).min(axis=1) <= PARITY_RTOL * max(1.0, float(np.abs(raw).max()))
-        close[~close] = tie
-    if not close.all():
-        raise RuntimeError("the SVM's arrays do not reproduce sklearn's decision_function "
-                           f"(max difference {np.abs(got - expected).max():.3g}); "
-                           "this is a bug, please report it")
-    return arrays
 
 
 def fit(x: np.ndarray, y: np.ndarray, candidates: SvmParams | Sequence[SvmParams], *,
