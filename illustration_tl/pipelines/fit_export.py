@@ -32,7 +32,8 @@ def export(final_dir: str, feat_dir: str, out: str, top_k: int = 5,
         recipe["backbone"], recipe["weights"], recipe["image_size"],
         recipe["layers"] or None, recipe["seed"], recipe.get("hub_config"),
         recipe.get("include_top", "auto"), precision=recipe.get("precision", "float32"))
-    extra: dict[str, Any] = {"format": EXPORT_FORMAT}
+    # the backbone as the store's recipe names it (a KerasHub preset, not its family)
+    extra: dict[str, Any] = {"format": EXPORT_FORMAT, "backbone": source.backbone}
     if reject is not None:
         extra["reject"] = reject.to_dict()
     return export_lib.write_classifier(
