@@ -155,3 +155,37 @@ def test_decode_composites_alpha_on_white():
         buf = io.BytesIO()
         Image.new(mode, (5, 3)).save(buf, "PNG")
         assert export.decode_image_bytes(tf.constant(buf.getvalue())).shape == (3, 5, 3)
+
+
+def test_the_svm_stage_head_is_served_as_the_numpy_head_computes(tmp_path):
+    """The svm stage's artifact (a grid search, so a fitted temperature), read back and
+    exported by the one builder: the served probabilities and top-k are the numpy
+    head's on the same pixels."""
+    import keras
+
+    from illustration_tl.heads import svm
+    from illustration_tl.models import backbones
+    from illustration_tl.serving import export, predict
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((SIZE, SIZE, 3)), keras.layers.Conv2D(6, 3),
+                              keras.layers.GlobalAveragePooling2D()])
+    rng = np.random.default_rng(1)
+    labels = np.arange(30) % 3
+    images = np.clip(rng.uniform(0, 255, (3, 1, 1, 3))[labels]
+                     + rng.normal(0, 40, (30, SIZE, SIZE, 3)), 0, 255).astype(np.float32)
+    feats = model.predict(backbones.get("vgg16").preprocess_input(images.copy()), verbose=0)
+    grid = svm.grid(kernels=["rbf"], gammas=[0.1, 1.0], Cs=[1, 10], multiclass=["ovo"],
+                    scalings=["standard"])
+    fitted = svm.fit(feats[:24], labels[:24], grid, class_names=["a", "b", "c"], n_jobs=1)
+    svm.save(str(tmp_path / "svm"), fitted, ["a", "b", "c"])
+    head, _ = svm.load(str(tmp_path / "svm"))
+    assert head.temperature != 1.0
+    export.export_classifier(str(tmp_path / "model"), model=model, backbone="vgg16",
+                             image_size=SIZE, head=head, top_k=2)
+    out = predict.Predictor(str(tmp_path / "model")).classify_pixels(images[24:])
+    expected = head.probabilities({svm.PAPER_BLOCK: feats[24:]})
+    np.testing.assert_allclose(out["all_scores"], expected, atol=1e-5)
+    np.testing.assert_allclose(out["probabilities"], expected, atol=1e-5)
+    top = np.argsort(-svm.head_scores(head, feats[24:]), axis=1, kind="stable")[:, :2]
+    np.testing.assert_array_equal(out["class_indices"], top)
