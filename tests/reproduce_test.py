@@ -142,6 +142,11 @@ def _exported_scores_match_the_evaluation(out, curated):
     if best == "optimized_cnn":  # evaluated spread over the 1000 ImageNet classes
         expected = expected[:, [imagenet.by_wnid(w).index
                                 for w in predictor.metadata["wnids"]]]
+    if best.endswith("_svm"):  # evaluated by decision scores; served: the head's softmax
+        from illustration_tl.heads import calibration, svm
+
+        head, _ = svm.load(str(out / best / "svm"))
+        expected = calibration.softmax(expected, head.temperature)
     assert got.shape == expected.shape == (len(names), predictor.num_classes)
     np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4)
 
