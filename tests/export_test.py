@@ -25,6 +25,8 @@ def trained(tmp_path_factory):
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
+    from illustration_tl.heads import calibration, config, svm, svm_graph
+    from illustration_tl.heads.head import Head
     from illustration_tl.models import backbones
     from illustration_tl.serving import export
 
@@ -49,10 +51,16 @@ def trained(tmp_path_factory):
                       degree=2)
             clf = OneVsRestClassifier(svc) if multiclass == "ovr" else svc
             pipe = Pipeline([("scale", StandardScaler()), ("svm", clf)]).fit(feats, labels)
+            point = config.paper_point(svm.SvmParams(
+                kernel=kernel, C=10, gamma=0.1, multiclass=multiclass, scaling="standard",
+                coef0=0.5 if kernel == "poly" else 0.0, degree=2))
+            head = Head.from_svm(svm_graph.from_sklearn(pipe, N_CLASSES), names, point)
             path = str(root / f"{kernel}_{multiclass}")
             export.export_classifier(path, model=model, backbone="vgg16", image_size=SIZE,
-                                     class_names=names, svm_model=pipe, top_k=3)
-            out[(kernel, multiclass)] = (path, pipe.decision_function(feats))
+                                     class_names=names, head=head, top_k=3)
+            # served: the head's probabilities (temperature 1 here) of sklearn's scores
+            out[(kernel, multiclass)] = (path, calibration.softmax(
+                pipe.decision_function(feats), 1.0))
     softmax_head = keras.Sequential([model, keras.layers.Dense(N_CLASSES,
                                                                activation="softmax")])
     path = str(root / "softmax")
@@ -100,11 +108,13 @@ def served(trained, tmp_path_factory):
 def test_svm_export_parity_in_fresh_process(trained, served, kernel, multiclass):
     path, expected = trained[1][(kernel, multiclass)]
     got = np.array(served[path]["pixels"])
-    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
     # Encoded PNG bytes through the serving signature: identical pixels, identical scores.
     np.testing.assert_allclose(np.array(served[path]["bytes"]), got, rtol=1e-5, atol=1e-5)
     meta = served[path]["meta"]
     assert meta["svm"]["kernel"] == kernel and meta["svm"]["multiclass"] == multiclass
+    assert meta["head"] == "svm" and meta["config"]["norm"] == "standard"
+    assert meta["outputs"] == "probabilities" and meta["temperature"] == 1.0
     top = np.argsort(-expected, axis=1, kind="stable")[:, :3]
     assert served[path]["names"] == [[f"class_{i}" for i in row] for row in top]
 
@@ -145,3 +155,37 @@ def test_decode_composites_alpha_on_white():
         buf = io.BytesIO()
         Image.new(mode, (5, 3)).save(buf, "PNG")
         assert export.decode_image_bytes(tf.constant(buf.getvalue())).shape == (3, 5, 3)
+
+
+def test_the_svm_stage_head_is_served_as_the_numpy_head_computes(tmp_path):
+    """The svm stage's artifact (a grid search, so a fitted temperature), read back and
+    exported by the one builder: the served probabilities and top-k are the numpy
+    head's on the same pixels."""
+    import keras
+
+    from illustration_tl.heads import svm
+    from illustration_tl.models import backbones
+    from illustration_tl.serving import export, predict
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((SIZE, SIZE, 3)), keras.layers.Conv2D(6, 3),
+                              keras.layers.GlobalAveragePooling2D()])
+    rng = np.random.default_rng(1)
+    labels = np.arange(30) % 3
+    images = np.clip(rng.uniform(0, 255, (3, 1, 1, 3))[labels]
+                     + rng.normal(0, 40, (30, SIZE, SIZE, 3)), 0, 255).astype(np.float32)
+    feats = model.predict(backbones.get("vgg16").preprocess_input(images.copy()), verbose=0)
+    grid = svm.grid(kernels=["rbf"], gammas=[0.1, 1.0], Cs=[1, 10], multiclass=["ovo"],
+                    scalings=["standard"])
+    fitted = svm.fit(feats[:24], labels[:24], grid, class_names=["a", "b", "c"], n_jobs=1)
+    svm.save(str(tmp_path / "svm"), fitted, ["a", "b", "c"])
+    head, _ = svm.load(str(tmp_path / "svm"))
+    assert head.temperature != 1.0
+    export.export_classifier(str(tmp_path / "model"), model=model, backbone="vgg16",
+                             image_size=SIZE, head=head, top_k=2)
+    out = predict.Predictor(str(tmp_path / "model")).classify_pixels(images[24:])
+    expected = head.probabilities({svm.PAPER_BLOCK: feats[24:]})
+    np.testing.assert_allclose(out["all_scores"], expected, atol=1e-5)
+    np.testing.assert_allclose(out["probabilities"], expected, atol=1e-5)
+    top = np.argsort(-svm.head_scores(head, feats[24:]), axis=1, kind="stable")[:, :2]
+    np.testing.assert_array_equal(out["class_indices"], top)

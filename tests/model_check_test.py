@@ -57,6 +57,19 @@ def _svm_pipelines():
         feats, labels % 2)
 
 
+def _svm_head(pipe, n):
+    """The fitted pipeline as the head an export serves (its scaler the normalization)."""
+    from illustration_tl.heads import config, svm_graph
+    from illustration_tl.heads.head import Head
+
+    clf = pipe.named_steps["svm"]
+    svc = clf.estimators_[0] if hasattr(clf, "estimators_") else clf  # a fitted SVC
+    point = config.Config(classifier="svm", kernel=svc.kernel, C=svc.C,
+                          gamma=repr(float(svc._gamma)), degree=svc.degree,
+                          multiclass="ovr" if svc is not clf else "ovo")
+    return Head.from_svm(svm_graph.from_sklearn(pipe, n), [f"c{i}" for i in range(n)], point)
+
+
 def checkpoint_params(model_dir: str) -> int:
     """Numbers stored in a SavedModel's checkpoint (its object graph left out)."""
     import tensorflow as tf
@@ -73,7 +86,6 @@ def exports(tmp_path_factory):
 
     import illustration_tl
     from illustration_tl.datasets import imagenet
-    from illustration_tl.heads import svm_graph
     from illustration_tl.models import backbones, layer_surgery
     from illustration_tl.serving import export
 
@@ -81,14 +93,14 @@ def exports(tmp_path_factory):
     out: dict[str, tuple[str, int]] = {}
     model = _tiny_embedder()
     for name, n, pipe in _svm_pipelines():
+        head = _svm_head(pipe, n)
         export.export_classifier(str(root / name), model=model, backbone="vgg16",
-                                 image_size=SIZE, class_names=[f"c{i}" for i in range(n)],
-                                 svm_model=pipe, top_k=3)
-        mod = svm_graph.variables(svm_graph.from_sklearn(pipe, n))  # what the export stores
+                                 image_size=SIZE, head=head, top_k=3)
+        mod = head.tf_variables()  # what the export stores
         out[name] = (str(root / name),
                      model.count_params() + sum(int(np.prod(v.shape)) for v in mod.variables))
     export.export_classifier(str(root / "pad"), model=model, backbone="vgg16", image_size=SIZE,
-                             class_names=["a", "b"], svm_model=pipe, resize_mode="pad")
+                             head=_svm_head(pipe, 2), resize_mode="pad")
     out["pad"] = (str(root / "pad"), 0)
     head = keras.Sequential([model, keras.layers.Dense(4, activation="softmax")])
     export.export_classifier(str(root / "softmax"), model=head, backbone="vgg16",

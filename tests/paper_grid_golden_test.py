@@ -3,8 +3,9 @@ engine became ``fit``'s (``tests/fixtures/make_paper_grid_golden.py``).
 
 Real features (VGG16 ImageNet, 167 clip-art images, 7 classes): the paper's 64-point
 grid and the grid x {none, standard, l2}; every point's mean and per-fold CV top-1 and
-top-5 as ``svm.json`` records them, the chosen point, and the saved ``svm.npz``'s test
-scores, all within 1e-6.
+top-5 as ``svm.json`` records them, the chosen point, and the saved model's test scores
+(``svm.npz`` then; the head, ``head.npz`` + ``head.json``, refitted by ``fit``'s refit,
+now), all within 1e-6.
 """
 
 import importlib.util

@@ -65,7 +65,7 @@ def test_reproduce_tiny_end_to_end_and_resume(tiny_sets, tmp_path):
     for row in ["baseline_cnn", "baseline_svm", "optimized_cnn", "optimized_svm"]:
         assert (out / row / "eval" / "eval.json").is_file(), row
     assert (out / "optimize" / "model.keras").is_file()
-    assert (out / "baseline_svm" / "svm" / "svm.npz").is_file()
+    assert (out / "baseline_svm" / "svm" / "head.npz").is_file()
     assert not (out / "baseline_svm" / "svm" / "svm.joblib").exists()
     assert (out / "export" / "saved_model" / "saved_model.pb").is_file()
     assert (out / "report" / "report" / "report.md").is_file()
@@ -142,6 +142,11 @@ def _exported_scores_match_the_evaluation(out, curated):
     if best == "optimized_cnn":  # evaluated spread over the 1000 ImageNet classes
         expected = expected[:, [imagenet.by_wnid(w).index
                                 for w in predictor.metadata["wnids"]]]
+    if best.endswith("_svm"):  # evaluated by decision scores; served: the head's softmax
+        from illustration_tl.heads import calibration, svm
+
+        head, _ = svm.load(str(out / best / "svm"))
+        expected = calibration.softmax(expected, head.temperature)
     assert got.shape == expected.shape == (len(names), predictor.num_classes)
     np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4)
 

@@ -12,6 +12,7 @@ from sklearn.svm import SVC, LinearSVC
 
 from illustration_tl.errors import UserError
 from illustration_tl.heads import config, svm
+from illustration_tl.heads import head as head_lib
 
 
 def blobs(n=120, d=256, classes=4, spread=1.0, seed=0):
@@ -36,8 +37,9 @@ def test_paper_grid_is_exactly_the_64_combinations():
 
 def test_ovr_trains_one_binary_classifier_per_class():
     x, y = blobs(classes=5)
-    fitted = svm.fit(x, y, svm.SvmParams(kernel="rbf", C=10, gamma=1e-4, multiclass="ovr"))
-    clf = fitted.pipeline.named_steps["svm"]
+    params = svm.SvmParams(kernel="rbf", C=10, gamma=1e-4, multiclass="ovr")
+    fitted = svm.fit(x, y, params)
+    clf = svm.make_pipeline(params).fit(x, y).named_steps["svm"]  # sklearn, as a reference
     assert isinstance(clf, OneVsRestClassifier) and len(clf.estimators_) == 5
     for k, est in enumerate(clf.estimators_):
         assert isinstance(est, SVC) and est.classes_.tolist() == [0, 1]
@@ -47,8 +49,9 @@ def test_ovr_trains_one_binary_classifier_per_class():
 
 def test_ovo_is_one_svc_with_pairwise_problems():
     x, y = blobs(classes=5)
-    fitted = svm.fit(x, y, svm.SvmParams(kernel="rbf", C=10, gamma=1e-4, multiclass="ovo"))
-    clf = fitted.pipeline.named_steps["svm"]
+    params = svm.SvmParams(kernel="rbf", C=10, gamma=1e-4, multiclass="ovo")
+    fitted = svm.fit(x, y, params)
+    clf = svm.make_pipeline(params).fit(x, y).named_steps["svm"]
     assert isinstance(clf, SVC) and len(clf.intercept_) == 5 * 4 // 2
     scores = fitted.scores(x)
     assert scores.shape == (len(x), 5)
@@ -120,10 +123,13 @@ def test_grid_search_picks_the_best_cv_point_and_refits():
     assert [r["mean_top1"] for r in rows] == sorted((r["mean_top1"] for r in rows),
                                                     reverse=True)
     assert len(rows[0]["fold_top1"]) == 3 and rows[0]["mean_top5"] is None  # 4 classes
-    # The refit model uses the real kernel, so it takes embeddings.
-    assert fitted.pipeline.named_steps["svm"].get_params()["kernel" if fitted.params.multiclass
-                                                            == "ovo" else "estimator__kernel"] \
-        == fitted.params.kernel
+    # The refit is fit's (heads.head.fit of the point's search Config): a Head with the
+    # real kernel, so it takes embeddings, and a temperature from the winner's
+    # out-of-fold scores.
+    head = fitted.head
+    assert head.config == config.paper_point(fitted.params)
+    assert head.svm.kernel == fitted.params.kernel and head.svm.input_dim == x.shape[1]
+    assert head.temperature != 1.0 and head.class_names == ["0", "1", "2", "3"]
 
 
 def test_save_load_round_trip_with_scaling(tmp_path):
@@ -132,13 +138,18 @@ def test_save_load_round_trip_with_scaling(tmp_path):
                            scaling="standard")
     fitted = svm.fit(x, y, params)
     svm.save(str(tmp_path), fitted, ["a", "b", "c", "d"], {"embeddings": "somewhere"})
-    assert sorted(os.listdir(tmp_path)) == ["svm.json", "svm.npz"]  # no pickle written
-    arrays, info = svm.load(str(tmp_path))
-    assert arrays.scale_mean is not None and arrays.kernel == "sigmoid"
-    np.testing.assert_allclose(arrays.scores(x), fitted.scores(x))
-    np.testing.assert_allclose(arrays.scores(x), svm.decision_scores(fitted.pipeline, x),
+    # fit's head artifact, no pickle written
+    assert sorted(os.listdir(tmp_path)) == ["head.json", "head.npz", "svm.json"]
+    head, info = svm.load(str(tmp_path))
+    assert head.normalizer.norm == "standard" and head.svm.kernel == "sigmoid"
+    assert head.svm.scale_mean is None  # the scaling is the head's normalization
+    assert head.class_names == ["a", "b", "c", "d"]
+    np.testing.assert_allclose(svm.head_scores(head, x), fitted.scores(x))
+    reference = svm.make_pipeline(params).fit(x, y)  # the sklearn pipeline of the point
+    np.testing.assert_allclose(svm.head_scores(head, x), svm.decision_scores(reference, x),
                                rtol=1e-6, atol=1e-6)
-    assert info["steps"] == ["scale", "svm"]
+    assert info["steps"] == ["scale", "svm"] and info["model_files"] == ["head.npz",
+                                                                         "head.json"]
     assert info["class_names"] == ["a", "b", "c", "d"] and info["params"]["kernel"] == "sigmoid"
     assert info["embeddings"] == "somewhere"
     json.dumps(info)
@@ -147,14 +158,44 @@ def test_save_load_round_trip_with_scaling(tmp_path):
     assert [n for n, _ in svm.make_pipeline(svm.SvmParams()).steps] == ["svm"]
 
 
+def test_an_svm_folder_of_an_earlier_version_is_read_as_the_same_head(tmp_path):
+    """``svm.npz`` (the SVM's arrays with their scaling, as earlier versions saved the
+    refitted sklearn pipeline) + ``svm.json``: read through the Head, same scores."""
+    from illustration_tl.heads import svm_graph
+
+    x, y = blobs()
+    for scaling in ("standard", "l2"):
+        params = svm.SvmParams(kernel="rbf", C=10, gamma=1e-2, multiclass="ovo",
+                               scaling=scaling)
+        old = tmp_path / scaling
+        old.mkdir()
+        pipeline = svm.make_pipeline(params).fit(x, y)
+        np.savez(old / svm.LEGACY_MODEL_FILE,
+                 **svm_graph.from_sklearn(pipeline, 4).to_arrays())
+        (old / svm.INFO_FILE).write_text(json.dumps(
+            {"params": params.as_dict(), "class_names": list("abcd")}))
+        head, info = svm.load(str(old))
+        assert head.config.norm == scaling and head.svm.scale_mean is None
+        assert head.config == config.paper_point(params)
+        np.testing.assert_allclose(svm.head_scores(head, x), svm.decision_scores(
+            pipeline, x), rtol=1e-6, atol=1e-6)
+
+
 def test_nystroem_approximation_is_a_linear_svm_on_mapped_features():
     x, y = blobs(n=200, classes=4)
     params = svm.SvmParams(kernel="rbf", gamma=1e-4, C=10, approximation="nystroem",
                            nystroem_components=64, multiclass="ovr")
     fitted = svm.fit(x[:150], y[:150], params)
-    assert [n for n, _ in fitted.pipeline.steps] == ["features", "svm"]
-    assert isinstance(fitted.pipeline.named_steps["svm"], LinearSVC)
-    assert fitted.pipeline.named_steps["features"].n_components == 64
+    reference = svm.make_pipeline(params)
+    assert [n for n, _ in reference.steps] == ["features", "svm"]
+    assert isinstance(reference.named_steps["svm"], LinearSVC)
+    # the head holds the map's 64 components as the SVM's support vectors
+    assert fitted.head.config.components == 64 and len(fitted.arrays.support_vectors) == 64
+    # liblinear stops at its tolerance: float64 rows (the head) and sklearn's float32
+    # Nyström rows agree to ~3e-6, and rank alike
+    expected = svm.decision_scores(reference.fit(x[:150], y[:150]), x[150:])
+    np.testing.assert_allclose(fitted.scores(x[150:]), expected, atol=1e-4)
+    assert (fitted.scores(x[150:]).argmax(1) == expected.argmax(1)).all()
     assert svm.evaluate(fitted, x[150:], y[150:], list("abcd"), "n").top_k(1) > 0.8
 
 
@@ -261,10 +302,11 @@ def test_one_vs_one_ties_within_rounding_are_not_a_parity_bug():
         scores = arrays.scores(rows)
         return scores - np.eye(4)[scores.argmax(1)] + np.eye(4)[scores.argmin(1)]
 
-    def check():
-        with unittest.mock.patch.object(svm.svm_graph, "from_sklearn", return_value=arrays), \
-                unittest.mock.patch.object(svm, "decision_scores", side_effect=flipped):
-            svm.arrays_from_pipeline(fitted.pipeline, x, 4)
+    def check():  # the refit's check (heads.head.fit), both readers of the pipeline mocked
+        with unittest.mock.patch.object(head_lib.svm_graph, "from_sklearn",
+                                        return_value=arrays), \
+                unittest.mock.patch.object(head_lib, "decision_scores", side_effect=flipped):
+            head_lib.arrays_from_pipeline(None, x, 4)
 
     arrays.weights = arrays.weights * 0.0
     arrays.intercepts = np.full_like(arrays.intercepts, 6e-28)  # every decision a tie

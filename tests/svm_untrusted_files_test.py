@@ -2,8 +2,9 @@
 
 A crafted ``svm.joblib`` whose unpickling would create a marker file sits in
 SVM and export folders; loading the SVM, exporting and predicting must never
-run it. Truncated ``svm.npz`` files and truncated exports are UserErrors naming
-the file or folder. Export never deletes a folder it did not write.
+run it. Truncated ``head.npz`` files (the svm stage's head, as ``fit`` writes it)
+and truncated exports are UserErrors naming the file or folder. Export never deletes
+a folder it did not write.
 """
 
 import glob
@@ -40,7 +41,8 @@ def plant_payload(directory, marker, name=svm.LEGACY_PICKLE):
 
 @pytest.fixture(scope="module")
 def svm_dir(tmp_path_factory):
-    """A fitted 2-class SVM on 4-wide embeddings, saved as svm.npz + svm.json."""
+    """A fitted 2-class SVM on 4-wide embeddings, saved as head.npz + head.json +
+    svm.json."""
     rng = np.random.default_rng(0)
     y = np.arange(20) % 2
     x = (rng.normal(size=(20, 4)) + y[:, None] * 3).astype(np.float32)
@@ -59,12 +61,12 @@ def _tiny_embedder():
                              keras.layers.GlobalAveragePooling2D()])
 
 
-def _export(path, svm_arrays, **kw):
+def _export(path, head, **kw):
     from illustration_tl.serving import export
 
     return export.export_classifier(str(path), model=_tiny_embedder(), backbone="vgg16",
                                     image_size=SIZE, class_names=["cat", "dog"],
-                                    svm_model=svm_arrays, **kw)
+                                    head=head, **kw)
 
 
 def test_the_payload_works_when_unpickled(tmp_path):
@@ -80,8 +82,8 @@ def test_loading_an_svm_folder_never_unpickles(svm_dir, tmp_path):
     d, x, fitted = svm_dir
     marker = tmp_path / "marker"
     plant_payload(d, marker)
-    arrays, info = svm.load(str(d))
-    np.testing.assert_array_equal(arrays.scores(x), fitted.scores(x))
+    head, info = svm.load(str(d))
+    np.testing.assert_array_equal(svm.head_scores(head, x), fitted.scores(x))
     assert info["class_names"] == ["cat", "dog"] and not marker.exists()
 
     # A folder with only the pickle (an SVM of an earlier version) is refused.
@@ -94,36 +96,46 @@ def test_loading_an_svm_folder_never_unpickles(svm_dir, tmp_path):
     assert "\n" not in str(e.value)
     from illustration_tl.serving import export
 
-    with pytest.raises(UserError, match="svm.npz"):
+    with pytest.raises(UserError, match="head.npz"):
         export.export_from_artifacts(str(tmp_path / "export"), backbone="vgg16",
                                      weights="none", image_size=32, svm_dir=str(old))
     assert not marker.exists() and not (tmp_path / "export").exists()
 
 
-def test_pickled_objects_inside_svm_npz_are_refused(svm_dir, tmp_path):
+def _head_arrays(d):
+    with np.load(d / "head.npz", allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _copy_descriptions(d, bad):
+    for name in (svm.INFO_FILE, "head.json"):
+        (bad / name).write_text((d / name).read_text())
+
+
+def test_pickled_objects_inside_head_npz_are_refused(svm_dir, tmp_path):
     d, _, fitted = svm_dir
     marker = tmp_path / "marker"
     bad = tmp_path / "bad"
     bad.mkdir()
-    (bad / svm.INFO_FILE).write_text((d / svm.INFO_FILE).read_text())
-    arrays = fitted.arrays.to_arrays()
-    arrays["kernel"] = np.array([_Payload(marker)], dtype=object)  # stored as a pickle
-    np.savez(bad / svm.MODEL_FILE, **arrays)
-    with pytest.raises(UserError, match="svm.npz: not a readable SVM array file"):
+    _copy_descriptions(d, bad)
+    arrays = _head_arrays(d)
+    arrays["svm_kernel"] = np.array([_Payload(marker)], dtype=object)  # stored as a pickle
+    np.savez(bad / "head.npz", **arrays)
+    with pytest.raises(UserError, match="head.npz: not a readable SVM array file"):
         svm.load(str(bad))
     assert not marker.exists()
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "missing_array",
                                     "bad_shape", "nan"])
-def test_a_broken_svm_npz_is_one_line_naming_the_file(svm_dir, tmp_path, damage):
+def test_a_broken_head_npz_is_one_line_naming_the_file(svm_dir, tmp_path, damage):
     d, _, fitted = svm_dir
     bad = tmp_path / "bad"
     bad.mkdir()
-    (bad / svm.INFO_FILE).write_text((d / svm.INFO_FILE).read_text())
-    data = (d / svm.MODEL_FILE).read_bytes()
-    arrays = fitted.arrays.to_arrays()
-    target = bad / svm.MODEL_FILE
+    _copy_descriptions(d, bad)
+    data = (d / "head.npz").read_bytes()
+    arrays = _head_arrays(d)
+    target = bad / "head.npz"
     if damage == "truncate":
         target.write_bytes(data[: len(data) // 2])
     elif damage == "garbage":
@@ -132,11 +144,11 @@ def test_a_broken_svm_npz_is_one_line_naming_the_file(svm_dir, tmp_path, damage)
         target.write_bytes(b"")
     else:
         if damage == "missing_array":
-            del arrays["intercepts"]
+            del arrays["svm_intercepts"]
         elif damage == "bad_shape":
-            arrays["weights"] = arrays["weights"][:-1]
+            arrays["svm_weights"] = arrays["svm_weights"][:-1]
         else:
-            arrays["support_vectors"] = arrays["support_vectors"] * np.nan
+            arrays["svm_support_vectors"] = arrays["svm_support_vectors"] * np.nan
         np.savez(target, **arrays)
     with pytest.raises(UserError) as e:
         svm.load(str(bad))
@@ -150,9 +162,9 @@ def test_export_and_predict_never_unpickle(svm_dir, tmp_path):
     d, _, _ = svm_dir
     marker = tmp_path / "marker"
     plant_payload(d, marker)
-    arrays, _ = svm.load(str(d))
+    head, _ = svm.load(str(d))
     path = tmp_path / "export"
-    meta = _export(path, arrays)
+    meta = _export(path, head)
     assert meta["head"] == "svm" and meta["top_k"] == 2 and meta["svm"]["num_classes"] == 2
     plant_payload(path, marker)                    # a pickle inside the export, too
     plant_payload(path, marker, "saved_model.pkl")
@@ -166,31 +178,31 @@ def test_export_and_predict_never_unpickle(svm_dir, tmp_path):
 
 def test_export_refuses_folders_it_did_not_write(svm_dir, tmp_path, monkeypatch):
     d, _, _ = svm_dir
-    arrays, _ = svm.load(str(d))
+    head, _ = svm.load(str(d))
     mine = tmp_path / "mine"
     (mine / "sub").mkdir(parents=True)
     (mine / "results.csv").write_text("a,b\n")
     (mine / "sub" / "notes.txt").write_text("notes")
     for overwrite in (False, True):
         with pytest.raises(UserError, match="--overwrite only replaces an earlier `export`"):
-            _export(mine, arrays, overwrite=overwrite)
+            _export(mine, head, overwrite=overwrite)
     assert (mine / "results.csv").read_text() == "a,b\n"
     assert (mine / "sub" / "notes.txt").read_text() == "notes"
     assert sorted(os.listdir(mine)) == ["results.csv", "sub"]
 
     own = tmp_path / "own"
-    _export(own, arrays)
+    _export(own, head)
     assert outputs.is_own_output(str(own), "export")
     with pytest.raises(UserError, match="pass --overwrite"):
-        _export(own, arrays)
+        _export(own, head)
     before = (own / "saved_model.pb").stat().st_ino
-    _export(own, arrays, overwrite=True)
+    _export(own, head, overwrite=True)
     assert (own / "saved_model.pb").stat().st_ino != before
     assert sorted(n for n in os.listdir(tmp_path) if n.startswith(".")) == []
 
     monkeypatch.chdir(own)
     with pytest.raises(UserError, match="current folder"):
-        _export(".", arrays, overwrite=True)
+        _export(".", head, overwrite=True)
 
 
 def test_svm_output_refuses_a_user_folder(tmp_path):
@@ -205,9 +217,9 @@ def test_svm_output_refuses_a_user_folder(tmp_path):
 
 def _truncated_export(svm_dir, tmp_path):
     d, _, _ = svm_dir
-    arrays, _ = svm.load(str(d))
+    head, _ = svm.load(str(d))
     path = tmp_path / "export"
-    _export(path, arrays)
+    _export(path, head)
     (data,) = glob.glob(str(path / "variables" / "variables.data-*"))
     with open(data, "rb+") as f:
         f.truncate(os.path.getsize(data) // 2)

@@ -68,7 +68,7 @@ def test_two_classes_build_embed_svm_export_predict(tmp_path):
         assert r.returncode == 0, (step[0], r.stderr[-3000:])
         outs[step[0]] = r.stdout
         if step[0] == "svm":  # arrays and JSON, no pickle
-            assert {"svm.npz", "svm.json"} <= set(os.listdir(svm_dir))
+            assert {"head.npz", "head.json", "svm.json"} <= set(os.listdir(svm_dir))
             assert "svm.joblib" not in os.listdir(svm_dir)
     # Two classes: top-5 would always be 100%, so it is reported as not applicable.
     assert "top-5 n/a (2 classes)" in outs["svm"], outs["svm"]
@@ -89,10 +89,14 @@ def test_two_classes_build_embed_svm_export_predict(tmp_path):
     assert all(len(row["classes"]) == 2 for row in rows)  # top-k clipped to 2 classes
     assert [row["indices"][0] for row in rows] == scores.argmax(1).tolist()
     assert [row["classes"][0] for row in rows] == [CLASSES[i] for i in scores.argmax(1)]
-    # float32 scores of the export equal the Python pipeline's [-d, d].
+    # float32 scores of the export: the svm stage's head's probabilities of the Python
+    # pipeline's [-d, d] (its softmax at the head's temperature).
+    from illustration_tl.heads import calibration, svm
+
+    head, _ = svm.load(str(tmp_path / "svm"))
     got = np.array([[row["scores"][row["indices"].index(c)] for c in range(2)] for row in rows])
-    np.testing.assert_allclose(got, scores, rtol=1e-4, atol=1e-4 * np.abs(scores).max())
-    np.testing.assert_allclose(got[:, 0], -got[:, 1], rtol=1e-6)
+    np.testing.assert_allclose(got, calibration.softmax(scores, head.temperature), atol=1e-5)
+    np.testing.assert_allclose(scores[:, 0], -scores[:, 1], rtol=1e-6)
 
     # Rerunning export onto its own output needs --overwrite, and then replaces it.
     r = _cli(*steps[-1])

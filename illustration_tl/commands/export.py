@@ -17,7 +17,9 @@ The SavedModel has a ``serving_default`` signature on encoded image bytes, a
 --output must be a new or empty folder; with --overwrite it may be an earlier
 export (recognized by its ``illustration_tl_output.json``) holding nothing
 else. Folders with other files, and the current folder, are always refused.
-The SVM is read from ``svm.npz`` + ``svm.json`` only (never a pickle).
+The SVM is read as the head the ``svm`` stage wrote, ``head.npz`` + ``head.json``
++ ``svm.json`` (an earlier version's ``svm.npz`` as the same head), never a pickle;
+the SavedModel is built by the one graph builder ``fit`` uses too.
 """
 
 import json

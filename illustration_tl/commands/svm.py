@@ -21,9 +21,11 @@ one-vs-one whatever it set.
 gamma with it: gamma=1e-4 suits raw fc2 activations, not normalized ones.
 For very many embeddings (the noisy set) use ``--approximation=nystroem``.
 
-Writes ``svm.npz`` (the fitted SVM as plain arrays, no pickle), ``svm.json``
-(parameters, CV scores, class names, embedding metadata) and the evaluation
-result (``eval.json``, ``scores.npz``) for ``report``. Any number of classes
+Writes the winner refitted as ``fit``'s head, ``head.npz`` (plain arrays, no
+pickle) + ``head.json``, ``svm.json`` (parameters, CV scores, class names,
+embedding metadata) and the evaluation result (``eval.json``, ``scores.npz``)
+for ``report``. An ``svm`` folder of an earlier version (``svm.npz``) is still
+read, by ``export`` and the rest, as the same head. Any number of classes
 from 2 up; top-5 is reported as n/a with 5 classes or fewer.
 
 --output must be a new or empty folder; with --overwrite it may be an earlier

@@ -27,9 +27,12 @@ from illustration_tl.heads import calibration, classifiers, svm_graph
 from illustration_tl.heads.approximate import NystroemMap
 from illustration_tl.heads.config import Config, Normalizer, resolve_gamma
 from illustration_tl.heads.search import fit_quietly, make_classifier
+from illustration_tl.heads.svm_params import MISSING_CLASS_SCORE, decision_scores
 
 NPZ = "head.npz"
 JSON = "head.json"
+# A kernel head's stored arrays must reproduce sklearn's decision_function this closely.
+PARITY_RTOL = 1e-6
 
 
 @dataclasses.dataclass
@@ -110,14 +113,21 @@ class Head:
             x = NystroemMap.tf_transform(x, module.nystroem)
         return tf.matmul(x, module.weights) + module.bias
 
+    def tf_logits(self, orig: dict[str, Any], flip: dict[str, Any] | None,
+                  module: Any) -> Any:
+        """The calibrated scores ``scores / temperature`` (float64): their softmax is
+        :meth:`tf_probabilities`, and they rank the classes as the probabilities do,
+        without the ties a softmax makes where it underflows to 0."""
+        s = self._tf_scores(orig, module)
+        if self.config.flip_test:
+            s = (s + self._tf_scores(flip, module)) / 2.0
+        return s / self.temperature
+
     def tf_probabilities(self, orig: dict[str, Any], flip: dict[str, Any] | None,
                          module: Any) -> Any:
         import tensorflow as tf
 
-        s = self._tf_scores(orig, module)
-        if self.config.flip_test:
-            s = (s + self._tf_scores(flip, module)) / 2.0
-        return tf.nn.softmax(s / self.temperature, axis=1)
+        return tf.nn.softmax(self.tf_logits(orig, flip, module), axis=1)
 
     # --- storage -------------------------------------------------------------------
     def save(self, directory: str) -> None:
@@ -135,6 +145,21 @@ class Head:
                "class_names": self.class_names, "temperature": self.temperature,
                "gamma": self.gamma, "svm": self.svm.params() if self.svm else None}
         files.atomic_write_json(os.path.join(directory, JSON), doc)
+
+    @classmethod
+    def from_svm(cls, svm: svm_graph.SvmTensors, class_names: Sequence[str],
+                 config: Config) -> Head:
+        """The head of an SVM held as arrays alone (an ``svm.npz`` of an earlier version,
+        whose arrays carry their own scaling): the scaling becomes the head's
+        normalization, the rest its SVM; ``config`` (a
+        :func:`~illustration_tl.heads.config.paper_point`) names what it is."""
+        if svm.scale_mean is not None:
+            normalizer = Normalizer("standard", svm.scale_mean, svm.scale_std)
+        else:
+            normalizer = Normalizer("l2" if svm.l2_normalize else "none")
+        config = dataclasses.replace(config, norm=normalizer.norm)
+        bare = dataclasses.replace(svm, scale_mean=None, scale_std=None, l2_normalize=False)
+        return cls(config, list(class_names), normalizer, svm=bare, gamma=svm.gamma)
 
     @classmethod
     def load(cls, directory: str) -> Head:
@@ -197,8 +222,31 @@ def fit(store: features.FeatureStore, cfg: Config, splits: Sequence[str],
         return Head(cfg, list(store.class_names), fs.normalizer, temperature,
                     weights=full_w, bias=full_b, gamma=None if ny is None else gamma,
                     nystroem=ny)
-    from illustration_tl.heads import svm as svm_lib
-
-    arrays = svm_lib.arrays_from_pipeline(model, fs.x[rows], num_classes)
+    arrays = arrays_from_pipeline(model, fs.x[rows], num_classes)
     return Head(cfg, list(store.class_names), fs.normalizer, temperature, svm=arrays,
                 gamma=gamma)
+
+
+def arrays_from_pipeline(pipeline: Any, x: np.ndarray, num_classes: int,
+                         max_rows: int = 256) -> svm_graph.SvmTensors:
+    """The fitted ``pipeline`` as arrays, checked: their numpy decision function must
+    equal sklearn's :func:`decision_scores` on (up to ``max_rows`` of) ``x``."""
+    arrays = svm_graph.from_sklearn(pipeline, num_classes)
+    # float64 on both sides: sklearn keeps float32 through some steps (Nystroem).
+    rows = np.asarray(x[:: max(1, len(x) // max_rows)][:max_rows], dtype=np.float64)
+    expected = decision_scores(pipeline, rows, num_classes)
+    got = arrays.scores(rows)
+    scale = max(1.0, float(np.abs(expected[expected > MISSING_CLASS_SCORE]).max(initial=0.0)))
+    close = (np.isclose(got, expected, rtol=PARITY_RTOL, atol=PARITY_RTOL * scale).all(1)
+             if got.shape == expected.shape else np.zeros(len(rows), bool))
+    if got.shape == expected.shape and not close.all() and arrays.ovo_classes:
+        # One-vs-one votes: a pairwise decision within rounding of 0 is a tie that libsvm
+        # and numpy may break differently (a one-vote difference); such rows are not bugs.
+        raw = arrays.decisions(rows[~close])
+        tie = np.abs(raw).min(axis=1) <= PARITY_RTOL * max(1.0, float(np.abs(raw).max()))
+        close[~close] = tie
+    if not close.all():
+        raise RuntimeError("the SVM's arrays do not reproduce sklearn's decision_function "
+                           f"(max difference {np.abs(got - expected).max():.3g}); "
+                           "this is a bug, please report it")
+    return arrays

@@ -25,8 +25,11 @@ One CV engine. The grid is cross-validated by ``fit``'s search
 inside each fold, and for exact kernels the kernel matrix is computed once per
 (scaling, kernel, γ) with one BLAS matrix product and every C and strategy is
 fitted on its slices (``SVC(kernel="precomputed")``); the decision scores equal
-those of the same SVM on the raw features. The final model is refit on all
-training rows with the real kernel, so the saved pipeline takes embeddings.
+those of the same SVM on the raw features. The winner is refit on all training
+rows with the real kernel by ``fit``'s own refit (:func:`illustration_tl.heads.head.fit`
+of its :func:`~illustration_tl.heads.config.paper_point`), so the stage's model is a
+:class:`illustration_tl.heads.head.Head` like ``fit``'s, its temperature fitted on the
+winner's out-of-fold scores (the test scores are the uncalibrated decision scores).
 For sets too large for a kernel SVM (the noisy set), ``approximation="nystroem"``
 maps the features with a Nystroem kernel approximation and trains linear SVMs.
 
@@ -34,15 +37,16 @@ Any number of classes from 2 up: scores are always (n, num_classes); a binary
 SVM's single decision value ``d`` becomes ``[-d, d]``; top-5 is reported as
 not applicable (``None``) with 5 classes or fewer, where it is always 100%.
 
-Saved model, no pickle: ``svm.npz`` holds the fitted SVM as plain arrays
-(scaler, support vectors or Nystroem components, weights, intercepts, classes;
-:class:`illustration_tl.heads.svm_graph.SvmTensors`), read back with
-``np.load(allow_pickle=False)``; ``svm.json`` holds the parameters, CV scores
-and classes. The Python pipeline scores with the numpy decision function of
-those arrays and the export with the TensorFlow one, so both give the same
-scores; every fit checks the arrays against sklearn's ``decision_function``
-before anything is saved. A ``svm.joblib`` (a pickle, written by earlier
-versions) is never read.
+Saved model, no pickle: the head as ``fit`` stores it, ``head.npz`` (plain arrays:
+the normalization's statistics and the SVM as
+:class:`illustration_tl.heads.svm_graph.SvmTensors`, read back with
+``np.load(allow_pickle=False)``) + ``head.json``; ``svm.json`` holds the grid point,
+CV scores, classes and the embeddings' record. Every refit checks the SVM's arrays
+against sklearn's ``decision_function`` before anything is saved; the numpy head
+scores the test split and :meth:`~illustration_tl.heads.head.Head.tf_probabilities`
+serves the export. A folder of an earlier version (``svm.npz``: the SVM's arrays with
+their scaling) is read through the same head; a ``svm.joblib`` (a pickle, written by
+older versions) is never read.
 """
 
 from __future__ import annotations
@@ -51,7 +55,6 @@ import dataclasses
 import json
 import os
 import sys
-import tempfile
 import time
 from typing import Any, Iterable, Sequence
 
@@ -65,9 +68,18 @@ from illustration_tl.evaluation.metrics import (
     atomic_write_json,
     top_k_accuracy,
 )
+from illustration_tl.features.multilayer import PAPER_BLOCK
+from illustration_tl.heads import head as head_lib
 from illustration_tl.heads import svm_graph
+from illustration_tl.heads.config import paper_point
 from illustration_tl.heads.search import Result
-from illustration_tl.heads.svm_cv import cross_validate, cv_row, select_best
+from illustration_tl.heads.svm_cv import (
+    SPLIT,
+    cross_validate,
+    cv_row,
+    feature_store,
+    select_best,
+)
 from illustration_tl.heads.svm_params import (
     APPROXIMATIONS,
     KERNELS,
@@ -87,18 +99,19 @@ from illustration_tl.heads.svm_params import (
     paper_grid,
 )
 
-MODEL_FILE = "svm.npz"
+MODEL_FILES = (head_lib.NPZ, head_lib.JSON)   # the head, as fit's final stage writes it
 INFO_FILE = "svm.json"
+LEGACY_MODEL_FILE = "svm.npz"  # an earlier version's SVM arrays: still read, as a Head
 LEGACY_PICKLE = "svm.joblib"  # written by earlier versions; never loaded (a pickle runs code)
 OUTPUT_MARKER = "svm"         # the svm command's outputs.prepare_output marker
-# The stored arrays must reproduce sklearn's decision_function this closely.
-PARITY_RTOL = 1e-6
 
 # The SVM stage's API; the estimators live in svm_params, the grid search's mapping
 # onto the search engine in svm_cv.
 __all__ = ["SvmConfig", "SvmParams", "SvmFit", "Result", "paper_grid", "grid",
            "make_pipeline", "make_classifier", "make_scaler", "fit", "cross_validate",
-           "select_best", "decision_scores", "evaluate", "save", "load", "top_k_accuracy",
+           "select_best", "decision_scores", "evaluate", "save", "load", "head_scores",
+           "PAPER_BLOCK",
+           "top_k_accuracy",
            "APPROXIMATIONS", "KERNELS", "MISSING_CLASS_SCORE", "MULTICLASS", "PAPER_CS",
            "PAPER_GAMMAS", "PAPER_KERNELS", "PAPER_MULTICLASS", "SCALINGS"]
 
@@ -155,30 +168,35 @@ class SvmConfig:
 
 @dataclasses.dataclass
 class SvmFit:
-    """A fitted SVM pipeline with how it was chosen.
+    """The refitted winner with how it was chosen.
 
-    ``arrays`` is the pipeline as plain arrays (what ``svm.npz`` stores);
-    :meth:`scores` evaluates them, as a loaded SVM and the export do.
+    ``head`` is the winner refitted on every training row as ``fit``'s
+    :class:`~illustration_tl.heads.head.Head` (what ``head.npz`` + ``head.json``
+    store; :meth:`scores` evaluates it, as a loaded SVM and the export do).
     ``cv_results[i]`` is the search engine's result of ``candidates[i]`` (empty
     without a grid search).
     """
 
-    pipeline: Any
+    head: head_lib.Head
     params: SvmParams
     cv_results: list[Result]
-    num_classes: int
     fit_seconds: float
     grid_seconds: float
-    arrays: svm_graph.SvmTensors | None = None
     candidates: list[SvmParams] = dataclasses.field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        if self.arrays is None:
-            self.arrays = svm_graph.from_sklearn(self.pipeline, self.num_classes)
+    @property
+    def num_classes(self) -> int:
+        return self.head.num_classes
+
+    @property
+    def arrays(self) -> svm_graph.SvmTensors:
+        """The SVM of the head, on the head's normalized rows."""
+        return self.head.svm
 
     def scores(self, x: np.ndarray) -> np.ndarray:
-        """Class scores (n, num_classes) from the stored arrays (numpy)."""
-        return self.arrays.scores(x)
+        """Class scores (n, num_classes) of embeddings ``x``: the head's decision
+        scores, uncalibrated (numpy)."""
+        return head_scores(self.head, x)
 
     def cv_of(self, params: SvmParams) -> Result | None:
         """The CV result of grid point ``params`` (None: not cross-validated)."""
@@ -190,37 +208,22 @@ class SvmFit:
         rows = [cv_row(p, r) for p, r in zip(self.candidates, self.cv_results)]
         return sorted(rows, key=lambda r: -r["mean_top1"])
 
-
-def arrays_from_pipeline(pipeline: Any, x: np.ndarray, num_classes: int,
-                         max_rows: int = 256) -> svm_graph.SvmTensors:
-    """The fitted ``pipeline`` as arrays, checked: their numpy decision function must
-    equal sklearn's :func:`decision_scores` on (up to ``max_rows`` of) ``x``."""
-    arrays = svm_graph.from_sklearn(pipeline, num_classes)
-    # float64 on both sides: sklearn keeps float32 through some steps (Nystroem).
-    rows = np.asarray(x[:: max(1, len(x) // max_rows)][:max_rows], dtype=np.float64)
-    expected = decision_scores(pipeline, rows, num_classes)
-    got = arrays.scores(rows)
-    scale = max(1.0, float(np.abs(expected[expected > MISSING_CLASS_SCORE]).max(initial=0.0)))
-    close = (np.isclose(got, expected, rtol=PARITY_RTOL, atol=PARITY_RTOL * scale).all(1)
-             if got.shape == expected.shape else np.zeros(len(rows), bool))
-    if got.shape == expected.shape and not close.all() and arrays.ovo_classes:
-        # One-vs-one votes: a pairwise decision within rounding of 0 is a tie that libsvm
-        # and numpy may break differently (a one-vote difference); such rows are not bugs.
-        raw = arrays.decisions(rows[~close])
-        tie = np.abs(raw).min(axis=1) <= PARITY_RTOL * max(1.0, float(np.abs(raw).max()))
-        close[~close] = tie
-    if not close.all():
-        raise RuntimeError("the SVM's arrays do not reproduce sklearn's decision_function "
-                           f"(max difference {np.abs(got - expected).max():.3g}); "
-                           "this is a bug, please report it")
-    return arrays
+    def steps(self) -> list[str]:
+        """What the head applies to an embedding, in order (``svm.json``'s ``steps``)."""
+        return ((["scale"] if self.params.scaling != "none" else [])
+                + (["features"] if self.params.approximation == "nystroem" else [])
+                + ["svm"])
 
 
 def fit(x: np.ndarray, y: np.ndarray, candidates: SvmParams | Sequence[SvmParams], *,
-        num_classes: int | None = None, folds: int = 3, n_jobs: int = -1, seed: int = 0,
-        precompute: bool | None = None, log: Any = None) -> SvmFit:
+        num_classes: int | None = None, class_names: Sequence[str] | None = None,
+        folds: int = 3, n_jobs: int = -1, seed: int = 0, precompute: bool | None = None,
+        log: Any = None) -> SvmFit:
     """Picks the best candidate by ``folds``-fold CV (skipped for a single candidate) and
-    refits it on all of ``x`` with the real kernel."""
+    refits it on all of ``x`` with the real kernel, as ``fit``'s final stage refits
+    (:func:`illustration_tl.heads.head.fit` of the point's
+    :func:`~illustration_tl.heads.config.paper_point`): a
+    :class:`~illustration_tl.heads.head.Head`."""
     if isinstance(candidates, SvmParams):
         candidates = [candidates]
     if not candidates:
@@ -240,11 +243,16 @@ def fit(x: np.ndarray, y: np.ndarray, candidates: SvmParams | Sequence[SvmParams
     start = time.perf_counter()
     if log:
         log(f"svm: fitting {best.label()} on {len(x):,} x {x.shape[1]:,} embeddings")
-    pipeline = make_pipeline(best, seed).fit(x, y)
     num_classes = num_classes or int(y.max()) + 1
-    arrays = arrays_from_pipeline(pipeline, x, num_classes)
-    return SvmFit(pipeline, best, cv, num_classes, time.perf_counter() - start, grid_seconds,
-                  arrays, list(candidates) if cv else [])
+    names = list(class_names) if class_names is not None else [str(c) for c in
+                                                               range(num_classes)]
+    # fit's final refit (heads.head.fit): the same Config the CV ran, every training
+    # row, the temperature on the winner's out-of-fold scores
+    oof = cv[candidates.index(best)].oof if cv else None
+    head = head_lib.fit(feature_store(x, y, names), paper_point(best, seed=seed), (SPLIT,),
+                        oof)
+    return SvmFit(head, best, cv, time.perf_counter() - start, grid_seconds,
+                  list(candidates) if cv else [])
 
 
 def evaluate(fitted: SvmFit, x: np.ndarray, y: np.ndarray, class_names: Sequence[str],
@@ -284,8 +292,9 @@ def train_and_evaluate(embeddings_dir: str, output: str,
     if log:
         log(f"svm: {len(train.y):,} training and {len(test.y):,} test embeddings of width "
             f"{train.x.shape[1]:,} ({meta.get('layer')}), {len(train.class_names)} classes")
-    fitted = fit(train.x, train.y, candidates, num_classes=len(train.class_names), folds=folds,
-                 n_jobs=n_jobs, seed=seed, precompute=precompute, log=log)
+    fitted = fit(train.x, train.y, candidates, num_classes=len(train.class_names),
+                 class_names=train.class_names, folds=folds, n_jobs=n_jobs, seed=seed,
+                 precompute=precompute, log=log)
     name = model_name or f"{meta.get('backbone', 'cnn')} {meta.get('layer', '')} + SVM".replace(
         "  ", " ")
     best_cv = fitted.cv_of(fitted.params)
@@ -310,43 +319,41 @@ def train_and_evaluate(embeddings_dir: str, output: str,
 
 def save(directory: str, fitted: SvmFit, class_names: Sequence[str],
          info: dict[str, Any] | None = None) -> None:
-    """Writes ``svm.npz`` (the arrays, no pickle) and ``svm.json``, each atomically."""
+    """Writes the head (``head.npz``: plain arrays, no pickle; ``head.json``) and
+    ``svm.json`` (the grid point, the CV table, ``info``), each atomically."""
     import sklearn
 
     if len(class_names) != fitted.num_classes:
         raise ValueError(f"{len(class_names)} class names for {fitted.num_classes} classes")
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **fitted.arrays.to_arrays())
-        os.replace(tmp, os.path.join(directory, MODEL_FILE))
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    cv = fitted.cv_rows()
+    dataclasses.replace(fitted.head, class_names=list(class_names)).save(directory)
     doc = dict(info or {}, params=fitted.params.as_dict(), label=fitted.params.label(),
                class_names=list(class_names), num_classes=fitted.num_classes,
-               steps=[name for name, _ in fitted.pipeline.steps],
-               model_file=MODEL_FILE, arrays=fitted.arrays.params(),
+               steps=fitted.steps(), model_files=list(MODEL_FILES),
+               arrays=fitted.arrays.params(), temperature=fitted.head.temperature,
                fit_seconds=round(fitted.fit_seconds, 3),
-               grid_seconds=round(fitted.grid_seconds, 3), cv_results=cv,
+               grid_seconds=round(fitted.grid_seconds, 3), cv_results=fitted.cv_rows(),
                sklearn_version=sklearn.__version__)
     atomic_write_json(os.path.join(directory, INFO_FILE), doc)
 
 
-def load(directory: str) -> tuple[svm_graph.SvmTensors, dict[str, Any]]:
-    """The saved SVM as arrays (score with ``.scores(x)``) and its ``svm.json``.
+def load(directory: str) -> tuple[head_lib.Head, dict[str, Any]]:
+    """The saved SVM as a :class:`~illustration_tl.heads.head.Head` (score embeddings
+    with :func:`head_scores`) and its ``svm.json``.
 
-    Reads only ``svm.npz`` (``allow_pickle=False``) and ``svm.json``; anything
-    else in the folder, such as a ``svm.joblib`` pickle, is never opened. A
-    missing, truncated or inconsistent file is a :class:`UserError` naming it.
+    Reads only ``head.npz`` (``allow_pickle=False``), ``head.json`` and ``svm.json``;
+    a folder of an earlier version (``svm.npz``, :data:`svm_graph.ARRAYS_FORMAT`) is
+    read through the same head (:meth:`Head.from_svm`). Anything else in the folder,
+    such as a ``svm.joblib`` pickle, is never opened. A missing, truncated or
+    inconsistent file is a :class:`UserError` naming it.
     """
-    model_path = os.path.join(directory, MODEL_FILE)
     info_path = os.path.join(directory, INFO_FILE)
-    if not (os.path.isfile(model_path) and os.path.isfile(info_path)):
+    legacy_path = os.path.join(directory, LEGACY_MODEL_FILE)
+    has_head = all(os.path.isfile(os.path.join(directory, f)) for f in MODEL_FILES)
+    if not (os.path.isfile(info_path) and (has_head or os.path.isfile(legacy_path))):
         legacy = os.path.isfile(os.path.join(directory, LEGACY_PICKLE))
-        raise UserError(f"{directory!r} holds no fitted SVM ({MODEL_FILE} and {INFO_FILE}); "
+        raise UserError(f"{directory!r} holds no fitted SVM ({', '.join(MODEL_FILES)} and "
+                        f"{INFO_FILE}); "
                         + (f"its {LEGACY_PICKLE} is a pickle from an earlier version and is "
                            "not loaded (it could run code); retrain " if legacy else "train ")
                         + "one with `illustration-tl svm`")
@@ -355,20 +362,33 @@ def load(directory: str) -> tuple[svm_graph.SvmTensors, dict[str, Any]]:
             info = json.load(f)
         if not isinstance(info, dict) or not isinstance(info.get("class_names"), list):
             raise ValueError("no class_names list")
-    except (OSError, ValueError, UnicodeDecodeError) as e:
+        params = SvmParams(**info["params"]) if not has_head else None
+    except (OSError, ValueError, TypeError, KeyError, UnicodeDecodeError, UserError) as e:
         raise UserError(f"{info_path}: not a readable SVM description ({_one_line(e)}); "
                         "retrain with `illustration-tl svm`") from None
+    model_path = os.path.join(directory, head_lib.NPZ) if has_head else legacy_path
     try:
-        with np.load(model_path, allow_pickle=False) as z:
-            arrays = svm_graph.SvmTensors.from_arrays({k: z[k] for k in z.files})
+        if has_head:
+            head = head_lib.Head.load(directory)
+        else:
+            with np.load(legacy_path, allow_pickle=False) as z:
+                arrays = svm_graph.SvmTensors.from_arrays({k: z[k] for k in z.files})
+            head = head_lib.Head.from_svm(arrays, info["class_names"], paper_point(params))
     except Exception as e:  # zipfile.BadZipFile, EOFError, ValueError, OSError, zlib.error
         raise UserError(f"{model_path}: not a readable SVM array file ({_one_line(e)}); "
                         "retrain with `illustration-tl svm`") from None
-    if len(info["class_names"]) != arrays.num_classes:
+    scored = head.svm.num_classes if head.svm is not None else len(head.bias)
+    if len(info["class_names"]) != scored or head.class_names != info["class_names"]:
         raise UserError(f"{info_path} names {len(info['class_names'])} classes but "
-                        f"{model_path} scores {arrays.num_classes}; retrain with "
+                        f"{model_path} scores {scored}; retrain with "
                         "`illustration-tl svm`")
-    return arrays, info
+    return head, info
+
+
+def head_scores(head: head_lib.Head, x: np.ndarray) -> np.ndarray:
+    """The decision scores (n, num_classes) of a loaded SVM's head on embeddings ``x``
+    (uncalibrated, as the svm stage scores its test split)."""
+    return head.scores({PAPER_BLOCK: x})
 
 
 def _one_line(error: BaseException) -> str:

@@ -34,12 +34,15 @@ PRECOMPUTE_MAX_ROWS = 12000
 NO_SAMPLING_BUDGET = sys.maxsize
 
 
-def feature_store(x: np.ndarray, y: np.ndarray) -> feats.FeatureStore:
-    """Embeddings ``x`` (n, d) with labels ``y`` as a one-split, one-block store."""
-    num_classes = int(y.max()) + 1
+def feature_store(x: np.ndarray, y: np.ndarray, class_names: Sequence[str] | None = None
+                  ) -> feats.FeatureStore:
+    """Embeddings ``x`` (n, d) with labels ``y`` as a one-split, one-block store (class
+    names: ``class_names``, default the labels' numbers up to the largest)."""
+    if class_names is None:
+        class_names = [str(c) for c in range(int(y.max()) + 1)]
     return feats.FeatureStore(
         {SPLIT: {feats.key(PAPER_RESIZE, "orig", feats.PAPER_BLOCK): x}}, {SPLIT: y},
-        {SPLIT: [str(i) for i in range(len(y))]}, [str(c) for c in range(num_classes)],
+        {SPLIT: [str(i) for i in range(len(y))]}, list(class_names),
         [feats.PAPER_BLOCK], [PAPER_RESIZE], ["orig"], {})
 
 

@@ -1,24 +1,28 @@
 """One SavedModel for the whole classifier: image bytes in, top-k classes out.
 
-The paper's best model (§7.2) is a CNN whose fc2 activations feed an SVM. This
-module writes both as one TensorFlow SavedModel with Keras 3's
-``keras.export.ExportArchive`` (not the legacy ``save_format="tf"``):
+Every served model of this project, the paper's best model (§7.2: a CNN whose fc2
+activations feed an SVM) and ``fit``'s (a multilayer feature extractor and its head),
+is built by one function, :func:`write_classifier`: the extractor, the
+:class:`illustration_tl.heads.head.Head` (or the CNN's own softmax when there is
+none) and the top-k, written with Keras 3's ``keras.export.ExportArchive`` (not the
+legacy ``save_format="tf"``) by :func:`write_archive`:
 
 * ``serving_default(image_bytes: string[B])``: decode PNG/JPEG/GIF/BMP/WebP,
   composite alpha on white, resize to the model's input size, the backbone's
-  ``preprocess_input``, the CNN, then the SVM decision function (or the CNN's
-  own softmax head when there is no SVM) and the top-k;
+  ``preprocess_input``, the extractor, then the head's calibrated probabilities
+  (or the CNN's own softmax head when there is no head) and the top-k;
 * ``classify_images(images: float32[B, S, S, 3])``: the same from RGB pixels in
   [0, 255] already decoded and resized (what ``predict`` feeds after decoding
   with :mod:`illustration_tl.datasets.ingestion`, so its pixels equal the dataset's);
 * ``metadata()``: a JSON string with class names, wnids, image size, backbone,
-  SVM parameters and the source checkpoints.
+  the head (its configuration, temperature, SVM parameters) and the sources, also
+  written beside the SavedModel as :data:`METADATA_FILE`.
 
 Both classifying signatures return ``class_names`` (string[B, k]),
-``class_indices`` (int32[B, k]), ``scores`` (float32[B, k]) and ``all_scores``
-(float32[B, n_classes]), for any number of classes from 2 up (``k`` is at
-most the number of classes; a binary SVM's decision value ``d`` scores the two
-classes ``[-d, d]``).
+``class_indices`` (int32[B, k]), ``scores`` (float32[B, k]: the top-k
+probabilities) and ``all_scores`` (float32[B, n_classes]), plus ``probabilities``
+(the same as ``all_scores``) when a head classifies, for any number of classes from
+2 up (``k`` is at most the number of classes).
 
 On a Keras backend other than TensorFlow (``KERAS_BACKEND=jax``) the network's
 layers run JAX ops, which a TensorFlow graph cannot hold (``ExportArchive`` would
@@ -29,7 +33,8 @@ rebuilds the network with TensorFlow: the model, weights included, is saved as a
 ``.keras`` file and reloaded by a TensorFlow-backend subprocess, and the graph it
 writes is what the endpoints call. Every backend's export holds the same ops.
 
-The SVM comes from ``svm.npz`` (plain arrays, no pickle). The export folder
+The ``svm`` stage's head comes from ``head.npz`` + ``head.json`` (plain arrays, no
+pickle; an earlier version's ``svm.npz`` is read as the same head). The export folder
 is written beside the target and swapped in when complete
 (:func:`illustration_tl.core.outputs.writing`): an existing target is replaced only
 with ``overwrite`` and only if it is an earlier export holding nothing else.
@@ -48,9 +53,10 @@ from typing import Any, Callable, Sequence
 
 from illustration_tl.core import common_settings, outputs
 from illustration_tl.core.config_flags import optional, setting
-from illustration_tl.heads import svm_graph
+from illustration_tl.features.store import PAPER_BLOCK
 from illustration_tl.models import backbones
 
+FORMAT = "illustration-tl classifier v1"   # the metadata of every export (fit's names its own)
 METADATA_FILE = "illustration_tl.json"
 OUTPUT_MARKER = "export"  # outputs.prepare_output marker of an export folder
 TWIN_BACKEND = "tensorflow"  # the Keras backend whose ops a SavedModel can hold
@@ -141,67 +147,120 @@ def decode_image_bytes(data: Any, background: Sequence[int] = (255, 255, 255)) -
 
 
 def export_classifier(path: str, *, model: Any, backbone: str, image_size: int,
-                      class_names: Sequence[str], wnids: Sequence[str] | None = None,
-                      svm_model: Any = None, resize_mode: str = "squash", top_k: int = 5,
-                      metadata: dict | None = None, overwrite: bool = False) -> dict:
-    """Writes the SavedModel at ``path`` and returns its metadata.
+                      class_names: Sequence[str] | None = None,
+                      wnids: Sequence[str] | None = None, head: Any = None,
+                      blocks: Sequence[str] = (PAPER_BLOCK,), resize_mode: str = "squash",
+                      top_k: int = 5, metadata: dict | None = None,
+                      overwrite: bool = False) -> dict:
+    """Writes the SavedModel at ``path`` as an export folder and returns its metadata.
 
-    ``model`` takes backbone-preprocessed images and returns the embedding when
-    ``svm_model`` is given (:class:`svm_graph.SvmTensors`, as ``svm.load``
-    returns, or a fitted sklearn SVM pipeline), else class probabilities.
-    ``path`` must be new or empty, or with ``overwrite`` an earlier export,
-    which is replaced only once the new export has been written completely.
+    The model is :func:`write_classifier`'s. ``path`` must be new or empty, or with
+    ``overwrite`` an earlier export, which is replaced only once the new export has
+    been written completely.
+    """
+    outputs.prepare_output(path, overwrite=overwrite, marker=OUTPUT_MARKER)
+    with outputs.writing(path, overwrite=overwrite, marker=OUTPUT_MARKER) as tmp:
+        return write_classifier(tmp, model=model, backbone=backbone, image_size=image_size,
+                                class_names=class_names, wnids=wnids, head=head,
+                                blocks=blocks, resize_mode=resize_mode, top_k=top_k,
+                                metadata=metadata)
+
+
+def write_classifier(path: str, *, model: Any, backbone: str, image_size: int,
+                     class_names: Sequence[str] | None = None,
+                     wnids: Sequence[str] | None = None, head: Any = None,
+                     blocks: Sequence[str] = (PAPER_BLOCK,), resize_mode: str = "squash",
+                     top_k: int = 5, metadata: dict | None = None) -> dict:
+    """The one graph builder of every classifier this project serves (the paper's
+    CNN + SVM, §7.2, and ``fit``'s model): extractor, head, top-k, written by
+    :func:`write_archive` at ``path``; returns the metadata.
+
+    ``model`` takes backbone-preprocessed images. With ``head`` (a
+    :class:`illustration_tl.heads.head.Head`: ``fit``'s final head, or the ``svm``
+    stage's) it returns the feature blocks named ``blocks`` (one tensor for one block,
+    else a list in that order), and the head's
+    :meth:`~illustration_tl.heads.head.Head.tf_probabilities` classifies (the mirror
+    image too when its config averages with it); without, ``model`` returns class
+    probabilities itself (a CNN's softmax). Classes are ranked by the calibrated
+    scores in float64 (:meth:`~illustration_tl.heads.head.Head.tf_logits`), as the
+    numpy head ranks them. ``class_names`` default to the head's; ``metadata`` is
+    added to (and overrides) the common keys.
     """
     import tensorflow as tf
 
     from illustration_tl.errors import UserError
 
-    outputs.prepare_output(path, overwrite=overwrite, marker=OUTPUT_MARKER)
     bb = backbones.get(backbone)
-    if svm_model is None or isinstance(svm_model, svm_graph.SvmTensors):
-        svm = svm_model
-    else:
-        svm = svm_graph.from_sklearn(svm_model, len(class_names))
-    if len(class_names) < 2:
-        raise UserError(f"a classifier needs at least 2 classes, got {len(class_names)}")
-    if svm is not None:
-        if svm.num_classes != len(class_names):
-            raise UserError(f"the SVM scores {svm.num_classes} classes but "
-                            f"{len(class_names)} class names were given")
-        width = (getattr(model, "output_shape", None) or (None,))[-1]
-        if width is not None and int(width) != svm.input_dim:
-            raise UserError(f"the SVM was trained on {svm.input_dim}-wide embeddings but the "
-                            f"network's embedding layer gives {width}; pass the --layer, "
-                            "--backbone, --image_size and --seed that `embed` used")
-    k = max(1, min(top_k, len(class_names)))
+    names_list = list(class_names if class_names is not None else head.class_names)
+    if len(names_list) < 2:
+        raise UserError(f"a classifier needs at least 2 classes, got {len(names_list)}")
+    if head is not None:
+        _check_head(head, model, names_list, blocks)
+    k = max(1, min(top_k, len(names_list)))
+    svm = getattr(head, "svm", None)
     meta = {
-        "format": "illustration-tl classifier v1",
-        "backbone": bb.name, "image_size": image_size, "resize_mode": resize_mode,
-        "class_names": list(class_names),
-        "wnids": list(wnids) if wnids is not None else [""] * len(class_names),
-        "head": "svm" if svm else "softmax", "svm": svm.params() if svm else None,
-        "top_k": k, **(metadata or {}),
+        "format": FORMAT, "backbone": bb.name, "image_size": image_size,
+        "resize_mode": resize_mode, "class_names": names_list,
+        "wnids": list(wnids) if wnids is not None else [""] * len(names_list),
+        "head": head.config.classifier if head is not None else "softmax",
+        "svm": svm.params() if svm is not None else None, "top_k": k,
+        "outputs": "probabilities",
     }
-    names = tf.constant(list(class_names))
-    svm_vars = svm_graph.variables(svm) if svm else None
-
+    if head is not None:
+        meta.update(config=head.config.as_dict(), label=head.config.label(),
+                    temperature=head.temperature)
+    meta.update(metadata or {})
+    names = tf.constant(names_list)
+    module = head.tf_variables() if head is not None else None
+    wanted = ([blocks.index(b) for b in head.config.blocks] if head is not None else [])
     network = tf_model(model)
+
+    def block_outputs(x: Any) -> dict[str, Any]:
+        outs = network(x)
+        outs = [outs] if len(blocks) == 1 and not isinstance(outs, (list, tuple)) else outs
+        return {blocks[i]: outs[i] for i in wanted}
 
     def classify(images: Any) -> dict:
         x = bb.preprocess_input(tf.identity(images))
-        out = network(x)
-        # SVM scores are ranked in float64, as the Python pipeline ranks them.
-        scores = svm_graph.decision_function(out, svm, svm_vars, tf.float64) if svm \
-            else tf.cast(out, tf.float32)
-        top = tf.math.top_k(scores, k=k)
-        return {"class_names": tf.gather(names, top.indices), "class_indices": top.indices,
-                "scores": tf.cast(top.values, tf.float32),
-                "all_scores": tf.cast(scores, tf.float32)}
+        if head is None:
+            logits = probs = tf.cast(network(x), tf.float64)
+        else:
+            flip = (block_outputs(tf.image.flip_left_right(x)) if head.config.flip_test
+                    else None)
+            logits = head.tf_logits(block_outputs(x), flip, module)
+            probs = tf.nn.softmax(logits, axis=1)
+        top = tf.math.top_k(logits, k=k)
+        out = {"class_names": tf.gather(names, top.indices), "class_indices": top.indices,
+               "scores": tf.cast(tf.gather(probs, top.indices, batch_dims=1), tf.float32),
+               "all_scores": tf.cast(probs, tf.float32)}
+        if head is not None:  # a calibrated head's probabilities, by name (`predict`)
+            out["probabilities"] = out["all_scores"]
+        return out
 
-    with outputs.writing(path, overwrite=overwrite, marker=OUTPUT_MARKER) as tmp:
-        write_archive(tmp, classify=classify, image_size=image_size,
-                      resize_mode=resize_mode, metadata=meta)
+    write_archive(path, classify=classify, image_size=image_size, resize_mode=resize_mode,
+                  metadata=meta)
     return meta
+
+
+def _check_head(head: Any, model: Any, class_names: Sequence[str],
+                blocks: Sequence[str]) -> None:
+    """One-line :class:`UserError`s for a head that does not fit the names or the
+    network (an SVM on embeddings of another width)."""
+    from illustration_tl.errors import UserError
+
+    if head.num_classes != len(class_names):
+        raise UserError(f"the head scores {head.num_classes} classes but "
+                        f"{len(class_names)} class names were given")
+    missing = [b for b in head.config.blocks if b not in blocks]
+    if missing:
+        raise UserError(f"the head reads feature blocks {missing} that the network does "
+                        f"not give ({list(blocks)})")
+    width = (getattr(model, "output_shape", None) or (None,))[-1]
+    if head.svm is not None and len(blocks) == 1 and width is not None \
+            and int(width) != head.svm.input_dim:
+        raise UserError(f"the SVM was trained on {head.svm.input_dim}-wide embeddings but "
+                        f"the network's embedding layer gives {width}; pass the --layer, "
+                        "--backbone, --image_size and --seed that `embed` used")
 
 
 def write_archive(path: str, *, classify: Callable[[Any], dict], image_size: int,
@@ -355,9 +414,9 @@ def export_from_artifacts(output: str, *, model_dir: str | None = None,
     outputs.prepare_output(output, overwrite=overwrite, marker=OUTPUT_MARKER)
     sources: dict[str, Any] = {"model_dir": os.path.abspath(model_dir) if model_dir else None,
                                "weights": None if model_dir else weights}
-    svm_model = None
+    head = None
     if svm_dir:
-        svm_model, svm_info = svm.load(svm_dir)
+        head, svm_info = svm.load(svm_dir)
         class_names = list(svm_info["class_names"])
         recorded = svm_info.get("embeddings") or {}
         if recorded.get("source"):  # the SVM's embeddings say how to rebuild their model
@@ -386,7 +445,7 @@ def export_from_artifacts(output: str, *, model_dir: str | None = None,
         resize_mode = "squash"
     wnids = [(c.wnid if (c := imagenet.find(n)) else "") for n in class_names]
     return export_classifier(output, model=model, backbone=backbone, image_size=image_size,
-                             class_names=class_names, wnids=wnids, svm_model=svm_model,
+                             class_names=class_names, wnids=wnids, head=head,
                              resize_mode=resize_mode, top_k=top_k,
                              metadata={"sources": sources, "layer": layer,
                                        "max_side": max_side},
