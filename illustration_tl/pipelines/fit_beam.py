@@ -64,14 +64,19 @@ def pipeline_options(flags: tuple[str, ...] | None, quiet: bool = False) -> Any:
     """Beam ``PipelineOptions`` from ``--beam_options`` (None: the DirectRunner), or one
     line naming the extra when Apache Beam is missing. ``quiet``: Beam's own log records
     below ERROR dropped, here and (unless the flags set a level) on its workers."""
+    root, level = logging.getLogger(), logging.getLogger().level
+    if quiet:   # Beam's import warns on the root logger about Google Cloud clients
+        logging.getLogger("apache_beam").setLevel(logging.ERROR)
+        root.setLevel(logging.ERROR)
     try:
         from apache_beam.options.pipeline_options import PipelineOptions
     except ImportError:
         raise UserError("illustration-tl extract needs Apache Beam: pip install "
                         "'illustration-tl[tfds-cli]'") from None
+    finally:
+        root.setLevel(level)
     given = list(flags or ())
     if quiet:
-        logging.getLogger("apache_beam").setLevel(logging.ERROR)
         if not any(f.startswith(f"{HARNESS_LOG_LEVEL}=") for f in given):
             given.append(f"{HARNESS_LOG_LEVEL}=ERROR")
     return PipelineOptions(given)
@@ -85,8 +90,8 @@ def run(cfg: ExtractConfig, log: Callable[[str], None] = _log,
     if cfg.dry_run:
         raise UserError("--dry_run: `illustration-tl fit --dry_run` says what fit would "
                         "extract; extract has no dry run")
-    options = pipeline_options(cfg.beam_options, quiet)
     fit.check(cfg)
+    options = pipeline_options(cfg.beam_options, quiet)
     lock = stages.open_output(cfg.output, fit.OUTPUT_MARKER, {"--images": cfg.images},
                               "--output")
     try:
