@@ -227,10 +227,16 @@ def test_page_is_self_contained(running):
     assert '["bird", "flower", "fruit"]' in html
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    # a shell's background job starts with SIGINT ignored, and Python keeps that: the
+    # server must see Ctrl-C however pytest itself was started
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _serve_cli(*args, timeout=300):
     return subprocess.Popen([sys.executable, "-m", "illustration_tl.cli", "serve", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=ROOT)
+                            cwd=ROOT, preexec_fn=_ctrl_c_as_in_a_terminal)
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
