@@ -69,6 +69,16 @@ def test_reproduce_tiny_end_to_end_and_resume(tiny_sets, tmp_path):
     assert not (out / "baseline_svm" / "svm" / "svm.joblib").exists()
     assert (out / "export" / "saved_model" / "saved_model.pb").is_file()
     assert (out / "report" / "report" / "report.md").is_file()
+    # every stage was written beside its folder and swapped in: nothing left aside, and the
+    # svm rows point at their own embeddings through a path relative to the result
+    aside = [p.name for p in out.iterdir() if p.name.startswith(".")]
+    assert aside == [".illustration_tl.lock"], aside
+    from illustration_tl.evaluation.metrics import EvalResult
+
+    for row in ["baseline_svm", "optimized_svm"]:
+        for sub in ["eval", "svm"]:
+            r = EvalResult.load(str(out / row / sub))
+            assert r.extra["embeddings_dir"] == str(out / row / "embeddings"), (row, sub)
     _exported_scores_match_the_evaluation(out, tiny_sets[0])
 
     summary = (out / "summary.md").read_text()

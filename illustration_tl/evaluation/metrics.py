@@ -192,7 +192,16 @@ class EvalResult:
         with np.load(npz_path, allow_pickle=False) as z:
             file_names = list(z["file_names"]) if "file_names" in z.files else None
             return cls(doc["model_name"], doc["class_names"], z["labels"], z["scores"],
-                       file_names, doc.get("extra", {}))
+                       file_names, _resolved(doc.get("extra", {}), directory))
+
+
+def _resolved(extra: dict[str, Any], directory: str) -> dict[str, Any]:
+    """``extra`` with a relative ``embeddings_dir`` (as the ``svm`` stage records it,
+    relative to the result's folder) made absolute; an absolute one is kept."""
+    d = extra.get("embeddings_dir")
+    if d and not os.path.isabs(d):
+        return dict(extra, embeddings_dir=os.path.normpath(os.path.join(directory, d)))
+    return extra
 
 
 # --- Intervals, per-class precision/recall and calibration (fit's report.html) ---------

@@ -298,15 +298,16 @@ def train_and_evaluate(embeddings_dir: str, output: str,
     name = model_name or f"{meta.get('backbone', 'cnn')} {meta.get('layer', '')} + SVM".replace(
         "  ", " ")
     best_cv = fitted.cv_of(fitted.params)
-    extra = {"stage": "svm", "svm_dir": os.path.abspath(output),
-             "embeddings_dir": os.path.abspath(embeddings_dir), "train_splits": list(train_splits),
+    # relative to the folder the result is saved in, so a stage written beside its final
+    # folder and swapped in (pipelines/stages.py) still finds them
+    rel = os.path.relpath(os.path.abspath(embeddings_dir), os.path.abspath(output))
+    extra = {"stage": "svm", "embeddings_dir": rel, "train_splits": list(train_splits),
              "test_split": test_split, "embeddings": meta,
              "cv_top1": best_cv.top1 if best_cv else None,
              "num_train": int(len(train.y))}
     result = evaluate(fitted, test.x, test.y, train.class_names, name, test.file_names, extra)
     with outputs.writing(output, overwrite=overwrite, marker=OUTPUT_MARKER) as tmp:
-        save(tmp, fitted, train.class_names, {"embeddings": meta, "embeddings_dir":
-                                              os.path.abspath(embeddings_dir),
+        save(tmp, fitted, train.class_names, {"embeddings": meta, "embeddings_dir": rel,
                                               "train_splits": list(train_splits),
                                               "test_split": test_split,
                                               "test_top1": result.top_k(1),

@@ -112,8 +112,9 @@ def _strategy(cfg: ReproduceConfig) -> Any:
 def _reproduce(cfg: ReproduceConfig, root: str, log: Callable[[str], None],
                strategy: Any) -> str:
     data_dir = cfg.tfds_dir or os.path.join(root, "tfds")
-    # In place (swap=False): the SVM stages record their folders' absolute paths.
-    run = stages.Stages(root, force=cfg.force, log=log, marker=OUTPUT_MARKER, swap=False)
+    # Every stage is written beside its folder and swapped in when complete; training
+    # resumes from the optimize stage's work folder after a kill.
+    run = stages.Stages(root, force=cfg.force, log=log, marker=OUTPUT_MARKER)
     weights = resolve_weights(cfg.backbone, cfg.weights, log)
     log(f"weights: {weights.description}")
     params = stage_params(cfg, weights.description, data_dir)
@@ -128,8 +129,8 @@ def _reproduce(cfg: ReproduceConfig, root: str, log: Callable[[str], None],
     run.run("baseline_svm", params["baseline_svm"],
             lambda out: bodies.baseline_svm(cfg, weights, ds, out), ["datasets"])
     model_dir = run.run("optimize", params["optimize"],
-                        lambda out: bodies.optimize(cfg, weights, ds, out, strategy),
-                        ["datasets"])
+                        lambda out, work: bodies.optimize(cfg, weights, ds, out, work, strategy),
+                        ["datasets"], resumable=True)
     trained = ["datasets", "optimize"]
     run.run("optimized_cnn", params["optimized_cnn"],
             lambda out: bodies.optimized_cnn(cfg, ds, model_dir, out), trained)

@@ -173,7 +173,11 @@ def baseline_svm(cfg: ReproduceConfig, w: Weights, ds: dict, out: str) -> None:
     _svm_stage("Baseline CNN + SVM", source, cfg, ds, cfg.svm_baseline, out)
 
 
-def optimize(cfg: ReproduceConfig, w: Weights, ds: dict, out: str, strategy: Any) -> None:
+def optimize(cfg: ReproduceConfig, w: Weights, ds: dict, out: str, work: str,
+             strategy: Any) -> None:
+    """Trains in ``work`` (the stage's work folder, kept across a kill: a rerun resumes
+    from its checkpoints, §7), then moves what training wrote into ``out``, the folder
+    swapped in when the stage is complete."""
     from illustration_tl.training import run
     from illustration_tl.training.config import TrainConfig
     from illustration_tl.training.data import tfds_data
@@ -183,7 +187,7 @@ def optimize(cfg: ReproduceConfig, w: Weights, ds: dict, out: str, strategy: Any
     if unknown:
         raise UserError(f"unknown training setting(s): {', '.join(unknown)}")
     config = TrainConfig(
-        output_dir=out, backbone=cfg.backbone, weights=w.source, image_size=cfg.image_size,
+        output_dir=work, backbone=cfg.backbone, weights=w.source, image_size=cfg.image_size,
         batch_size=cfg.batch_size, seed=cfg.seed, dataset=ds["noisy"]["dataset"],
         resize_mode=cfg.resize_mode, **cfg.train_overrides)
     config.validate()
@@ -194,6 +198,8 @@ def optimize(cfg: ReproduceConfig, w: Weights, ds: dict, out: str, strategy: Any
                      eval_data_dir=ds["curated"]["data_dir"],
                      deterministic=config.deterministic, resize_mode=cfg.resize_mode)
     run.train(config, data, strategy=strategy)  # the loop for the Keras backend
+    for entry in os.listdir(work):
+        os.replace(os.path.join(work, entry), os.path.join(out, entry))
 
 
 def optimized_cnn(cfg: ReproduceConfig, ds: dict, model_dir: str, out: str) -> None:
