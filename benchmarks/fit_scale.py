@@ -13,8 +13,8 @@ Each size runs the installed command line as a user would::
         --weights=$ILLUSTRATION_TL_VGG16_WEIGHTS
 
 with every other flag at its default (search ``fast``, both resize modes, mirrors,
-precision ``auto``, the memory budget of the machine), in a child process whose peak
-RSS is ``ru_maxrss`` of the children. A row: the stage times of ``fit.json``, peak RSS,
+precision ``auto``, the memory budget of the machine), in a child process. A row: the
+stage times and each stage's own peak RSS (``fit.json``), the run's peak RSS,
 CV and test top-1, the head chosen and the size rule the search applied (leaderboard).
 
 Steps (each run under ``flock /tmp/tf.lock``)::
@@ -146,6 +146,10 @@ def run_one(n_images: int, extra: list[str]) -> dict:
     rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / 1e9
     with open(os.path.join(run, "fit.json"), encoding="utf-8") as f:
         summary = json.load(f)
+    # fit resets the kernel's peak before each stage (core/memory.py), so the child's
+    # ru_maxrss is the peak after the last reset: the run's peak is the larger of both
+    stage_peaks = summary.get("peak_rss_gb", {})
+    rss = max([rss] + list(stage_peaks.values()))
     with open(os.path.join(run, "search", "leaderboard.json"), encoding="utf-8") as f:
         board = json.load(f)
     with open(os.path.join(run, "dataset", "dataset.json"), encoding="utf-8") as f:
@@ -155,6 +159,7 @@ def run_one(n_images: int, extra: list[str]) -> dict:
             "train_images": examples["train"] + examples["validation"],
             "test_images": summary["num_test"], "wall_seconds": round(wall, 1),
             "stage_seconds": summary["timings"], "peak_rss_gb": round(rss, 2),
+            "stage_peak_rss_gb": stage_peaks,
             "cv_top1": chosen["cv_top1"],
             "test_top1": summary["test_top1"], "test_top5": summary["test_top5"],
             "chosen": summary["chosen"]["label"],

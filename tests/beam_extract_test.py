@@ -108,3 +108,21 @@ def test_beam_extraction_equals_local_and_fit_resumes_from_it(tmp_path, monkeypa
             assert np.asarray(v).shape == np.asarray(beamed.arrays[split][k]).shape
             np.testing.assert_allclose(beamed.arrays[split][k], v, rtol=TOLERANCE,
                                        atol=TOLERANCE, err_msg=f"{split} {k}")
+
+
+def test_quiet_options_drop_beams_memory_probe_warning_only(caplog):
+    """RunInference warns on the root logger, once a batch, where an optional Beam module
+    is missing; a quiet ``extract`` drops that line and no other."""
+    import logging
+
+    from illustration_tl.pipelines import fit_beam
+
+    fit_beam.pipeline_options(None, quiet=True)
+    try:
+        with caplog.at_level(logging.WARNING):
+            logging.warning("Resource module is not available for current platform, "
+                            "memory usage cannot be fetched.")
+            logging.warning("another warning")
+        assert [r.getMessage() for r in caplog.records] == ["another warning"]
+    finally:
+        logging.getLogger().removeFilter(fit_beam._NO_MEMORY_PROBE_WARNING)

@@ -8,11 +8,12 @@ from typing import TextIO
 
 
 class Progress:
-    """Prints ``done/total images, images/s, ETA`` at most every ``interval`` seconds."""
+    """Prints ``done/total images, images/s, ETA`` at most every ``interval`` seconds
+    (``unit``: what is counted, ``images`` unless said)."""
 
     def __init__(self, label: str, total: int | None = None, interval: float = 5.0,
-                 stream: TextIO | None = None) -> None:
-        self.label, self.total, self.interval = label, total, interval
+                 stream: TextIO | None = None, unit: str = "images") -> None:
+        self.label, self.total, self.interval, self.unit = label, total, interval, unit
         self.stream = stream if stream is not None else sys.stderr
         self.done = 0
         self._printed = -1  # ``done`` at the last printed line: the final line prints once
@@ -34,13 +35,14 @@ class Progress:
         rate = self.rate()
         text = f"{self.label}: {self.done:,}"
         if self.total:
-            text += f"/{self.total:,} images ({100 * self.done / self.total:.0f}%)"
+            text += f"/{self.total:,} {self.unit} ({100 * self.done / self.total:.0f}%)"
             if rate > 0 and self.done < self.total:
-                text += f", {rate:.1f} images/s, ETA {_duration((self.total - self.done) / rate)}"
+                text += (f", {rate:.1f} {self.unit}/s, "
+                         f"ETA {_duration((self.total - self.done) / rate)}")
             else:
-                text += f", {rate:.1f} images/s"
+                text += f", {rate:.1f} {self.unit}/s"
         else:
-            text += f" images, {rate:.1f} images/s"
+            text += f" {self.unit}, {rate:.1f} {self.unit}/s"
         return text
 
 

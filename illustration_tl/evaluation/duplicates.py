@@ -35,6 +35,7 @@ CSV_FIELDS = ("kind", "exact", "similarity", "file_a", "split_a", "class_a", "fi
               "split_b", "class_b")
 TEST_SPLIT = "test"
 _CHUNK = 2048
+_CHUNK_VALUES = 32 * 1024 * 1024   # similarities held at once (256 MB of float64)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,11 +79,12 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
 def near_pairs(features: np.ndarray, threshold: float = NEAR_THRESHOLD
                ) -> list[tuple[int, int, float]]:
     """Pairs ``(i, j, cosine)`` with ``i < j`` and cosine >= ``threshold``, computed in
-    row chunks so memory stays at ``chunk x n`` floats."""
+    row chunks so memory stays at ``chunk x n`` floats (at most :data:`_CHUNK_VALUES`)."""
     x = unit_rows(features)
     out = []
-    for start in range(0, len(x), _CHUNK):
-        sims = x[start:start + _CHUNK] @ x.T
+    chunk = max(1, min(_CHUNK, _CHUNK_VALUES // max(1, len(x))))
+    for start in range(0, len(x), chunk):
+        sims = x[start:start + chunk] @ x.T
         rows, cols = np.nonzero(sims >= threshold)
         for r, c in zip(rows.tolist(), cols.tolist()):
             i = start + r

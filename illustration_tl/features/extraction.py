@@ -45,19 +45,19 @@ def _forward(predict: Callable[[Any], Any], images: Any, blocks: Sequence[str],
 
 def _mode_rows(predict: Callable[[Any], Any], images: Any, blocks: Sequence[str],
                views: Sequence[str], twin_rows: dict[str, np.ndarray] | None,
-               square: np.ndarray) -> tuple[dict[str, np.ndarray], int]:
-    """One mode's rows of a batch and the number of images run through the CNN: with
+               square: np.ndarray) -> dict[str, np.ndarray]:
+    """One mode's rows of a batch: with
     ``twin_rows`` (the rows of the mode it equals on square images), only the
     non-square images run and the square ones take their twin's rows."""
     if twin_rows is None:
-        return _forward(predict, images, blocks, views), len(square)
+        return _forward(predict, images, blocks, views)
     run = np.flatnonzero(~square)
     rows = {k: v.copy() for k, v in twin_rows.items()}
     if len(run):
         computed = _forward(predict, images.numpy()[run], blocks, views)
         for k, v in computed.items():
             rows[k][run] = v
-    return rows, len(run)
+    return rows
 
 
 def extract_split(model: Any, blocks: Sequence[str], views: Sequence[str], ds: Any,
@@ -83,9 +83,11 @@ def extract_split(model: Any, blocks: Sequence[str], views: Sequence[str], ds: A
         ds.skip(start), backbone=source.backbone, image_size=source.image_size,
         batch_size=batch_size, resize_modes=modes)
     predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    progress = Progress(f"{label} ({'+'.join(modes)})",
-                        sum(total - r for r in resumed.values()) * len(views), interval=10.0)
-    run = dict.fromkeys(modes, 0)
+    # rows: images x modes x views (a square image's twin rows count, copied)
+    progress = Progress(f"{label} ({'+'.join(modes)} x {'+'.join(views)})",
+                        sum(total - r for r in resumed.values()) * len(views), interval=10.0,
+                        unit="rows")
+    copied = dict.fromkeys(modes, 0)   # images whose rows came from their square twin
     position, t0 = start, time.perf_counter()
     for images, square, y, n in batches:
         square, names = np.asarray(square, bool), [v.decode("utf-8") for v in np.asarray(n)]
@@ -95,8 +97,9 @@ def extract_split(model: Any, blocks: Sequence[str], views: Sequence[str], ds: A
             if skip >= len(labels):
                 continue
             twin = done.get(twins.get(m, ""))
-            done[m], ran = _mode_rows(predict, images[m], blocks, views, twin, square)
-            run[m] += ran
+            done[m] = _mode_rows(predict, images[m], blocks, views, twin, square)
+            if twin is not None:
+                copied[m] += int(square[skip:].sum())
             rows[m].add({k: v[skip:] for k, v in done[m].items()}, labels[skip:],
                         names[skip:])
             progress.update((len(labels) - skip) * len(views))
@@ -104,16 +107,16 @@ def extract_split(model: Any, blocks: Sequence[str], views: Sequence[str], ds: A
     for m in modes:
         rows[m].close()
     if log:
-        _log_modes(log, label, modes, rows, resumed, run, len(views), time.perf_counter() - t0)
+        _log_modes(log, label, modes, rows, resumed, copied, len(views), time.perf_counter() - t0)
 
 
 def _log_modes(log: Callable[[str], None], label: str, modes: Sequence[str],
                rows: Mapping[str, store_lib.ShardedRows], resumed: Mapping[str, int],
-               run: Mapping[str, int], views: int, seconds: float) -> None:
+               copied: Mapping[str, int], views: int, seconds: float) -> None:
     """One line per mode: images embedded, resumed, and copied from a square twin."""
     for m in modes:
         new = rows[m].done - resumed[m]
-        copied = f", {new - run[m]} square images copied from their squash rows" \
-            if run[m] < new else ""
+        twin = f", {copied[m]} square images copied from their squash rows" \
+            if copied[m] else ""
         log(f"{label} ({m}): {new} images x {views} views embedded in {seconds:.0f}s"
-            + (f", {resumed[m]} resumed from finished shards" if resumed[m] else "") + copied)
+            + (f", {resumed[m]} resumed from finished shards" if resumed[m] else "") + twin)

@@ -85,6 +85,23 @@ class FeatureStore:
     def block(self, split: str, mode: str, view: str, block: str) -> np.ndarray:
         return self.arrays[split][key(mode, view, block)]
 
+    def release_pages(self) -> None:
+        """Drops the file pages a memory-mapped store's reads left in this process's
+        resident set (``madvise(MADV_DONTNEED)``; they stay in the page cache, so a
+        later read is cheap): a pass over a large folder's rows then holds only the
+        chunk it works on. In-memory arrays are untouched."""
+        import mmap
+
+        advice = getattr(mmap, "MADV_DONTNEED", None)
+        for arrays in self.arrays.values():
+            for a in arrays.values():
+                m = getattr(a, "_mmap", None)
+                if advice is not None and m is not None:
+                    try:
+                        m.madvise(advice)
+                    except (OSError, ValueError):   # closed, or not supported here
+                        pass
+
     def assemble(self, splits: Sequence[str], mode: str, view: str,
                  blocks: Sequence[str]) -> np.ndarray:
         """Rows of ``splits`` (concatenated): each block power-l2-normalized, then joined;

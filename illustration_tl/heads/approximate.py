@@ -36,10 +36,15 @@ class NystroemMap:
         """Components = a stratified sample of ``components`` rows of ``x`` (labels ``y``);
         the projection as scikit-learn's ``Nystroem`` computes it (pseudo-inverse square
         root of their kernel matrix)."""
+        return cls.from_components(x[stratified_sample(y, components, seed)], gamma, seed)
+
+    @classmethod
+    def from_components(cls, components: np.ndarray, gamma: float, seed: int = 0
+                        ) -> NystroemMap:
+        """The map whose components are the rows ``components`` (already sampled)."""
         from sklearn.kernel_approximation import Nystroem
 
-        idx = stratified_sample(y, components, seed)
-        comp = np.asarray(x[idx], np.float64)
+        comp = np.asarray(components, np.float64)
         ny = Nystroem(kernel="rbf", gamma=gamma, n_components=len(comp),
                       random_state=seed).fit(comp)
         return cls(np.asarray(ny.components_, np.float64),

@@ -11,12 +11,18 @@ training row and up to :data:`KERNEL_CACHE` kernel matrices: rows² x 8 bytes ea
 * ``approximate``: beyond it, heads that scale linearly in the rows: linear classifiers
   (ridge first) on Nyström features of the RBF kernel (:data:`NYSTROEM_COMPONENTS`
   components) and the registry's linear kinds on the normalized features. The CV runs
-  on a stratified sample of the training images, as large as the budget allows (per row, 8 bytes x
-  ``FEATURE_SET_CACHE x (dims + KERNEL_CACHE x components) + 3 x components``: the
-  cached feature sets with their Nyström features, the training slice and liblinear's
-  copy) and at most :data:`MAX_CV_IMAGES`; the chosen head is refitted on every image.
+  on a stratified sample of the training images, as large as the budget allows (per
+  row, ``8 x FEATURE_SET_CACHE x dims`` bytes for the cached feature sets, ``4 x
+  FEATURE_SET_CACHE x KERNEL_CACHE x components`` for their float32 Nyström features,
+  and ``8 x 3 x components`` for the training slice and liblinear's copy, which only
+  the thorough grid's non-ridge kinds make) and at most :data:`MAX_CV_IMAGES`; the
+  chosen head is refitted on every image, its rows streamed in chunks
+  (:func:`illustration_tl.heads.head.fit`), so the final fit's memory does not grow
+  with the folder either.
 
-The default budget is :data:`DEFAULT_MEMORY_FRACTION` of the machine's physical memory.
+The default budget is :data:`DEFAULT_MEMORY_FRACTION` of the machine's physical memory
+(4.9 GB of 24: with the TensorFlow runtime and the store's pages, a 100k-image ``fit``
+peaks under 6 GB, ``benchmarks/results/fit_scale.json``).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import numpy as np
 
 FEATURE_SET_CACHE = 2   # feature sets kept in memory by the exact search
 KERNEL_CACHE = 2        # kernel matrices kept per feature set (one per γ)
-DEFAULT_MEMORY_FRACTION = 0.25
+DEFAULT_MEMORY_FRACTION = 0.2
 NYSTROEM_COMPONENTS = 4096
 MAX_CV_IMAGES = 20_000   # CV sample cap in the approximate regime (time, not memory)
 MIN_CV_IMAGES = 500      # CV sample floor, whatever the budget
@@ -58,7 +64,8 @@ def max_exact_images(budget: int, rows_per_image: int) -> int:
 
 def approx_row_bytes(components: int, dims: int) -> int:
     """Bytes the approximate CV holds per sampled row (module doc)."""
-    return 8 * (FEATURE_SET_CACHE * (dims + KERNEL_CACHE * components) + 3 * components)
+    return (8 * FEATURE_SET_CACHE * dims + 4 * FEATURE_SET_CACHE * KERNEL_CACHE * components
+            + 8 * 3 * components)
 
 
 def _gb(n: float) -> str:

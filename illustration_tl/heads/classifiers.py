@@ -94,10 +94,12 @@ def _logreg(cfg: Config, gamma: float, kernel: str | None) -> Any:
 
 
 def _ridge(cfg: Config, gamma: float, kernel: str | None) -> Any:
-    from sklearn.linear_model import RidgeClassifier
+    from illustration_tl.heads.ridge import RidgeClassifier
 
-    # one least-squares solve for every class: linear time in the rows, a useful
-    # baseline for large folders (α = 1 / C, so that C reads as for the other kinds)
+    # one least-squares solve for every class, its normal equations summed chunk by
+    # chunk (scikit-learn's RidgeClassifier to rounding, without its centred copy):
+    # linear time in the rows, flat memory (α = 1 / C, so that C reads as for the
+    # other kinds); heads.head streams a large folder's rows through it
     return RidgeClassifier(alpha=1.0 / cfg.C, class_weight=class_weight(cfg))
 
 
@@ -125,7 +127,7 @@ KINDS: dict[str, ClassifierKind] = {k.name: k for k in [
                    thorough_cs=(3.0, 30.0, 300.0),
                    description="multinomial logistic regression (a linear probe)"),
     ClassifierKind("ridge", "linear", _ridge, thorough_cs=(0.3, 3.0, 30.0),
-                   description="ridge regression on one-hot targets (RidgeClassifier)"),
+                   description="ridge regression on one-hot targets (normal equations)"),
     # the approximate regime's fast head: one regularized least-squares solve on the
     # Nyström features (seconds where the others take minutes), and on real icons the
     # closest to the exact RBF SVM (benchmarks/results/search_scale.md); the first

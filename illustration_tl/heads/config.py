@@ -112,15 +112,26 @@ def paper_point(params: SvmParams, resize: str = PAPER_RESIZE, seed: int = 0) ->
                   seed=seed if nystroem else 0)
 
 
-def resolve_gamma(rule: str, x: np.ndarray) -> float:
+def resolve_gamma(rule: str, x: np.ndarray | None) -> float:
     """γ from a rule: ``scale`` = sklearn's ``1 / (n_features * X.var())``, ``k*scale``,
-    or an absolute number."""
+    or an absolute number (``x`` unused: may be None)."""
+    if not gamma_needs_rows(rule):
+        return float(rule)
+    x = np.asarray(x)
+    return gamma_from_variance(rule, x.shape[1], float(x.var()))
+
+
+def gamma_needs_rows(rule: str) -> bool:
+    """Whether γ's rule depends on the rows (``scale``, ``k*scale``)."""
+    return str(rule).endswith("scale")
+
+
+def gamma_from_variance(rule: str, dims: int, var: float) -> float:
+    """:func:`resolve_gamma` from the variance of every value of the rows (``dims``
+    features), as a streamed fit computes it."""
     rule = str(rule)
-    if rule.endswith("scale"):
-        factor = float(rule[:-len("scale")].rstrip("*") or 1.0)
-        var = float(np.asarray(x).var())
-        return factor / (x.shape[1] * var) if var > 0 else factor
-    return float(rule)
+    factor = float(rule[:-len("scale")].rstrip("*") or 1.0)
+    return factor / (dims * var) if var > 0 else factor
 
 
 # --- Normalization -------------------------------------------------------------------

@@ -25,7 +25,14 @@ from illustration_tl.core import files
 from illustration_tl.features import multilayer as features
 from illustration_tl.heads import calibration, classifiers, svm_graph
 from illustration_tl.heads.approximate import NystroemMap
-from illustration_tl.heads.config import Config, Normalizer, resolve_gamma
+from illustration_tl.heads.budget import stratified_sample
+from illustration_tl.heads.config import (
+    Config,
+    Normalizer,
+    gamma_from_variance,
+    gamma_needs_rows,
+    resolve_gamma,
+)
 from illustration_tl.heads.search import fit_quietly, make_classifier
 from illustration_tl.heads.svm_params import MISSING_CLASS_SCORE, decision_scores
 
@@ -33,6 +40,7 @@ NPZ = "head.npz"
 JSON = "head.json"
 # A kernel head's stored arrays must reproduce sklearn's decision_function this closely.
 PARITY_RTOL = 1e-6
+FIT_CHUNK_IMAGES = 2048   # images a Nyström head's final fit streams at once
 
 
 @dataclasses.dataclass
@@ -60,8 +68,11 @@ class Head:
     def raw_scores(self, x: np.ndarray) -> np.ndarray:
         if self.svm is not None:
             return self.svm.scores(x)
-        if self.nystroem is not None:
-            x = self.nystroem.transform(x)
+        if self.nystroem is not None:   # a chunk at a time: never (rows, components)
+            return np.concatenate([self.nystroem.transform(x[i:i + FIT_CHUNK_IMAGES])
+                                   @ self.weights + self.bias
+                                   for i in range(0, len(x), FIT_CHUNK_IMAGES)]
+                                  or [np.zeros((0, self.num_classes))])
         return x @ self.weights + self.bias
 
     def scores(self, orig: dict[str, np.ndarray], flip: dict[str, np.ndarray] | None = None
@@ -187,24 +198,24 @@ def store_blocks(store: features.FeatureStore, splits: Sequence[str], mode: str,
 def fit(store: features.FeatureStore, cfg: Config, splits: Sequence[str],
         oof_scores: np.ndarray | None) -> Head:
     """Fits ``cfg`` on every training image (and mirror) with the real kernel (or, family
-    ``nystroem``, its Nyström map fitted on a stratified sample of the images), and the
-    temperature on the CV out-of-fold scores (rows that are NaN, the images outside an
-    approximate search's CV sample, are left out)."""
+    ``nystroem``, its Nyström map fitted on a stratified sample of the images, the rows
+    streamed: :func:`_fit_nystroem`), and the temperature on the CV out-of-fold scores
+    (rows that are NaN, the images outside an approximate search's CV sample, are left
+    out)."""
     from illustration_tl.heads.search import feature_set
 
     splits = [s for s in splits if s in store.labels]
     y = np.concatenate([store.labels[s] for s in splits])
-    fs = feature_set(store, splits, cfg)
-    gamma = resolve_gamma(cfg.gamma, fs.x[:fs.n])
-    rows = np.arange(len(fs.x)) if cfg.flip_train else np.arange(fs.n)
     family = classifiers.get(cfg.classifier).family
-    ny = None
-    x_fit = fs.x
+    ny, fs = None, None
     if family == "nystroem":
-        ny = NystroemMap.fit(fs.x[:fs.n], y, gamma, cfg.components)
-        x_fit = ny.transform(fs.x)
-        fs.x = None   # the features are no longer needed: keep memory linear and small
-    model = fit_quietly(make_classifier(cfg, gamma), x_fit[rows], y[rows % fs.n])
+        normalizer, gamma, ny, model = _fit_nystroem(store, cfg, splits, y)
+    else:
+        fs = feature_set(store, splits, cfg)
+        normalizer = fs.normalizer
+        gamma = resolve_gamma(cfg.gamma, fs.x[:fs.n])
+        rows = np.arange(len(fs.x)) if cfg.flip_train else np.arange(fs.n)
+        model = fit_quietly(make_classifier(cfg, gamma), fs.x[rows], y[rows % fs.n])
     num_classes = len(store.class_names)
     temperature = 1.0
     if oof_scores is not None:
@@ -219,12 +230,84 @@ def fit(store: features.FeatureStore, cfg: Config, splits: Sequence[str],
         full_b = np.full(num_classes, svm_graph.MISSING_CLASS_SCORE / 2)
         cls_ = np.asarray(model.classes_, np.int64)
         full_w[:, cls_], full_b[cls_] = w, b
-        return Head(cfg, list(store.class_names), fs.normalizer, temperature,
+        return Head(cfg, list(store.class_names), normalizer, temperature,
                     weights=full_w, bias=full_b, gamma=None if ny is None else gamma,
                     nystroem=ny)
     arrays = arrays_from_pipeline(model, fs.x[rows], num_classes)
-    return Head(cfg, list(store.class_names), fs.normalizer, temperature, svm=arrays,
+    return Head(cfg, list(store.class_names), normalizer, temperature, svm=arrays,
                 gamma=gamma)
+
+
+def _image_chunks(n: int) -> list[np.ndarray]:
+    return [np.arange(i, min(n, i + FIT_CHUNK_IMAGES)) for i in range(0, n, FIT_CHUNK_IMAGES)]
+
+
+def _streamed_statistics(store: features.FeatureStore, cfg: Config, splits: Sequence[str],
+                         n: int) -> tuple[Normalizer, float]:
+    """The normalization (``standard``: the column mean and std of the raw rows) and γ
+    (``scale``: from the variance of the normalized rows) of the ``n`` images, computed
+    a chunk at a time from sums (the in-memory fit's two-pass statistics, to rounding)."""
+    from illustration_tl.heads.search import assemble
+
+    def raw(idx: np.ndarray) -> np.ndarray:
+        return assemble(store, splits, cfg.resize, "orig", cfg.blocks, idx)
+
+    normalizer = Normalizer(cfg.norm)
+    if cfg.norm == "standard":
+        s = sq = 0.0
+        for idx in _image_chunks(n):
+            x = raw(idx)
+            s, sq = s + x.sum(axis=0), sq + (x * x).sum(axis=0)
+            store.release_pages()
+        mean = s / n
+        std = np.sqrt(np.maximum(sq / n - mean * mean, 0.0))
+        normalizer = Normalizer("standard", mean, np.where(std > 0, std, 1.0))
+    if not gamma_needs_rows(cfg.gamma):
+        return normalizer, resolve_gamma(cfg.gamma, None)
+    s = sq = 0.0
+    dims = 0
+    for idx in _image_chunks(n):
+        x = normalizer(raw(idx))
+        s, sq, dims = s + float(x.sum()), sq + float((x * x).sum()), x.shape[1]
+        store.release_pages()
+    count = n * dims
+    return normalizer, gamma_from_variance(cfg.gamma, dims, sq / count - (s / count) ** 2)
+
+
+def _fit_nystroem(store: features.FeatureStore, cfg: Config, splits: Sequence[str],
+                  y: np.ndarray) -> tuple[Normalizer, float, NystroemMap, Any]:
+    """A Nyström head's final fit on every training image in flat memory (issue 21):
+    statistics by streamed sums, the map's components a stratified sample of the images,
+    then the rows :data:`FIT_CHUNK_IMAGES` images at a time through the map into the
+    classifier's sums (a ridge head: :mod:`illustration_tl.heads.ridge`); a classifier
+    without them (logistic regression, linear SVM) gets the mapped rows in memory."""
+    from illustration_tl.heads.search import assemble
+
+    n = len(y)
+    normalizer, gamma = _streamed_statistics(store, cfg, splits, n)
+
+    def mapped(view: str, idx: np.ndarray) -> np.ndarray:
+        return ny.transform(normalizer(assemble(store, splits, cfg.resize, view,
+                                                cfg.blocks, idx)))
+
+    comps = stratified_sample(y, cfg.components, 0)
+    ny = NystroemMap.from_components(
+        normalizer(assemble(store, splits, cfg.resize, "orig", cfg.blocks, comps)), gamma)
+    views = ["orig"] + (["flip"] if cfg.flip_train else [])
+    y_rows = np.tile(y, len(views))
+    model = make_classifier(cfg, gamma)
+    if hasattr(model, "add"):
+        model.start(y_rows, ny.size)
+        for idx in _image_chunks(n):
+            for view in views:
+                model.add(mapped(view, idx), y[idx])
+            store.release_pages()
+        return normalizer, gamma, ny, model.solve()
+    z = np.empty((len(y_rows), ny.size))
+    for i, view in enumerate(views):
+        for idx in _image_chunks(n):
+            z[i * n + idx] = mapped(view, idx)
+    return normalizer, gamma, ny, fit_quietly(model, z, y_rows)
 
 
 def arrays_from_pipeline(pipeline: Any, x: np.ndarray, num_classes: int,

@@ -46,7 +46,7 @@ Modes (``--search``):
   probes on one fold, the best :data:`THOROUGH_FEATURE_SETS` get the whole grid
   on that fold, the best half of those all folds.
 
-Memory (issue 21): ``run`` holds a budget (``max_memory_bytes``, default a quarter of
+Memory (issue 21): ``run`` holds a budget (``max_memory_bytes``, default a fifth of
 the machine's memory) and a size rule (:mod:`illustration_tl.heads.budget`) picks the
 regime. Exact kernel SVMs as above while their matrices fit; beyond, the approximate
 list (:func:`illustration_tl.heads.grids.approximate_candidates`: linear SVMs on
@@ -73,6 +73,7 @@ from illustration_tl.evaluation.metrics import top_k_accuracy, top_k_applicable
 from illustration_tl.features import multilayer as feats
 from illustration_tl.heads import budget as budget_lib
 from illustration_tl.heads import classifiers
+from illustration_tl.heads import ridge as ridge_lib
 from illustration_tl.heads.approximate import NystroemMap
 from illustration_tl.heads.budget import FEATURE_SET_CACHE, KERNEL_CACHE, Regime
 from illustration_tl.heads.config import (
@@ -164,22 +165,44 @@ class FeatureSet:
                 self._kernels[k] = self._kernels.pop(k)
                 return self._kernels[k]
             ny = NystroemMap.fit(self.x[train], y[train], gamma, components)
-            z = ny.transform(self.x)
+            z = ny.transform(self.x, np.float32)   # half the memory; fits sum in float64
             while len(self._kernels) >= KERNEL_CACHE:
                 self._kernels.pop(next(iter(self._kernels)))
             self._kernels[k] = z
             return z
 
 
-def _assemble(store: feats.FeatureStore, splits: Sequence[str], resize: str, view: str,
-              blocks: Sequence[str], images: np.ndarray | None) -> np.ndarray:
+def rows_of(store: feats.FeatureStore, splits: Sequence[str], resize: str, view: str,
+            block: str, images: np.ndarray) -> np.ndarray:
+    """The raw rows ``images`` (indices into ``splits`` concatenated, any order) of one
+    block, gathered split by split: a memory-mapped store reads those rows only."""
+    images = np.asarray(images, np.int64)
+    parts, lo = [], 0
+    pos = np.empty(0, np.int64)
+    for s in splits:
+        a = store.block(s, resize, view, block)
+        inside = np.flatnonzero((images >= lo) & (images < lo + len(a)))
+        if len(inside):
+            parts.append(np.asarray(a[images[inside] - lo]))
+            pos = np.concatenate([pos, inside])
+        lo += len(a)
+    if len(pos) != len(images):
+        raise IndexError(f"image index out of range (the splits hold {lo} images)")
+    out = np.concatenate(parts) if parts else np.empty((0, store.block(
+        splits[0], resize, view, block).shape[1]), np.float32)
+    return out if np.array_equal(pos, np.arange(len(pos))) else out[np.argsort(pos)]
+
+
+def assemble(store: feats.FeatureStore, splits: Sequence[str], resize: str, view: str,
+             blocks: Sequence[str], images: np.ndarray | None) -> np.ndarray:
     """``store.assemble`` of the images ``images`` only (all when None): each block is
-    sliced before it is normalized, so a sample never costs the whole folder's copy."""
+    gathered (:func:`rows_of`) before it is normalized, so a sample or a chunk never
+    costs the whole folder's copy."""
     if images is None:
         return store.assemble(splits, resize, view, blocks)
     parts = []
     for b in blocks:
-        raw = np.concatenate([store.block(s, resize, view, b) for s in splits])[images]
+        raw = rows_of(store, splits, resize, view, b, images)
         parts.append(np.asarray(raw, np.float64) if b == feats.PAPER_BLOCK
                      else feats.power_l2(raw))
     return np.concatenate(parts, axis=1)
@@ -191,10 +214,10 @@ def feature_set(store: feats.FeatureStore, splits: Sequence[str], cfg: Config,
     """The rows of ``cfg``'s features, normalized by a normalizer fitted on the images
     ``fit_rows`` (a CV fold's training images; all images when None). With ``images``
     (a CV sample), only those images, in that order (``fit_rows`` index them)."""
-    orig = _assemble(store, splits, cfg.resize, "orig", cfg.blocks, images)
+    orig = assemble(store, splits, cfg.resize, "orig", cfg.blocks, images)
     n = len(orig)
     use_flip = cfg.flip_train or cfg.flip_test
-    rows = [orig] + ([_assemble(store, splits, cfg.resize, "flip", cfg.blocks, images)]
+    rows = [orig] + ([assemble(store, splits, cfg.resize, "flip", cfg.blocks, images)]
                      if use_flip else [])
     normalizer = Normalizer.fit(cfg.norm, orig if fit_rows is None else orig[fit_rows])
     return FeatureSet(normalizer(np.concatenate(rows)), n, use_flip, normalizer,
@@ -246,6 +269,17 @@ def fit_quietly(model: Any, x: np.ndarray, y: np.ndarray) -> Any:
         return model.fit(x, y)
 
 
+def _fit_rows(model: Any, z: np.ndarray, rows: np.ndarray, y: np.ndarray) -> Any:
+    """``model`` fitted on ``z[rows]``: a model that sums its rows (ridge,
+    :mod:`illustration_tl.heads.ridge`) takes them a chunk at a time, never the copy."""
+    if not hasattr(model, "add"):
+        return fit_quietly(model, z[rows], y)
+    model.start(y, z.shape[1])
+    for i in range(0, len(rows), ridge_lib.CHUNK_ROWS):
+        model.add(z[rows[i:i + ridge_lib.CHUNK_ROWS]], y[i:i + ridge_lib.CHUNK_ROWS])
+    return model.solve()
+
+
 def _on_kernel_matrix(fs: FeatureSet, cfg: Config) -> bool:
     """Whether ``cfg`` is fitted on slices of ``fs``'s kernel matrix (an exact kernel
     SVM, kernel matrices allowed); else on the feature rows."""
@@ -265,7 +299,7 @@ def _fit_fold(fs: FeatureSet, y: np.ndarray, cfg: Config, gamma: float, train: n
     family = classifiers.get(cfg.classifier).family
     if family == "nystroem":
         z = fs.nystroem(gamma, cfg.components, train, y, fold)
-        model = fit_quietly(make_classifier(cfg, gamma), z[tr_rows], y_tr)
+        model = _fit_rows(make_classifier(cfg, gamma), z, tr_rows, y_tr)
         outs = [decision_scores(model, z[r], num_classes) for r in val_rows]
     elif not _on_kernel_matrix(fs, cfg):
         model = fit_quietly(make_classifier(cfg, gamma), fs.x[tr_rows], y_tr)
@@ -362,6 +396,7 @@ def run(store: feats.FeatureStore, mode: str = "fast", *, splits: Sequence[str] 
                 cache.pop(next(iter(cache)))
             fit_rows = fold_idx[fold][0] if c.norm in FOLD_FITTED_NORMS else None
             cache[k] = feature_set(store, splits, c, fit_rows, sample, precompute)
+            store.release_pages()   # the sample's rows are copied: no file pages kept
         cache[k] = cache.pop(k)  # most recently used last
         return cache[k]
 

@@ -101,7 +101,7 @@ class FitConfig:
     num_workers: int | None = common_settings.num_workers()  # 1: decode in this process
     n_jobs: int = setting(2, "Search threads.", check=common_settings.jobs_check)
     max_memory_mb: int | None = optional(
-        "Memory budget of the search in MB (default: a quarter of this machine's memory); "
+        "Memory budget of the search in MB (default: a fifth of this machine's memory); "
         "beyond it the search switches from exact kernel SVMs to Nystroem and linear "
         "heads cross-validated on a stratified sample (heads/budget.py).", minimum=1)
     dedupe: bool = setting(False, "Put every group of near-duplicate images that spans "
@@ -353,7 +353,8 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
                "test_top5": ev.top_k_or_none(5), "num_test": ev.num_examples,
                "num_classes": len(ev.class_names), "model": model_dir,
                "reject": threshold.to_dict(), "dedupe": cfg.dedupe,
-               "timings": {k: round(v, 1) for k, v in st.timings.items()}}
+               "timings": {k: round(v, 1) for k, v in st.timings.items()},
+               "peak_rss_gb": {k: round(v / 1e9, 2) for k, v in st.peak_rss.items()}}
     _write_report(root, summary, search_dir)
     from illustration_tl.evaluation import html_report
 
@@ -460,9 +461,11 @@ def _write_report(root: str, summary: dict[str, Any], search_dir: str) -> None:
     if summary.get("reject"):
         lines.append("- reject option (`--reject`): " + reject_lib.RejectThreshold.from_dict(
             summary["reject"]).words() + "; the risk-coverage curve is in report.html")
+    peaks = summary.get("peak_rss_gb", {})
     lines += ["",
-             "| stage | seconds |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in summary["timings"].items()]
+             "| stage | seconds | peak RSS (GB) |", "|---|---|---|"]
+    lines += [f"| {k} | {v} | {peaks.get(k, 'n/a')} |"
+              for k, v in summary["timings"].items()]
     with open(os.path.join(search_dir, "leaderboard.md")) as f:
         lines += ["", f.read()]
     files.atomic_write(os.path.join(root, "report.md"), "\n".join(lines) + "\n")

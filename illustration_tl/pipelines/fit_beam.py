@@ -60,6 +60,18 @@ def recipe(cfg: fit.FitConfig, resolved: str, top: str) -> Any:
         views=tuple(multilayer.VIEWS if cfg.flip else multilayer.VIEWS[:1]))
 
 
+class _NoMemoryProbeWarning(logging.Filter):
+    """Drops Beam's per-batch "Resource module is not available" warning (RunInference
+    logs it on the root logger where an optional Beam module is missing; memory use
+    is only used for Beam's own metrics)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Resource module is not available" not in record.getMessage()
+
+
+_NO_MEMORY_PROBE_WARNING = _NoMemoryProbeWarning()
+
+
 def pipeline_options(flags: tuple[str, ...] | None, quiet: bool = False) -> Any:
     """Beam ``PipelineOptions`` from ``--beam_options`` (None: the DirectRunner), or one
     line naming the extra when Apache Beam is missing. ``quiet``: Beam's own log records
@@ -68,6 +80,7 @@ def pipeline_options(flags: tuple[str, ...] | None, quiet: bool = False) -> Any:
     if quiet:   # Beam's import warns on the root logger about Google Cloud clients
         logging.getLogger("apache_beam").setLevel(logging.ERROR)
         root.setLevel(logging.ERROR)
+        root.addFilter(_NO_MEMORY_PROBE_WARNING)   # kept for the run (same object: once)
     try:
         from apache_beam.options.pipeline_options import PipelineOptions
     except ImportError:

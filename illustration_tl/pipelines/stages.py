@@ -34,7 +34,7 @@ import time
 import uuid
 from typing import Any, Callable
 
-from illustration_tl.core import files, outputs
+from illustration_tl.core import files, memory, outputs
 
 STAGE_FILE = "stage.json"
 LOCK_FILE = ".illustration_tl.lock"
@@ -144,6 +144,7 @@ class Stages:
         self.keys: dict[str, str] = {}
         self.contents: dict[str, str] = {}
         self.timings: dict[str, float] = {}
+        self.peak_rss: dict[str, int] = {}   # bytes, each stage's own peak (core.memory)
         self.skipped: list[str] = []
         self.on_done: list[Callable[[str, float], None]] = []
         os.makedirs(root, exist_ok=True)
@@ -212,6 +213,7 @@ class Stages:
             return out
         self.log(f"[{name}] running")
         start = time.perf_counter()
+        memory.reset_peak()
         if resumable:
             work = self.work_dir(name, key)
             stage_fn, fn = fn, (lambda folder: stage_fn(folder, work))
@@ -220,8 +222,12 @@ class Stages:
         else:
             self._run_in_place(name, fn, out)
         self.timings[name] = time.perf_counter() - start
+        peak = memory.peak_bytes()
+        if peak is not None:
+            self.peak_rss[name] = peak
         doc = {"key": key, "params": params, "upstream": list(upstream),
                "content": self.contents[name], "seconds": round(self.timings[name], 2),
+               "peak_rss_bytes": peak,
                "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
         if self.swap:
             self._swap_in(name, doc)
