@@ -208,3 +208,29 @@ def test_fit_killed_during_extraction_resumes_from_its_finished_shards(tmp_path)
         for k in s.arrays[split]:
             np.testing.assert_allclose(s.arrays[split][k], f.arrays[split][k],
                                        rtol=1e-5, atol=1e-6)
+
+
+def test_rows_of_a_memory_mapped_store_equal_the_concatenation_then_release(tmp_path):
+    """``rows`` gathers any images of several splits (any order) as indexing their
+    concatenation would; ``release_pages`` leaves the arrays readable."""
+    rng = np.random.default_rng(3)
+    k = store.key("squash", "orig", "b:avg")
+    arrays = {"train": {k: rng.random((7, 3)).astype(np.float32)},
+              "validation": {k: rng.random((4, 3)).astype(np.float32)}}
+    labels = {"train": np.arange(7) % 2, "validation": np.arange(4) % 2}
+    names = {s: [f"{s}{i}" for i in range(len(labels[s]))] for s in labels}
+    store.FeatureStore(arrays, labels, names, ["x", "y"], ["b:avg"], ["squash"], ["orig"],
+                       {}).save(str(tmp_path / "s"))
+    s = store.FeatureStore.load(str(tmp_path / "s"))
+    both = np.concatenate([arrays["train"][k], arrays["validation"][k]])
+    for images in ([0, 1, 2], [9, 2, 10, 0, 7], [8, 3]):
+        got = s.rows(["train", "validation"], "squash", "orig", "b:avg", np.array(images))
+        np.testing.assert_array_equal(got, both[images])
+    np.testing.assert_allclose(
+        s.assemble(["train", "validation"], "squash", "orig", ["b:avg"], np.array([10, 1])),
+        s.assemble(["train", "validation"], "squash", "orig", ["b:avg"])[[10, 1]])
+    s.release_pages()
+    np.testing.assert_array_equal(s.block("validation", "squash", "orig", "b:avg"),
+                                  arrays["validation"][k])
+    with pytest.raises(IndexError):
+        s.rows(["train", "validation"], "squash", "orig", "b:avg", np.array([11]))

@@ -102,13 +102,34 @@ class FeatureStore:
                     except (OSError, ValueError):   # closed, or not supported here
                         pass
 
+    def rows(self, splits: Sequence[str], mode: str, view: str, block: str,
+             images: np.ndarray) -> np.ndarray:
+        """The raw rows ``images`` (indices into ``splits`` concatenated, any order) of
+        one block, gathered split by split: a memory-mapped store reads those rows
+        only (a CV sample, or a chunk of a streamed fit)."""
+        images = np.asarray(images, np.int64)
+        parts, pos, lo = [], [], 0
+        for s in splits:
+            a = self.block(s, mode, view, block)
+            inside = np.flatnonzero((images >= lo) & (images < lo + len(a)))
+            parts.append(np.asarray(a[images[inside] - lo]))
+            pos.append(inside)
+            lo += len(a)
+        where = np.concatenate(pos)
+        if len(where) != len(images):
+            raise IndexError(f"image index out of range (the splits hold {lo} images)")
+        out = np.concatenate(parts)
+        return out if np.array_equal(where, np.arange(len(where))) else out[np.argsort(where)]
+
     def assemble(self, splits: Sequence[str], mode: str, view: str,
-                 blocks: Sequence[str]) -> np.ndarray:
-        """Rows of ``splits`` (concatenated): each block power-l2-normalized, then joined;
-        the ``paper`` block is kept raw, as the paper's SVM sees it."""
+                 blocks: Sequence[str], images: np.ndarray | None = None) -> np.ndarray:
+        """Rows of ``splits`` (concatenated; only the images ``images`` when given, in
+        that order): each block power-l2-normalized, then joined; the ``paper`` block is
+        kept raw, as the paper's SVM sees it."""
         parts = []
         for b in blocks:
-            raw = np.concatenate([self.block(s, mode, view, b) for s in splits])
+            raw = (np.concatenate([self.block(s, mode, view, b) for s in splits])
+                   if images is None else self.rows(splits, mode, view, b, images))
             parts.append(np.asarray(raw, np.float64) if b == PAPER_BLOCK else power_l2(raw))
         return np.concatenate(parts, axis=1)
 

@@ -4,4 +4,4 @@ and SVMs as TensorFlow operations.
 """
 
 __all__ = ["approximate", "budget", "calibration", "classifiers", "config", "grids", "head",
-           "search", "svm", "svm_cv", "svm_graph", "svm_params"]
+           "ridge", "search", "svm", "svm_cv", "svm_graph", "svm_params"]

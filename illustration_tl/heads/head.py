@@ -247,10 +247,8 @@ def _streamed_statistics(store: features.FeatureStore, cfg: Config, splits: Sequ
     """The normalization (``standard``: the column mean and std of the raw rows) and γ
     (``scale``: from the variance of the normalized rows) of the ``n`` images, computed
     a chunk at a time from sums (the in-memory fit's two-pass statistics, to rounding)."""
-    from illustration_tl.heads.search import assemble
-
     def raw(idx: np.ndarray) -> np.ndarray:
-        return assemble(store, splits, cfg.resize, "orig", cfg.blocks, idx)
+        return store.assemble(splits, cfg.resize, "orig", cfg.blocks, idx)
 
     normalizer = Normalizer(cfg.norm)
     if cfg.norm == "standard":
@@ -281,18 +279,16 @@ def _fit_nystroem(store: features.FeatureStore, cfg: Config, splits: Sequence[st
     then the rows :data:`FIT_CHUNK_IMAGES` images at a time through the map into the
     classifier's sums (a ridge head: :mod:`illustration_tl.heads.ridge`); a classifier
     without them (logistic regression, linear SVM) gets the mapped rows in memory."""
-    from illustration_tl.heads.search import assemble
-
     n = len(y)
     normalizer, gamma = _streamed_statistics(store, cfg, splits, n)
 
     def mapped(view: str, idx: np.ndarray) -> np.ndarray:
-        return ny.transform(normalizer(assemble(store, splits, cfg.resize, view,
-                                                cfg.blocks, idx)))
+        return ny.transform(normalizer(store.assemble(splits, cfg.resize, view,
+                                                      cfg.blocks, idx)))
 
     comps = stratified_sample(y, cfg.components, 0)
     ny = NystroemMap.from_components(
-        normalizer(assemble(store, splits, cfg.resize, "orig", cfg.blocks, comps)), gamma)
+        normalizer(store.assemble(splits, cfg.resize, "orig", cfg.blocks, comps)), gamma)
     views = ["orig"] + (["flip"] if cfg.flip_train else [])
     y_rows = np.tile(y, len(views))
     model = make_classifier(cfg, gamma)

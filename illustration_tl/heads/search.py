@@ -172,52 +172,16 @@ class FeatureSet:
             return z
 
 
-def rows_of(store: feats.FeatureStore, splits: Sequence[str], resize: str, view: str,
-            block: str, images: np.ndarray) -> np.ndarray:
-    """The raw rows ``images`` (indices into ``splits`` concatenated, any order) of one
-    block, gathered split by split: a memory-mapped store reads those rows only."""
-    images = np.asarray(images, np.int64)
-    parts, lo = [], 0
-    pos = np.empty(0, np.int64)
-    for s in splits:
-        a = store.block(s, resize, view, block)
-        inside = np.flatnonzero((images >= lo) & (images < lo + len(a)))
-        if len(inside):
-            parts.append(np.asarray(a[images[inside] - lo]))
-            pos = np.concatenate([pos, inside])
-        lo += len(a)
-    if len(pos) != len(images):
-        raise IndexError(f"image index out of range (the splits hold {lo} images)")
-    out = np.concatenate(parts) if parts else np.empty((0, store.block(
-        splits[0], resize, view, block).shape[1]), np.float32)
-    return out if np.array_equal(pos, np.arange(len(pos))) else out[np.argsort(pos)]
-
-
-def assemble(store: feats.FeatureStore, splits: Sequence[str], resize: str, view: str,
-             blocks: Sequence[str], images: np.ndarray | None) -> np.ndarray:
-    """``store.assemble`` of the images ``images`` only (all when None): each block is
-    gathered (:func:`rows_of`) before it is normalized, so a sample or a chunk never
-    costs the whole folder's copy."""
-    if images is None:
-        return store.assemble(splits, resize, view, blocks)
-    parts = []
-    for b in blocks:
-        raw = rows_of(store, splits, resize, view, b, images)
-        parts.append(np.asarray(raw, np.float64) if b == feats.PAPER_BLOCK
-                     else feats.power_l2(raw))
-    return np.concatenate(parts, axis=1)
-
-
 def feature_set(store: feats.FeatureStore, splits: Sequence[str], cfg: Config,
                 fit_rows: np.ndarray | None = None, images: np.ndarray | None = None,
                 precompute: bool = True) -> FeatureSet:
     """The rows of ``cfg``'s features, normalized by a normalizer fitted on the images
     ``fit_rows`` (a CV fold's training images; all images when None). With ``images``
     (a CV sample), only those images, in that order (``fit_rows`` index them)."""
-    orig = assemble(store, splits, cfg.resize, "orig", cfg.blocks, images)
+    orig = store.assemble(splits, cfg.resize, "orig", cfg.blocks, images)
     n = len(orig)
     use_flip = cfg.flip_train or cfg.flip_test
-    rows = [orig] + ([assemble(store, splits, cfg.resize, "flip", cfg.blocks, images)]
+    rows = [orig] + ([store.assemble(splits, cfg.resize, "flip", cfg.blocks, images)]
                      if use_flip else [])
     normalizer = Normalizer.fit(cfg.norm, orig if fit_rows is None else orig[fit_rows])
     return FeatureSet(normalizer(np.concatenate(rows)), n, use_flip, normalizer,
