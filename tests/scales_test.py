@@ -106,10 +106,14 @@ def test_two_scale_export_serves_the_average_and_load_reads_it(run, tmp_path):
     final = tmp_path / "final"
     shutil.copytree(out / "final", final, ignore=shutil.ignore_patterns("scale_*"))
     h = head.Head.load(str(final))
-    oof = np.load(out / "scales" / "oof_48.npy")
-    h48 = head.fit(big, h.config, SPLITS, oof)
-    (final / "scale_48").mkdir()
-    h48.save(str(final / "scale_48"))
+    decided = tmp_path / "scales"   # the run's decision, the average kept
+    shutil.copytree(out / "scales", decided)
+    doc = json.loads((decided / "scales.json").read_text())
+    (decided / "scales.json").write_text(json.dumps({**doc, "kept": [32, 48]}))
+    fit_scales.fit_heads({48: big}, h.config, str(decided), SPLITS, str(final))
+    h48 = head.Head.load(str(final / "scale_48"))
+    assert h48.config == h.config and h48.temperature == head.fit(
+        big, h.config, SPLITS, np.load(out / "scales" / "oof_48.npy")).temperature
     model = tmp_path / "model"
     meta = fit_export.export(str(final), str(out / "features"), str(model),
                              scales={48: str(out / "features_48")})
