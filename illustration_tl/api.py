@@ -124,11 +124,11 @@ class Classifier:
 
     def pixels(self, inputs: Sequence[Any], max_side: int | None = None) -> Any:
         """Images decoded as the dataset builder decodes them, resized as in training
-        (raises on the first input that cannot be decoded)."""
-        import tensorflow as tf
-
+        (raises on the first input that cannot be decoded): one batch, or for a model of
+        several input sizes (``fit --scales``) a tuple of one batch per size."""
         side = max_side or self._predictor.max_side
-        return tf.stack([self._predictor.prepare_any(x, side) for x in _as_list(inputs)])
+        return self._predictor.stack([self._predictor.prepare_any(x, side)
+                                       for x in _as_list(inputs)])
 
     def reject_threshold(self) -> float:
         """The top probability below which ``predict(..., reject=True)`` answers
@@ -166,7 +166,6 @@ class Classifier:
         :mod:`illustration_tl.evaluation.reject`); a model without a threshold raises
         :class:`UserError` before anything is classified.
         """
-        import tensorflow as tf
 
         if errors not in ERRORS:
             raise UserError(f"errors={errors!r}: choose 'skip' or 'raise'")
@@ -185,7 +184,8 @@ class Classifier:
 
         def flush() -> None:
             if batch:
-                out = self._predictor.classify_pixels(tf.stack([px for _, px in batch]))
+                out = self._predictor.classify_pixels(
+                    self._predictor.stack([px for _, px in batch]))
                 scores = out.get("probabilities", out["all_scores"])
                 probs[[i for i, _ in batch]] = np.asarray(scores, np.float64)
                 batch.clear()

@@ -109,6 +109,18 @@ def _kind(cls: type, name: str) -> tuple[type, bool]:
     return hint, optional
 
 
+def _whole_numbers(cls: type, name: str, value: tuple) -> tuple:
+    """A ``tuple[int, ...]`` field's flag items (text) as ints, when they all are
+    whole numbers; else as given, for the field's ``check`` to name the fix."""
+    hint = typing.get_type_hints(cls, vars(sys.modules[cls.__module__]))[name]
+    if typing.get_args(hint)[:1] != (int,):
+        return value
+    try:
+        return tuple(int(v) for v in value)
+    except ValueError:
+        return value
+
+
 def define(cls: type, *, only: Iterable[str] | None = None, exclude: Iterable[str] = (),
            defaults: dict[str, Any] | None = None,
            flag_values: flags.FlagValues = flags.FLAGS) -> dict[str, flags.FlagHolder]:
@@ -177,6 +189,8 @@ def values(holders: dict[str, flags.FlagHolder], cls: type | None = None) -> dic
         value = holder.value
         if isinstance(value, list):
             value = tuple(value)
+            if cls is not None:
+                value = _whole_numbers(cls, name, value)
         if cls is not None and isinstance(value, str) and value.lower() in NONE_WORDS:
             if _kind(cls, name)[1] and name not in literal:
                 value = None

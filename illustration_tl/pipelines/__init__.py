@@ -3,4 +3,5 @@
 """
 
 __all__ = ["class_ranking", "class_selection", "fit", "fit_beam", "fit_export", "fit_plan",
-           "reproduce", "reproduce_config", "reproduce_stages", "reproduce_summary", "stages"]
+           "fit_scales", "reproduce", "reproduce_config", "reproduce_stages",
+           "reproduce_summary", "stages"]

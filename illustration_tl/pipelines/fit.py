@@ -21,6 +21,7 @@ a rerun skips what is up to date and redoes what a changed input affects):
    (:mod:`illustration_tl.evaluation.reject`); its own stage, so a changed
    ``--reject_precision`` redoes only it, the model and the report;
 6. ``evaluate``: the test split, scored once (``eval.json``, ``scores.npz``);
+   ``--scales`` adds ``features_<size>`` stages and ``scales`` (:mod:`.fit_scales`);
 7. ``model``: one SavedModel, image bytes in, calibrated probabilities out; the reject
    threshold in its metadata;
 8. ``report``: ``OUT/report.md`` (test top-1/top-5, the chosen configuration, the
@@ -53,7 +54,7 @@ from illustration_tl.errors import UserError
 from illustration_tl.evaluation import dedupe as dedupe_lib
 from illustration_tl.evaluation import reject as reject_lib
 from illustration_tl.heads import search as search_lib
-from illustration_tl.pipelines import fit_export, fit_plan, stages
+from illustration_tl.pipelines import fit_export, fit_plan, fit_scales, stages
 
 MARKER = "fit.json"
 OUTPUT_MARKER = "fit"  # the output manifest's ``written_by`` (core/outputs.py)
@@ -78,6 +79,7 @@ class FitConfig:
                             literal=True)
     weights: str | None = common_settings.weights()
     image_size: int | None = common_settings.image_size()
+    scales: tuple[int, ...] = setting((), fit_scales.HELP, check=fit_scales.check)
     layers: tuple[str, ...] = setting((), "Transfer layers (default: the backbone's table in "
                                       "backbones.py).")
     resize_modes: tuple[str, ...] = setting(common_settings.RESIZE_MODES, "Resize modes to "
@@ -268,22 +270,26 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
     splits = list(TRAIN_SPLITS) + [TEST_SPLIT]
     feat_params, resolved, top = feature_params(cfg)
 
-    def do_features(out: str, work: str) -> None:
+    def do_features(out: str, work: str, size: int | None = cfg.image_size) -> None:
         recipe = {"backbone": cfg.backbone, "weights": (
             cfg.weights if cfg.weights in (None, "imagenet", "none") else
-            os.path.abspath(cfg.weights)), "image_size": cfg.image_size,
+            os.path.abspath(cfg.weights)), "image_size": size,
             "layers": list(cfg.layers), "seed": cfg.seed, "include_top": top,
             "precision": resolved}
         if cfg.hub_config:
             recipe["hub_config"] = cfg.hub_config
         features.extract(dataset, data_dir, splits, backbone=cfg.backbone,
-                         weights=cfg.weights, out=out, work=work, image_size=cfg.image_size,
+                         weights=cfg.weights, out=out, work=work, image_size=size,
                          layers=cfg.layers or None, resize_modes=cfg.resize_modes,
                          flip=cfg.flip, batch_size=cfg.batch_size, shard_size=cfg.shard_size,
                          seed=cfg.seed, log=log, hub_config=cfg.hub_config or None,
                          include_top=top, recipe=recipe, precision=resolved)
 
     feat_dir = st.run("features", feat_params, do_features, ["dataset"], resumable=True)
+    size = fit_scales.main_size(cfg.backbone, cfg.image_size)
+    extra = fit_scales.extra_sizes(cfg.scales, size)
+    scale_dirs = fit_scales.run_features(st, extra, feat_params, do_features)
+    scale_stages = list(map(fit_scales.stage_name, extra))
     rows = ["features"]
     if cfg.dedupe:
         dedupe_dir = st.run("dedupe", {}, lambda out: write_dedupe(
@@ -291,20 +297,23 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
         rows.append("dedupe")
     store_cache: dict[str, Any] = {}
 
-    def store() -> features.FeatureStore:
-        if "s" not in store_cache:
-            s = features.FeatureStore.load(feat_dir)
-            store_cache["s"] = dedupe_lib.apply(s, dedupe_dir) if cfg.dedupe else s
-        return store_cache["s"]
+    def store(folder: str = feat_dir) -> features.FeatureStore:
+        if folder not in store_cache:
+            s = features.FeatureStore.load(folder)
+            store_cache[folder] = dedupe_lib.apply(s, dedupe_dir) if cfg.dedupe else s
+        return store_cache[folder]
+
+    def scale_stores() -> dict[int, features.FeatureStore]:
+        return {s: store(d) for s, d in scale_dirs.items()}
+
+    search_args = {"folds": cfg.folds, "seed": cfg.seed, "n_jobs": cfg.n_jobs,
+                   "max_memory_bytes": cfg.max_memory_mb * 2**20 if cfg.max_memory_mb else None}
 
     def do_search(out: str) -> None:
         import time
 
         t0 = time.perf_counter()
-        results = search.run(store(), cfg.search, splits=TRAIN_SPLITS, folds=cfg.folds,
-                             seed=cfg.seed, n_jobs=cfg.n_jobs, log=log,
-                             max_memory_bytes=(cfg.max_memory_mb * 2**20
-                                               if cfg.max_memory_mb else None))
+        results = search.run(store(), cfg.search, splits=TRAIN_SPLITS, log=log, **search_args)
         seconds = time.perf_counter() - t0
         best = results[0]
         doc = {"mode": cfg.search, "seconds": round(seconds, 2), "folds": cfg.folds,
@@ -319,30 +328,38 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
     search_dir = st.run("search", {"mode": cfg.search, "folds": cfg.folds, "seed": cfg.seed,
                                    "max_memory_mb": cfg.max_memory_mb},
                         do_search, rows)
+    chosen = search.Config.from_dict(_read_board(search_dir)["chosen"]["config"])
+    oof = np.load(os.path.join(search_dir, "oof_scores.npy"), allow_pickle=False)
+    scales_dir = st.run("scales", {}, lambda out: fit_scales.write_decision(
+        store(), scale_stores(), oof, chosen, size, TRAIN_SPLITS, out, log, **search_args),
+        rows + ["search"] + scale_stages) if extra else None
+    decided = ["scales"] if extra else []
 
     def do_final(out: str) -> None:
         from illustration_tl.heads import head
 
-        board = _read_board(search_dir)
-        chosen = search.Config.from_dict(board["chosen"]["config"])
-        oof = np.load(os.path.join(search_dir, "oof_scores.npy"), allow_pickle=False)
         head.fit(store(), chosen, TRAIN_SPLITS, oof).save(out)
+        if extra:
+            fit_scales.fit_heads(scale_stores(), chosen, scales_dir, TRAIN_SPLITS, out)
 
-    final_dir = st.run("final", {}, do_final, rows + ["search"])
+    final_dir = st.run("final", {}, do_final, rows + ["search"] + decided)
     reject_dir = st.run("reject", {"precision": cfg.reject_precision}, lambda out: (
-        write_reject(store(), search_dir, final_dir, out, cfg.reject_precision, log)),
-        ["search", "final"])
+        write_reject(store(), search_dir, final_dir, out, cfg.reject_precision, log,
+                     scales_dir)), ["search", "final"] + decided)
 
     def do_evaluate(out: str) -> None:
         ev = _evaluate(store(), final_dir, cfg)
+        if extra:
+            ev.scores, ev.extra["scales"] = fit_scales.average_test(
+                ev.scores, store(), size, scale_stores(), final_dir, TEST_SPLIT)
         ev.save(out)
 
-    eval_dir = st.run("evaluate", {}, do_evaluate, rows + ["final"])
+    eval_dir = st.run("evaluate", {}, do_evaluate, rows + ["final"] + scale_stages)
     model_dir = os.path.join(root, "model")
     threshold = read_reject(reject_dir)
     st.run("model", {"top_k": cfg.top_k}, lambda out: fit_export.export(
-        final_dir, feat_dir, out, top_k=cfg.top_k, reject=threshold),
-        ["features", "final", "reject"])
+        final_dir, feat_dir, out, top_k=cfg.top_k, reject=threshold, scales=scale_dirs),
+        ["features", "final", "reject"] + scale_stages)
     eta.finish()
     from illustration_tl.evaluation.metrics import EvalResult
 
@@ -355,6 +372,9 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
                "reject": threshold.to_dict(), "dedupe": cfg.dedupe,
                "timings": {k: round(v, 1) for k, v in st.timings.items()},
                "peak_rss_gb": {k: round(v / 1e9, 2) for k, v in st.peak_rss.items()}}
+    if extra:
+        summary["scales"] = {**fit_scales.read_decision(scales_dir),
+                             "test_top1_main": ev.extra["scales"]["main_scale_top1"]}
     _write_report(root, summary, search_dir)
     from illustration_tl.evaluation import html_report
 
@@ -380,27 +400,28 @@ def _read_board(search_dir: str) -> dict[str, Any]:
         return json.load(f)
 
 
-def reject_threshold(store: Any, search_dir: str, final_dir: str, target_precision: float
-                     ) -> reject_lib.RejectThreshold:
+def reject_threshold(store: Any, search_dir: str, final_dir: str, target_precision: float,
+                     scales_dir: str | None = None) -> reject_lib.RejectThreshold:
     """The reject threshold of a run (:func:`reject.choose_threshold`): the chosen
     configuration's out-of-fold scores (``search/oof_scores.npy``, one row per image of
     the training splits of ``store``, in their order) through the final head's calibrated
-    softmax (its temperature), against those images' labels."""
+    softmax (its temperature), or the kept scales' average (``scales_dir``)."""
     from illustration_tl.evaluation import label_issues
     from illustration_tl.heads import head as head_lib
 
     temperature = head_lib.Head.load(final_dir).temperature
     oof = np.load(os.path.join(search_dir, "oof_scores.npy"), allow_pickle=False)
     labels = np.concatenate([store.labels[s] for s in TRAIN_SPLITS if s in store.labels])
-    probs = label_issues.softmax(oof, temperature)
+    probs = label_issues.softmax(oof, temperature) if scales_dir is None else np.load(
+        os.path.join(scales_dir, fit_scales.OOF_PROBABILITIES), allow_pickle=False)
     return reject_lib.choose_threshold(probs, labels, target_precision)
 
 
 def write_reject(store: Any, search_dir: str, final_dir: str, out: str,
-                 target_precision: float, log: Callable[[str], None] = _log
-                 ) -> reject_lib.RejectThreshold:
+                 target_precision: float, log: Callable[[str], None] = _log,
+                 scales_dir: str | None = None) -> reject_lib.RejectThreshold:
     """The ``reject`` stage: :func:`reject_threshold` into ``out/reject.json``."""
-    chosen = reject_threshold(store, search_dir, final_dir, target_precision)
+    chosen = reject_threshold(store, search_dir, final_dir, target_precision, scales_dir)
     files.atomic_write_json(os.path.join(out, reject_lib.REJECT_FILE), chosen.to_dict())
     log(f"reject: {chosen.words()}")
     return chosen
@@ -436,11 +457,7 @@ def _evaluate(store: Any, final_dir: str, cfg: FitConfig) -> Any:
     from illustration_tl.heads import head as head_lib
 
     h = head_lib.Head.load(final_dir)
-    c = h.config
-    orig = head_lib.store_blocks(store, [TEST_SPLIT], c.resize, "orig", c.blocks)
-    flip = (head_lib.store_blocks(store, [TEST_SPLIT], c.resize, "flip", c.blocks)
-            if c.flip_test else None)
-    probs = h.probabilities(orig, flip)
+    c, probs = h.config, fit_scales.head_probabilities(store, h, TEST_SPLIT)
     return EvalResult(f"{store.meta.get('backbone')} fit ({cfg.search})", h.class_names,
                       store.labels[TEST_SPLIT], probs, store.file_names[TEST_SPLIT],
                       {"stage": "fit", "config": c.as_dict(), "label": c.label(),
@@ -458,6 +475,7 @@ def _write_report(root: str, summary: dict[str, Any], search_dir: str) -> None:
              f"{100 * summary['chosen']['cv_top1']:.2f}%)",
              f"- search `{summary['search']}`: {summary['search_seconds']} s",
              f"- model: {summary['model']}"]
+    lines += fit_scales.report_lines(summary)
     if summary.get("reject"):
         lines.append("- reject option (`--reject`): " + reject_lib.RejectThreshold.from_dict(
             summary["reject"]).words() + "; the risk-coverage curve is in report.html")
@@ -479,4 +497,4 @@ def summary_lines(summary: dict[str, Any]) -> Sequence[str]:
             f"{100 * summary['chosen']['cv_top1']:.2f}%)",
             f"test ({summary['num_test']} images): top-1 {100 * summary['test_top1']:.2f}%"
             + (f", top-5 {100 * t5:.2f}%" if t5 is not None else ""),
-            f"model: {summary['model']}"]
+            *fit_scales.report_lines(summary, bullet=""), f"model: {summary['model']}"]

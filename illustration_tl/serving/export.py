@@ -123,6 +123,18 @@ def _write_twin(keras_file: str, out: str) -> None:
     archive.write_out(out, verbose=False)
 
 
+@dataclasses.dataclass
+class Scale:
+    """One more input size of a classifier (``fit --scales``): its network (taking
+    preprocessed images of ``image_size``, giving the feature blocks ``blocks``) and its
+    head, whose probabilities are averaged with the main size's."""
+
+    image_size: int
+    model: Any
+    blocks: Sequence[str]
+    head: Any
+
+
 def decode_image_bytes(data: Any, background: Sequence[int] = (255, 255, 255)) -> Any:
     """One encoded image (scalar string) -> float32 RGB [H, W, 3] in [0, 255].
 
@@ -170,7 +182,8 @@ def write_classifier(path: str, *, model: Any, backbone: str, image_size: int,
                      class_names: Sequence[str] | None = None,
                      wnids: Sequence[str] | None = None, head: Any = None,
                      blocks: Sequence[str] = (PAPER_BLOCK,), resize_mode: str = "squash",
-                     top_k: int = 5, metadata: dict | None = None) -> dict:
+                     top_k: int = 5, metadata: dict | None = None,
+                     scales: Sequence[Scale] = ()) -> dict:
     """The one graph builder of every classifier this project serves (the paper's
     CNN + SVM, §7.2, and ``fit``'s model): extractor, head, top-k, written by
     :func:`write_archive` at ``path``; returns the metadata.
@@ -184,7 +197,10 @@ def write_classifier(path: str, *, model: Any, backbone: str, image_size: int,
     probabilities itself (a CNN's softmax). Classes are ranked by the calibrated
     scores in float64 (:meth:`~illustration_tl.heads.head.Head.tf_logits`), as the
     numpy head ranks them. ``class_names`` default to the head's; ``metadata`` is
-    added to (and overrides) the common keys.
+    added to (and overrides) the common keys. ``scales``: more input sizes, each with its
+    network and head; the image is decoded once, resized to each size, and the heads'
+    probabilities are averaged (ranked as averaged); ``classify_images`` then also takes
+    ``images_<size>``, the pixels at each of them.
     """
     import tensorflow as tf
 
@@ -196,6 +212,8 @@ def write_classifier(path: str, *, model: Any, backbone: str, image_size: int,
         raise UserError(f"a classifier needs at least 2 classes, got {len(names_list)}")
     if head is not None:
         _check_head(head, model, names_list, blocks)
+    for scale in scales:
+        _check_head(scale.head, scale.model, names_list, scale.blocks)
     k = max(1, min(top_k, len(names_list)))
     svm = getattr(head, "svm", None)
     meta = {
@@ -211,24 +229,22 @@ def write_classifier(path: str, *, model: Any, backbone: str, image_size: int,
                     temperature=head.temperature)
     meta.update(metadata or {})
     names = tf.constant(names_list)
-    module = head.tf_variables() if head is not None else None
-    wanted = ([blocks.index(b) for b in head.config.blocks] if head is not None else [])
     network = tf_model(model)
+    heads = [(network, blocks, head, head.tf_variables() if head is not None else None)] + [
+        (tf_model(s.model), s.blocks, s.head, s.head.tf_variables()) for s in scales]
 
-    def block_outputs(x: Any) -> dict[str, Any]:
-        outs = network(x)
-        outs = [outs] if len(blocks) == 1 and not isinstance(outs, (list, tuple)) else outs
-        return {blocks[i]: outs[i] for i in wanted}
-
-    def classify(images: Any) -> dict:
-        x = bb.preprocess_input(tf.identity(images))
+    def classify(images: Any, *more: Any) -> dict:
         if head is None:
-            logits = probs = tf.cast(network(x), tf.float64)
+            logits = probs = tf.cast(network(bb.preprocess_input(tf.identity(images))),
+                                     tf.float64)
         else:
-            flip = (block_outputs(tf.image.flip_left_right(x)) if head.config.flip_test
-                    else None)
-            logits = head.tf_logits(block_outputs(x), flip, module)
-            probs = tf.nn.softmax(logits, axis=1)
+            logits = [_head_logits(bb.preprocess_input(tf.identity(x)), *h)
+                      for x, h in zip((images, *more), heads)]
+            probs = tf.nn.softmax(logits[0], axis=1)
+            for extra in logits[1:]:
+                probs = probs + tf.nn.softmax(extra, axis=1)
+            # one size: its calibrated scores rank (no softmax ties); else the average
+            logits, probs = (logits[0], probs) if not scales else (probs, probs / len(heads))
         top = tf.math.top_k(logits, k=k)
         out = {"class_names": tf.gather(names, top.indices), "class_indices": top.indices,
                "scores": tf.cast(tf.gather(probs, top.indices, batch_dims=1), tf.float32),
@@ -238,8 +254,23 @@ def write_classifier(path: str, *, model: Any, backbone: str, image_size: int,
         return out
 
     write_archive(path, classify=classify, image_size=image_size, resize_mode=resize_mode,
-                  metadata=meta)
+                  metadata=meta, more_sizes=[s.image_size for s in scales])
     return meta
+
+
+def _head_logits(x: Any, network: Callable[[Any], Any], blocks: Sequence[str], head: Any,
+                 module: Any) -> Any:
+    """``head``'s calibrated scores of preprocessed images ``x`` through ``network`` (and
+    of their mirrors, when its configuration averages with them)."""
+    import tensorflow as tf
+
+    def block_outputs(images: Any) -> dict[str, Any]:
+        outs = network(images)
+        outs = [outs] if len(blocks) == 1 and not isinstance(outs, (list, tuple)) else outs
+        return {b: outs[blocks.index(b)] for b in head.config.blocks}
+
+    flip = block_outputs(tf.image.flip_left_right(x)) if head.config.flip_test else None
+    return head.tf_logits(block_outputs(x), flip, module)
 
 
 def _check_head(head: Any, model: Any, class_names: Sequence[str],
@@ -263,14 +294,16 @@ def _check_head(head: Any, model: Any, class_names: Sequence[str],
                         "--backbone, --image_size and --seed that `embed` used")
 
 
-def write_archive(path: str, *, classify: Callable[[Any], dict], image_size: int,
-                  resize_mode: str, metadata: dict) -> None:
+def write_archive(path: str, *, classify: Callable[..., dict], image_size: int,
+                  resize_mode: str, metadata: dict, more_sizes: Sequence[int] = ()) -> None:
     """Writes the SavedModel every served model of this project has.
 
     Endpoints: ``classify_images`` (``classify`` on float RGB pixels at
     ``image_size``), ``serving_default`` (encoded image bytes: decoded, composited
     on white, resized with ``resize_mode`` as in training, then ``classify``) and
     ``metadata`` (``metadata`` as JSON, also written beside as :data:`METADATA_FILE`).
+    ``more_sizes``: ``classify`` also takes the pixels at each of these sizes
+    (``images_<size>`` in ``classify_images``; each image decoded once for all).
     The models whose variables ``classify`` uses are not passed to
     ``ExportArchive.track``: Keras finds every variable the endpoints use by itself
     (its ``_all_variables``), and tracking a Keras model as well stores each variable
@@ -286,19 +319,22 @@ def write_archive(path: str, *, classify: Callable[[Any], dict], image_size: int
 
     from illustration_tl.datasets import input_pipeline
 
+    sizes = [image_size, *more_sizes]
+
     def serve_bytes(image_bytes: Any) -> dict:
-        def one(data: Any) -> Any:
-            image = decode_image_bytes(data)
-            return input_pipeline.resize(image[None], image_size, resize_mode)[0]
-        images = tf.map_fn(one, image_bytes, fn_output_signature=tf.TensorSpec(
-            [image_size, image_size, 3], tf.float32))
-        return classify(images)
+        def one(data: Any) -> tuple:
+            image = decode_image_bytes(data)[None]
+            return tuple(input_pipeline.resize(image, s, resize_mode)[0] for s in sizes)
+        images = tf.map_fn(one, image_bytes, fn_output_signature=tuple(
+            tf.TensorSpec([s, s, 3], tf.float32) for s in sizes))
+        return classify(*images)
 
     meta_json = json.dumps(metadata, sort_keys=True)
+    pixels = [tf.TensorSpec([None, s, s, 3], tf.float32, name="images" if i == 0 else
+                            f"images_{s}") for i, s in enumerate(sizes)]
     endpoints = [
         ("serving_default", serve_bytes, [tf.TensorSpec([None], tf.string, name="image_bytes")]),
-        ("classify_images", classify,
-         [tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="images")]),
+        ("classify_images", classify, pixels),
         ("metadata", lambda: {"metadata": tf.constant(meta_json)}, []),
     ]
     archive = keras.export.ExportArchive()
@@ -351,6 +387,10 @@ def _metadata_problem(meta: Any) -> str | None:
     size = meta.get("image_size")
     if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 4096:
         return "`image_size` is not a whole number of pixels from 1 to 4096"
+    sizes = meta.get("scales", [size])
+    if not isinstance(sizes, list) or not sizes or sizes[0] != size or not all(
+            isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= 4096 for s in sizes):
+        return "`scales` is not a list of pixel sizes starting with `image_size`"
     if meta.get("resize_mode", "squash") not in common_settings.RESIZE_MODES:
         return f"unknown `resize_mode` {str(meta.get('resize_mode'))[:40]!r}"
     side = meta.get("max_side")

@@ -316,7 +316,6 @@ def evaluate(*, model: str, output: str, images: str | None = None,
              overwrite: bool = False, reject: bool = False) -> dict[str, Any]:
     """Scores the export ``model`` on ``images`` (folder) or ``manifest`` (CSV); writes
     ``output`` and returns the summary (see module doc; ``reject``: ``--reject``)."""
-    import tensorflow as tf
 
     from illustration_tl.datasets import ingestion
     from illustration_tl.evaluation import report
@@ -343,7 +342,7 @@ def evaluate(*, model: str, output: str, images: str | None = None,
 
     def flush() -> None:
         if batch:
-            out = predictor.classify_pixels(tf.stack([px for _, px in batch]))
+            out = predictor.classify_pixels(predictor.stack([px for _, px in batch]))
             scores.append(np.asarray(out["all_scores"], np.float64))
             kept.extend(item for item, _ in batch)
             batch.clear()

@@ -131,6 +131,8 @@ class Predictor:
         model_check.check_saved_model(model_dir, flag)
         self.metadata = export.read_metadata(model_dir, flag)
         self.image_size = int(self.metadata["image_size"])
+        # fit --scales: the sizes whose heads the model averages (the main one first)
+        self.sizes = [int(s) for s in self.metadata.get("scales") or [self.image_size]]
         self.class_names = [str(c) for c in self.metadata["class_names"]]
         # The dataset's stored side (builder max_side), as recorded through embed/svm.
         self.max_side = int(self.metadata.get("max_side") or DEFAULT_MAX_SIDE)
@@ -163,9 +165,23 @@ class Predictor:
                             "`illustration-tl fit` with the same --output") from None
 
     def classify_pixels(self, images: Any) -> dict:
-        """Runs ``classify_images`` on float RGB images already at the model's size."""
-        out = self._loaded.signatures["classify_images"](images=images)
+        """Runs ``classify_images`` on float RGB images already at the model's size (what
+        :meth:`stack` gives: one batch per size for a model of several)."""
+        if len(self.sizes) == 1:
+            out = self._loaded.signatures["classify_images"](images=images)
+        else:
+            out = self._loaded.signatures["classify_images"](images=images[0], **{
+                f"images_{s}": x for s, x in zip(self.sizes[1:], images[1:])})
         return {k: v.numpy() for k, v in out.items()}
+
+    def stack(self, prepared: Sequence[Any]) -> Any:
+        """The batch of images :meth:`prepare` gave, for :meth:`classify_pixels`: one
+        tensor, or for a model of several sizes a tuple of one tensor per size."""
+        import tensorflow as tf
+
+        if len(self.sizes) == 1:
+            return tf.stack(prepared)
+        return tuple(tf.stack(parts) for parts in zip(*prepared))
 
     @staticmethod
     def decode(path: str, max_side: int | None) -> Any:
@@ -175,10 +191,13 @@ class Predictor:
         return ingestion.load_image(path, max_side=max_side)
 
     def _resize(self, pixels: Any) -> Any:
+        """Resized like training: the pixels at the model's size, or for a model of
+        several sizes a tuple of them at each size (from the same decoded image)."""
         from illustration_tl.datasets import input_pipeline
 
-        return input_pipeline.resize(pixels[None], self.image_size,
-                                     self.metadata.get("resize_mode", "squash"))[0]
+        mode = self.metadata.get("resize_mode", "squash")
+        out = tuple(input_pipeline.resize(pixels[None], s, mode)[0] for s in self.sizes)
+        return out[0] if len(out) == 1 else out
 
     def prepare(self, path: str, max_side: int | None) -> Any:
         """Decodes ``path`` (a file path, or an encoded image's bytes) like the dataset
@@ -309,7 +328,6 @@ def predict_files(predictor: Predictor, paths: Iterable[str], top_k: int = 5,
     Paths are shown with :func:`~illustration_tl.core.files.display_name` (printable on a
     strict UTF-8 console) and errors quote none of a file's bytes. ``reject``: each
     prediction's ``answer`` is its top class or ``unknown`` (:func:`answers`)."""
-    import tensorflow as tf
 
     from illustration_tl.core import files
     from illustration_tl.datasets import ingestion
@@ -319,7 +337,7 @@ def predict_files(predictor: Predictor, paths: Iterable[str], top_k: int = 5,
     def flush() -> Iterator[Prediction]:
         if not batch:
             return
-        out = predictor.classify_pixels(tf.stack([img for _, img in batch]))
+        out = predictor.classify_pixels(predictor.stack([img for _, img in batch]))
         said = answers(out, None if reject is None else reject.threshold)
         for row, (path, _) in enumerate(batch):
             k = min(top_k, out["scores"].shape[1])

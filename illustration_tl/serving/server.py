@@ -154,9 +154,7 @@ class ModelService:
                                  "retry later")
         try:
             images = [self.prepare(i, data) for i, data in enumerate(blobs)]
-            import tensorflow as tf
-
-            batch = tf.stack(images)
+            batch = self.predictor.stack(images)
             with self._slots:
                 out = self.predictor.classify_pixels(batch)
         finally:
