@@ -26,6 +26,10 @@ from typing import Any, Callable
 import numpy as np
 
 STAGES = ("dataset", "features", "search", "final", "reject", "evaluate", "model")
+# Which measured ratio (actual / estimated seconds) corrects a stage's estimate: the
+# extraction rate, or the classifier fits' (the search's estimate is an upper bound, and
+# at scale its probe is far off); the others are small fixed costs, not rescaled.
+KIND = {"features": "features", "search": "fits", "final": "fits"}
 SPLITS = ("train", "validation", "test")
 DECODE_SECONDS = 0.01   # per file, one core (ingestion of small clip art; measured order)
 EXPORT_SECONDS = 20.0   # tracing and writing the SavedModel (VGG16 order on 2 cores)
@@ -83,11 +87,18 @@ class Eta:
                                                                             self.top))
             except (OSError, ValueError, KeyError):
                 return
-        ran = [s for s in done if s not in self.st.skipped and s != "dataset"]
-        guess = sum(self.estimate.get(s, 0.0) for s in ran)
-        scale = sum(self.st.timings[s] for s in ran) / guess if guess > 0 else 1.0
-        remaining = scale * sum(self.estimate.get(s, 0.0) for s in left)
+        remaining = sum(self.estimate.get(s, 0.0) * self._ratio(KIND.get(s), done)
+                        for s in left)
         self.log(f"[eta] {elapsed}, about {remaining:.0f} s left")
+
+    def _ratio(self, kind: str | None, done: list[str]) -> float:
+        """Measured over estimated seconds of the stages of ``kind`` that ran (1 when
+        none did, or for a stage of no kind)."""
+        ran = [s for s in done if KIND.get(s) == kind and s not in self.st.skipped]
+        guess = sum(self.estimate.get(s, 0.0) for s in ran)
+        if kind is None or guess <= 0:
+            return 1.0
+        return sum(self.st.timings[s] for s in ran) / guess
 
     def finish(self) -> None:
         if self.stage_done in self.st.on_done:
