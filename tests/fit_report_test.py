@@ -123,7 +123,9 @@ def test_near_pairs_in_chunks_match_the_full_matrix(monkeypatch):
     x = rng.normal(size=(50, 8))
     full = duplicates.near_pairs(x, 0.6)
     monkeypatch.setattr(duplicates, "_CHUNK", 7)
-    assert duplicates.near_pairs(x, 0.6) == full and full
+    chunked = duplicates.near_pairs(x, 0.6)
+    assert [p[:2] for p in chunked] == [p[:2] for p in full] and full
+    np.testing.assert_allclose([p[2] for p in chunked], [p[2] for p in full], atol=1e-12)
 
 
 # --- The page, from a synthetic run (no TensorFlow) ----------------------------------
@@ -258,3 +260,24 @@ def test_chromium_renders_every_section(three_class_run, tmp_path):
     for sid in html_report.SECTIONS:
         assert f'<section id="{sid}">' in dom
     assert dom.count("<img") >= 4
+
+
+def test_near_pairs_keep_each_images_closest_ones_only():
+    """A tight cluster of look-alikes (40 rows) and 10 loners: uncapped, every pair of the
+    cluster passes (780); capped at 3 per image, each image keeps its 3 closest, the
+    pairs are at most 3 per image, and with no cap reached the result is every pair."""
+    rng = np.random.default_rng(4)
+    x = np.concatenate([np.ones((40, 16)) + 0.01 * rng.normal(size=(40, 16)),
+                        rng.normal(size=(10, 16))])
+    every = duplicates.near_pairs(x, 0.9, per_image=len(x))
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sims = unit @ unit.T
+    brute = {(i, j) for i in range(50) for j in range(i + 1, 50) if sims[i, j] >= 0.9}
+    assert {(i, j) for i, j, _ in every} == brute and len(brute) >= 780
+    capped = duplicates.near_pairs(x, 0.9, per_image=3)
+    kept = {(i, j) for i, j, _ in capped}
+    assert len(kept) <= 3 * 40
+    for i in range(40):
+        row = np.where(np.arange(50) == i, -np.inf, sims[i])
+        for j in np.argsort(-row)[:3]:
+            assert (min(i, j), max(i, j)) in kept
