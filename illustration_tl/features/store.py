@@ -87,20 +87,11 @@ class FeatureStore:
 
     def release_pages(self) -> None:
         """Drops the file pages a memory-mapped store's reads left in this process's
-        resident set (``madvise(MADV_DONTNEED)``; they stay in the page cache, so a
-        later read is cheap): a pass over a large folder's rows then holds only the
-        chunk it works on. In-memory arrays are untouched."""
-        import mmap
-
-        advice = getattr(mmap, "MADV_DONTNEED", None)
+        resident set (:func:`_release`): a pass over a large folder's rows then holds
+        only the chunk it works on. In-memory arrays are untouched."""
         for arrays in self.arrays.values():
             for a in arrays.values():
-                m = getattr(a, "_mmap", None)
-                if advice is not None and m is not None:
-                    try:
-                        m.madvise(advice)
-                    except (OSError, ValueError):   # closed, or not supported here
-                        pass
+                _release(a)
 
     def rows(self, splits: Sequence[str], mode: str, view: str, block: str,
              images: np.ndarray) -> np.ndarray:
@@ -203,6 +194,23 @@ def _checked_name(folder: str, name: Any) -> str:
         raise UserError(f"{os.path.join(folder, STORE_FILE)} names an invalid array file "
                         f"{name!r}; run `fit` again to rewrite the features")
     return os.path.join(folder, name)
+
+
+def _release(a: np.ndarray) -> None:
+    """``madvise(MADV_DONTNEED)`` on a memory-mapped array (written pages flushed first):
+    its pages leave this process's resident set and stay in the page cache, so a later
+    read is cheap. A no-op for an in-memory array or where the system cannot."""
+    import mmap
+
+    m, advice = getattr(a, "_mmap", None), getattr(mmap, "MADV_DONTNEED", None)
+    if m is None or advice is None:
+        return
+    try:
+        if getattr(a, "mode", "r") != "r":
+            m.flush()
+        m.madvise(advice)
+    except (OSError, ValueError):   # closed, or not supported here
+        pass
 
 
 def _map(path: str) -> np.ndarray:
@@ -417,6 +425,8 @@ def _stream_mode(split: str, mode: str, sharded: ShardedRows, sdir: str,
                     shape=(len(names), v.shape[1]))
             maps[k][at:at + len(v)] = v
         at += len(shard_names)
+        for m in maps.values():   # written: out of this process's resident set
+            _release(m)
     if at != len(names):
         raise UserError(f"features of split {split} ({mode}) hold {at} rows, not "
                         f"{len(names)}; delete {sharded.directory} and rerun")
