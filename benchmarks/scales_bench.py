@@ -57,9 +57,9 @@ def test_top1s(run: str) -> dict[str, float]:
     extra = FeatureStore.load(os.path.join(run, fit_scales.stage_name(EXTRA)))
     oof = np.load(os.path.join(run, "scales", f"oof_{EXTRA}.npy"), allow_pickle=False)
     probs = {
-        MAIN: fit_scales.head_probabilities(main, head.Head.load(os.path.join(run, "final")),
+        MAIN: head.split_probabilities(main, head.Head.load(os.path.join(run, "final")),
                                             "test"),
-        EXTRA: fit_scales.head_probabilities(
+        EXTRA: head.split_probabilities(
             extra, head.fit(extra, chosen, ["train", "validation"], oof), "test")}
     y = main.labels["test"]
     assert list(main.file_names["test"]) == list(extra.file_names["test"])

@@ -80,6 +80,9 @@ def test_streamed_nystroem_head_equals_the_in_memory_fit(monkeypatch, norm):
                 + sk.decision_function(ny.transform(h.row_features(flip)))) / 2
     np.testing.assert_allclose(h.scores(orig, flip), expected, atol=1e-8)
     assert isinstance(h.normalizer, Normalizer)
+    # the test split's probabilities, 7 images at a time, equal the whole split's
+    np.testing.assert_allclose(head.split_probabilities(store, h, "test"),
+                               h.probabilities(orig, flip), atol=1e-12)
 
 
 def test_streamed_fit_memory_does_not_hold_the_mapped_rows(monkeypatch):

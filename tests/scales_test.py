@@ -47,7 +47,7 @@ def run(tmp_path_factory):
 
 
 def _probs(store, folder):
-    return fit_scales.head_probabilities(store, head.Head.load(str(folder)), "test")
+    return head.split_probabilities(store, head.Head.load(str(folder)), "test")
 
 
 def test_decide_keeps_the_average_only_when_it_beats_the_main_size():

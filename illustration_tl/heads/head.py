@@ -190,6 +190,22 @@ class Head:
                    NystroemMap.from_arrays(a) if "nystroem_components" in a else None)
 
 
+def split_probabilities(store: features.FeatureStore, h: Head, split: str) -> np.ndarray:
+    """``h``'s calibrated probabilities of every image of ``split`` (mirrors averaged
+    when its configuration says so), :data:`FIT_CHUNK_IMAGES` images at a time: memory
+    does not grow with the split."""
+    c, n = h.config, len(store.labels[split])
+    out = [np.zeros((0, h.num_classes))]
+    for i in range(0, n, FIT_CHUNK_IMAGES):
+        idx = np.arange(i, min(n, i + FIT_CHUNK_IMAGES))
+        orig = {b: store.rows([split], c.resize, "orig", b, idx) for b in c.blocks}
+        flip = ({b: store.rows([split], c.resize, "flip", b, idx) for b in c.blocks}
+                if c.flip_test else None)
+        out.append(h.probabilities(orig, flip))
+        store.release_pages()
+    return np.concatenate(out)
+
+
 def store_blocks(store: features.FeatureStore, splits: Sequence[str], mode: str, view: str,
                  blocks: Sequence[str]) -> dict[str, np.ndarray]:
     return {b: np.concatenate([store.block(s, mode, view, b) for s in splits]) for b in blocks}

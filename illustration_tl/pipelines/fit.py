@@ -457,7 +457,7 @@ def _evaluate(store: Any, final_dir: str, cfg: FitConfig) -> Any:
     from illustration_tl.heads import head as head_lib
 
     h = head_lib.Head.load(final_dir)
-    c, probs = h.config, fit_scales.head_probabilities(store, h, TEST_SPLIT)
+    c, probs = h.config, head_lib.split_probabilities(store, h, TEST_SPLIT)
     return EvalResult(f"{store.meta.get('backbone')} fit ({cfg.search})", h.class_names,
                       store.labels[TEST_SPLIT], probs, store.file_names[TEST_SPLIT],
                       {"stage": "fit", "config": c.as_dict(), "label": c.label(),

@@ -182,18 +182,6 @@ def extra_heads(final_dir: str, sizes: Sequence[int]) -> dict[int, str]:
     return {s: d for s, d in found.items() if os.path.isdir(d)}
 
 
-def head_probabilities(store: Any, h: Any, split: str) -> np.ndarray:
-    """The head ``h``'s calibrated probabilities of ``split`` (mirrors averaged when its
-    configuration says so)."""
-    from illustration_tl.heads import head as head_lib
-
-    c = h.config
-    orig = head_lib.store_blocks(store, [split], c.resize, "orig", c.blocks)
-    flip = (head_lib.store_blocks(store, [split], c.resize, "flip", c.blocks)
-            if c.flip_test else None)
-    return h.probabilities(orig, flip)
-
-
 def average_test(main_probs: np.ndarray, main: Any, main_size: int, stores: dict[int, Any],
                  final_dir: str, split: str) -> tuple[np.ndarray, dict[str, Any]]:
     """The test probabilities of every kept scale, averaged (the main scale's alone when
@@ -207,7 +195,8 @@ def average_test(main_probs: np.ndarray, main: Any, main_size: int, stores: dict
         if list(stores[size].file_names[split]) != list(main.file_names[split]):
             raise RuntimeError(f"the {size} px store's {split} images are not the main "
                                "store's, in the same order; rerun with --force")
-        probs.append(head_probabilities(stores[size], head_lib.Head.load(folder), split))
+        probs.append(head_lib.split_probabilities(stores[size], head_lib.Head.load(folder),
+                                                    split))
     labels = np.asarray(main.labels[split])
     main_top1 = float((main_probs.argmax(axis=1) == labels).mean()) if len(labels) else 0.0
     return np.mean(probs, axis=0), {"sizes": [main_size, *heads], "main_scale_top1": main_top1}
