@@ -67,7 +67,10 @@ def test_streamed_nystroem_head_equals_the_in_memory_fit(monkeypatch, norm):
     cfg = search.Config("squash", ("a:avg", "b:max"), True, True, norm, "nystroem_ridge",
                         C=100.0, gamma="scale", components=20)
     monkeypatch.setattr(head, "FIT_CHUNK_IMAGES", 7)   # many chunks, one ragged
-    h = head.fit(store, cfg, SPLITS, None)
+    logged = []
+    h = head.fit(store, cfg, SPLITS, None, log=logged.append)
+    assert logged and logged[-1].startswith(
+        "final: nystroem_ridge on every training image: 256/256 rows (100%)"), logged
     normalizer, gamma, ny, sk = _in_memory_head(store, cfg)
     assert h.gamma == pytest.approx(gamma, rel=1e-9)
     if norm == "standard":

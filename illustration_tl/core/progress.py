@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Callable, TextIO
 
 
 class Progress:
     """Prints ``done/total images, images/s, ETA`` at most every ``interval`` seconds
-    (``unit``: what is counted, ``images`` unless said)."""
+    (``unit``: what is counted, ``images`` unless said) on ``stream`` (stderr), or hands
+    each line to ``log`` (a command's or the API's logger: quiet when it is)."""
 
     def __init__(self, label: str, total: int | None = None, interval: float = 5.0,
-                 stream: TextIO | None = None, unit: str = "images") -> None:
+                 stream: TextIO | None = None, unit: str = "images",
+                 log: Callable[[str], None] | None = None) -> None:
         self.label, self.total, self.interval, self.unit = label, total, interval, unit
         self.stream = stream if stream is not None else sys.stderr
+        self.log = log
         self.done = 0
         self._printed = -1  # ``done`` at the last printed line: the final line prints once
         self.start = self._last = time.perf_counter()
@@ -24,6 +27,9 @@ class Progress:
         now = time.perf_counter()
         if (force and self.done != self._printed) or now - self._last >= self.interval:
             self._last, self._printed = now, self.done
+            if self.log is not None:
+                self.log(self.line())
+                return
             self.stream.write(self.line() + "\n")
             self.stream.flush()
 

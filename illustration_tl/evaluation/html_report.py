@@ -397,7 +397,10 @@ def write_fit_report(run_dir: str, *, threshold: float = duplicates.NEAR_THRESHO
     log = log or (lambda _: None)
     run = fit_run.load(run_dir)
     splits = [s for s in (*fit_run.TRAIN_SPLITS, fit_run.TEST_SPLIT) if s in run.store.labels]
+    n = sum(len(run.store.labels[s]) for s in splits)
+    log(f"report: decoding {n:,} images for their thumbnails and pixel hashes")
     thumbs = fit_run.read_thumbs(run_dir, splits)
+    log(f"report: label issues and near duplicates ({n:,} x {n:,} feature cosines)")
     found = fit_run.findings(run, thumbs.hashes, threshold)
     page = render(run, found, thumbs)
     path = os.path.join(run_dir, REPORT_HTML)

@@ -86,7 +86,7 @@ def extract_split(model: Any, blocks: Sequence[str], views: Sequence[str], ds: A
     # rows: images x modes x views (a square image's twin rows count, copied)
     progress = Progress(f"{label} ({'+'.join(modes)} x {'+'.join(views)})",
                         sum(total - r for r in resumed.values()) * len(views), interval=10.0,
-                        unit="rows")
+                        unit="rows", log=log)
     copied = dict.fromkeys(modes, 0)   # images whose rows came from their square twin
     position, t0 = start, time.perf_counter()
     for images, square, y, n in batches:

@@ -17,11 +17,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from illustration_tl.core import files
+from illustration_tl.core.progress import Progress
 from illustration_tl.features import multilayer as features
 from illustration_tl.heads import calibration, classifiers, svm_graph
 from illustration_tl.heads.approximate import NystroemMap
@@ -212,12 +213,12 @@ def store_blocks(store: features.FeatureStore, splits: Sequence[str], mode: str,
 
 
 def fit(store: features.FeatureStore, cfg: Config, splits: Sequence[str],
-        oof_scores: np.ndarray | None) -> Head:
+        oof_scores: np.ndarray | None, log: Callable[[str], None] | None = None) -> Head:
     """Fits ``cfg`` on every training image (and mirror) with the real kernel (or, family
     ``nystroem``, its Nyström map fitted on a stratified sample of the images, the rows
     streamed: :func:`_fit_nystroem`), and the temperature on the CV out-of-fold scores
     (rows that are NaN, the images outside an approximate search's CV sample, are left
-    out)."""
+    out). ``log``: progress lines of a streamed fit (counts, rate, ETA)."""
     from illustration_tl.heads.search import feature_set
 
     splits = [s for s in splits if s in store.labels]
@@ -225,7 +226,7 @@ def fit(store: features.FeatureStore, cfg: Config, splits: Sequence[str],
     family = classifiers.get(cfg.classifier).family
     ny, fs = None, None
     if family == "nystroem":
-        normalizer, gamma, ny, model = _fit_nystroem(store, cfg, splits, y)
+        normalizer, gamma, ny, model = _fit_nystroem(store, cfg, splits, y, log)
     else:
         fs = feature_set(store, splits, cfg)
         normalizer = fs.normalizer
@@ -289,7 +290,8 @@ def _streamed_statistics(store: features.FeatureStore, cfg: Config, splits: Sequ
 
 
 def _fit_nystroem(store: features.FeatureStore, cfg: Config, splits: Sequence[str],
-                  y: np.ndarray) -> tuple[Normalizer, float, NystroemMap, Any]:
+                  y: np.ndarray, log: Callable[[str], None] | None = None
+                  ) -> tuple[Normalizer, float, NystroemMap, Any]:
     """A Nyström head's final fit on every training image in flat memory (issue 21):
     statistics by streamed sums, the map's components a stratified sample of the images,
     then the rows :data:`FIT_CHUNK_IMAGES` images at a time through the map into the
@@ -310,10 +312,16 @@ def _fit_nystroem(store: features.FeatureStore, cfg: Config, splits: Sequence[st
     model = make_classifier(cfg, gamma)
     if hasattr(model, "add"):
         model.start(y_rows, ny.size)
+        progress = Progress(f"final: {cfg.classifier} on every training image",
+                            len(y_rows), interval=10.0, unit="rows", log=log) if log else None
         for idx in _image_chunks(n):
             for view in views:
                 model.add(mapped(view, idx), y[idx])
             store.release_pages()
+            if progress:
+                progress.update(len(idx) * len(views))
+        if progress:
+            progress.update(0, force=True)   # the last line: every row, the rate
         return normalizer, gamma, ny, model.solve()
     z = np.empty((len(y_rows), ny.size))
     for i, view in enumerate(views):

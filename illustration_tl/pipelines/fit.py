@@ -338,7 +338,7 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
     def do_final(out: str) -> None:
         from illustration_tl.heads import head
 
-        head.fit(store(), chosen, TRAIN_SPLITS, oof).save(out)
+        head.fit(store(), chosen, TRAIN_SPLITS, oof, log).save(out)
         if extra:
             fit_scales.fit_heads(scale_stores(), chosen, scales_dir, TRAIN_SPLITS, out)
 
