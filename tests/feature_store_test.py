@@ -196,6 +196,8 @@ def test_fit_killed_during_extraction_resumes_from_its_finished_shards(tmp_path)
     s = store.FeatureStore.load(str(out / "features"))
     total = sum(len(v) for v in s.labels.values())
     assert sum(embedded.values()) == total - kept            # the rerun embedded only the rest
+    print(f"killed with {kept} of {total} images in finished shards; the rerun embedded "
+          f"{sum(embedded.values())} ({embedded})")
     assert not glob.glob(os.path.join(out, ".features.resume-*"))   # work folder removed
 
     fresh = tmp_path / "fresh"
