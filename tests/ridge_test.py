@@ -42,8 +42,8 @@ def test_chunks_in_any_grouping_give_one_solution():
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(500, 12)), rng.integers(0, 4, 500)
     whole = ridge.RidgeClassifier(1.0).fit(x, y)
-    split = ridge.fit_chunks([(x[i:i + 37], y[i:i + 37]) for i in range(0, 500, 37)],
-                             y, 12, 1.0, None)
+    split = ridge.RidgeClassifier(1.0).fit_chunks(
+        [(x[i:i + 37], y[i:i + 37]) for i in range(0, 500, 37)], y, 12)
     np.testing.assert_allclose(split.coef_, whole.coef_, atol=1e-12)
     np.testing.assert_allclose(split.intercept_, whole.intercept_, atol=1e-12)
 

@@ -310,19 +310,21 @@ def _fit_nystroem(store: features.FeatureStore, cfg: Config, splits: Sequence[st
     views = ["orig"] + (["flip"] if cfg.flip_train else [])
     y_rows = np.tile(y, len(views))
     model = make_classifier(cfg, gamma)
-    if hasattr(model, "add"):
-        model.start(y_rows, ny.size)
+    if hasattr(model, "fit_chunks"):   # ridge: the rows streamed into its sums
         progress = Progress(f"final: {cfg.classifier} on every training image",
                             len(y_rows), interval=10.0, unit="rows", log=log) if log else None
-        for idx in _image_chunks(n):
-            for view in views:
-                model.add(mapped(view, idx), y[idx])
-            store.release_pages()
+
+        def chunks() -> Any:
+            for idx in _image_chunks(n):
+                for view in views:
+                    yield mapped(view, idx), y[idx]
+                store.release_pages()
+                if progress:
+                    progress.update(len(idx) * len(views))
             if progress:
-                progress.update(len(idx) * len(views))
-        if progress:
-            progress.update(0, force=True)   # the last line: every row, the rate
-        return normalizer, gamma, ny, model.solve()
+                progress.update(0, force=True)   # the last line: every row, the rate
+
+        return normalizer, gamma, ny, model.fit_chunks(chunks(), y_rows, ny.size)
     z = np.empty((len(y_rows), ny.size))
     for i, view in enumerate(views):
         for idx in _image_chunks(n):

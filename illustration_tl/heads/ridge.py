@@ -16,7 +16,7 @@ is the same on an in-memory matrix; its coefficients equal scikit-learn's to rou
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable
 
 import numpy as np
 
@@ -79,12 +79,20 @@ class RidgeClassifier:
         del self._xx, self._xy
         return self
 
-    def fit(self, x: np.ndarray, y: np.ndarray) -> RidgeClassifier:
-        """The in-memory fit: ``start``, ``add`` every :data:`CHUNK_ROWS` rows, ``solve``."""
-        self.start(y, x.shape[1])
-        for i in range(0, len(x), CHUNK_ROWS):
-            self.add(x[i:i + CHUNK_ROWS], y[i:i + CHUNK_ROWS])
+    def fit_chunks(self, chunks: Iterable[tuple[np.ndarray, np.ndarray]], y_all: np.ndarray,
+                   dims: int) -> RidgeClassifier:
+        """Fitted on ``(x, y)`` chunks of ``dims`` features (any iterable, e.g. a generator
+        that maps rows as it goes), whose labels together are ``y_all``."""
+        self.start(y_all, dims)
+        for x, y in chunks:
+            self.add(x, y)
+            del x, y   # not alive while the next chunk is made
         return self.solve()
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> RidgeClassifier:
+        """The in-memory fit: :meth:`fit_chunks` over :data:`CHUNK_ROWS` rows at a time."""
+        return self.fit_chunks(((x[i:i + CHUNK_ROWS], y[i:i + CHUNK_ROWS])
+                                for i in range(0, len(x), CHUNK_ROWS)), y, x.shape[1])
 
     def decision_function(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(x, np.float64) @ self.coef_.T + self.intercept_
@@ -92,12 +100,3 @@ class RidgeClassifier:
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.classes_[self.decision_function(x).argmax(axis=1)]
 
-
-def fit_chunks(chunks: Sequence[tuple[np.ndarray, np.ndarray]] | object, y_all: np.ndarray,
-               dims: int, alpha: float, class_weight: str | None) -> RidgeClassifier:
-    """A :class:`RidgeClassifier` fitted on ``(x, y)`` chunks (any iterable), whose
-    labels together are ``y_all``."""
-    model = RidgeClassifier(alpha, class_weight).start(y_all, dims)
-    for x, y in chunks:
-        model.add(x, y)
-    return model.solve()

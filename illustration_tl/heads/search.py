@@ -236,12 +236,11 @@ def fit_quietly(model: Any, x: np.ndarray, y: np.ndarray) -> Any:
 def _fit_rows(model: Any, z: np.ndarray, rows: np.ndarray, y: np.ndarray) -> Any:
     """``model`` fitted on ``z[rows]``: a model that sums its rows (ridge,
     :mod:`illustration_tl.heads.ridge`) takes them a chunk at a time, never the copy."""
-    if not hasattr(model, "add"):
+    if not hasattr(model, "fit_chunks"):
         return fit_quietly(model, z[rows], y)
-    model.start(y, z.shape[1])
-    for i in range(0, len(rows), ridge_lib.CHUNK_ROWS):
-        model.add(z[rows[i:i + ridge_lib.CHUNK_ROWS]], y[i:i + ridge_lib.CHUNK_ROWS])
-    return model.solve()
+    step = ridge_lib.CHUNK_ROWS
+    return model.fit_chunks(((z[rows[i:i + step]], y[i:i + step])
+                             for i in range(0, len(rows), step)), y, z.shape[1])
 
 
 def _on_kernel_matrix(fs: FeatureSet, cfg: Config) -> bool:

@@ -328,7 +328,6 @@ def predict_files(predictor: Predictor, paths: Iterable[str], top_k: int = 5,
     Paths are shown with :func:`~illustration_tl.core.files.display_name` (printable on a
     strict UTF-8 console) and errors quote none of a file's bytes. ``reject``: each
     prediction's ``answer`` is its top class or ``unknown`` (:func:`answers`)."""
-
     from illustration_tl.core import files
     from illustration_tl.datasets import ingestion
 
