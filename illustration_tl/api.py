@@ -257,6 +257,7 @@ def fit(images: str, output: str, *, backbone: str = "vgg16", weights: str | Non
     ``verbose``: 1 (default) prints progress and the summary as plain lines, 0 nothing.
     """
     from illustration_tl.pipelines import fit as fitting
+    from illustration_tl.pipelines import fit_summary
 
     say = _say_to(verbose)
     options.setdefault("num_workers", 1)  # no spawned processes: safe without a __main__ guard
@@ -264,7 +265,7 @@ def fit(images: str, output: str, *, backbone: str = "vgg16", weights: str | Non
                                             backbone=backbone, weights=weights, search=search,
                                             **options), log=say)
     if verbose >= 1:
-        for line in fitting.summary_lines(summary):
+        for line in fit_summary.summary_lines(summary):
             print(line, flush=True)
     return Classifier(os.fspath(output), verbose=verbose)
 

@@ -33,12 +33,13 @@ def config() -> FitConfig:
 def main(argv) -> int:
     from illustration_tl.errors import UserError
     from illustration_tl.pipelines import fit as fitting
+    from illustration_tl.pipelines import fit_summary
 
     cfg = config()
     if not cfg.images:
         raise UserError("--images is required: a folder with one sub-folder per class")
     summary = fitting.run(cfg, log=lambda m: None) if cfg.dry_run else fitting.run(cfg)
-    lines = summary["lines"] if cfg.dry_run else fitting.summary_lines(summary)
+    lines = summary["lines"] if cfg.dry_run else fit_summary.summary_lines(summary)
     for line in lines:
         print(line)
     return 0

@@ -185,13 +185,14 @@ def extract(dataset: str, data_dir: str | None, splits: Sequence[str], *, backbo
             flip: bool = True, batch_size: int = 32, shard_size: int = 1024, seed: int = 0,
             log: Any = None, hub_config: dict[str, Any] | None = None,
             include_top: str = "auto", recipe: dict[str, Any] | None = None,
-            precision: str = "float32") -> FeatureStore:
+            precision: str = "float32", limit: int | None = None) -> FeatureStore:
     """Runs the backbone once per image, resize mode and view over ``splits`` of a built
     dataset (decoded exactly as ``embed`` decodes it), keeps every raw block in shards under
     ``work`` (resuming after the finished shards a killed run left there) and writes the
     store to ``out`` (:mod:`illustration_tl.features.store`). Returns the loaded store.
     ``precision`` (:func:`extractor`) is resolved once and recorded in the store's meta:
-    bfloat16 features are not float32 features."""
+    bfloat16 features are not float32 features. ``limit``: only each split's first
+    ``limit`` images (``fit``'s ``modes`` sample)."""
     from illustration_tl.datasets import input_pipeline
     from illustration_tl.models import precision as precision_lib
 
@@ -207,6 +208,8 @@ def extract(dataset: str, data_dir: str | None, splits: Sequence[str], *, backbo
         ds, info = input_pipeline.load_split(dataset, split, data_dir, decode_images=False)
         class_names = input_pipeline.class_names(info)
         total = info.splits[split].num_examples
+        if limit is not None:
+            ds, total = ds.take(limit), min(total, limit)
         parts[split] = {mode: store_lib.ShardedRows(os.path.join(work, split, mode),
                                                     shard_size) for mode in resize_modes}
         extraction.extract_split(model, blocks, views, ds, source, total, parts[split],

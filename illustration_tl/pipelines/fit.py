@@ -10,7 +10,8 @@ a rerun skips what is up to date and redoes what a changed input affects):
    (:mod:`illustration_tl.features.multilayer`), for every split, into the feature
    store (:mod:`illustration_tl.features.store`); shards of ``--shard_size`` images
    land in ``OUT/.features.resume-KEY/`` as they are computed, so a killed run
-   resumes after its last finished shard;
+   resumes after its last finished shard; on a large training split the resize mode
+   is decided first on a sample, in a ``modes`` stage (:mod:`.fit_modes`);
 3. ``search``: cross-validation on train + validation only
    (:mod:`illustration_tl.heads.search`); ``leaderboard.json`` / ``leaderboard.md``;
 4. ``final``: the chosen configuration refitted on all training images, with its
@@ -54,7 +55,14 @@ from illustration_tl.errors import UserError
 from illustration_tl.evaluation import dedupe as dedupe_lib
 from illustration_tl.evaluation import reject as reject_lib
 from illustration_tl.heads import search as search_lib
-from illustration_tl.pipelines import fit_export, fit_plan, fit_scales, stages
+from illustration_tl.pipelines import (
+    fit_export,
+    fit_modes,
+    fit_plan,
+    fit_scales,
+    fit_summary,
+    stages,
+)
 
 MARKER = "fit.json"
 OUTPUT_MARKER = "fit"  # the output manifest's ``written_by`` (core/outputs.py)
@@ -88,6 +96,7 @@ class FitConfig:
                                             items=common_settings.RESIZE_MODES)
     flip: bool = setting(True, "Also embed mirror images: train on them and average each "
                          "test image's scores with its mirror's (searched).")
+    mode_sample: int = setting(1024, fit_modes.HELP, minimum=0)
     search: str = setting("fast", "paper: the paper's 64-point SVM grid on its fc2/pooled "
                           "embedding; fast: a short ordered list with successive halving; "
                           "thorough: a wide grid.", choices=search_lib.MODES)
@@ -269,8 +278,11 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
     data_dir = os.path.join(ds_dir, "tfds")
     splits = list(TRAIN_SPLITS) + [TEST_SPLIT]
     feat_params, resolved, top = feature_params(cfg)
+    search_args = {"folds": cfg.folds, "seed": cfg.seed, "n_jobs": cfg.n_jobs,
+                   "max_memory_bytes": cfg.max_memory_mb * 2**20 if cfg.max_memory_mb else None}
 
-    def do_features(out: str, work: str, size: int | None = cfg.image_size) -> None:
+    def extract(out: str, work: str, size: int | None, modes: Sequence[str],
+                split_names: Sequence[str] = splits, limit: int | None = None) -> Any:
         recipe = {"backbone": cfg.backbone, "weights": (
             cfg.weights if cfg.weights in (None, "imagenet", "none") else
             os.path.abspath(cfg.weights)), "image_size": size,
@@ -278,14 +290,25 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
             "precision": resolved}
         if cfg.hub_config:
             recipe["hub_config"] = cfg.hub_config
-        features.extract(dataset, data_dir, splits, backbone=cfg.backbone,
-                         weights=cfg.weights, out=out, work=work, image_size=size,
-                         layers=cfg.layers or None, resize_modes=cfg.resize_modes,
-                         flip=cfg.flip, batch_size=cfg.batch_size, shard_size=cfg.shard_size,
-                         seed=cfg.seed, log=log, hub_config=cfg.hub_config or None,
-                         include_top=top, recipe=recipe, precision=resolved)
+        return features.extract(
+            dataset, data_dir, split_names, backbone=cfg.backbone, weights=cfg.weights,
+            out=out, work=work, image_size=size, layers=cfg.layers or None,
+            resize_modes=modes, flip=cfg.flip, batch_size=cfg.batch_size,
+            shard_size=cfg.shard_size, seed=cfg.seed, log=log,
+            hub_config=cfg.hub_config or None, include_top=top, recipe=recipe,
+            precision=resolved, limit=limit)
 
-    feat_dir = st.run("features", feat_params, do_features, ["dataset"], resumable=True)
+    modes, modes_dir = fit_modes.run_stage(st, cfg, ds_dir, feat_params, extract,
+                                           search_args, log)
+    feat_params["resize_modes"] = list(modes)
+
+    def do_features(out: str, work: str, size: int | None = cfg.image_size) -> None:
+        if modes_dir and size == cfg.image_size:
+            fit_modes.seed(modes_dir, work, modes[0], log)
+        extract(out, work, size, modes)
+
+    feat_dir = st.run("features", feat_params, do_features,
+                      ["dataset"] + (["modes"] if modes_dir else []), resumable=True)
     size = fit_scales.main_size(cfg.backbone, cfg.image_size)
     extra = fit_scales.extra_sizes(cfg.scales, size)
     scale_dirs = fit_scales.run_features(st, extra, feat_params, do_features)
@@ -305,9 +328,6 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
 
     def scale_stores() -> dict[int, features.FeatureStore]:
         return {s: store(d) for s, d in scale_dirs.items()}
-
-    search_args = {"folds": cfg.folds, "seed": cfg.seed, "n_jobs": cfg.n_jobs,
-                   "max_memory_bytes": cfg.max_memory_mb * 2**20 if cfg.max_memory_mb else None}
 
     def do_search(out: str) -> None:
         import time
@@ -372,10 +392,12 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
                "reject": threshold.to_dict(), "dedupe": cfg.dedupe,
                "timings": {k: round(v, 1) for k, v in st.timings.items()},
                "peak_rss_gb": {k: round(v / 1e9, 2) for k, v in st.peak_rss.items()}}
+    if modes_dir:
+        summary["modes"] = fit_modes.read_decision(modes_dir)
     if extra:
         summary["scales"] = {**fit_scales.read_decision(scales_dir),
                              "test_top1_main": ev.extra["scales"]["main_scale_top1"]}
-    _write_report(root, summary, search_dir)
+    fit_summary.write_report(root, summary, search_dir)
     from illustration_tl.evaluation import html_report
 
     html_report.write_fit_report(root, log=log)  # report.html, label_issues, duplicates
@@ -462,39 +484,3 @@ def _evaluate(store: Any, final_dir: str, cfg: FitConfig) -> Any:
                       store.labels[TEST_SPLIT], probs, store.file_names[TEST_SPLIT],
                       {"stage": "fit", "config": c.as_dict(), "label": c.label(),
                        "temperature": h.temperature})
-
-
-def _write_report(root: str, summary: dict[str, Any], search_dir: str) -> None:
-    t5 = summary["test_top5"]
-    lines = ["# fit report", "",
-             f"- test split ({summary['num_test']} images, {summary['num_classes']} classes, "
-             "scored once): top-1 "
-             f"{100 * summary['test_top1']:.2f}%" + (f", top-5 {100 * t5:.2f}%" if t5 is not None
-                                                     else " (top-5 n/a: 5 classes or fewer)"),
-             f"- chosen: {summary['chosen']['label']} (CV top-1 "
-             f"{100 * summary['chosen']['cv_top1']:.2f}%)",
-             f"- search `{summary['search']}`: {summary['search_seconds']} s",
-             f"- model: {summary['model']}"]
-    lines += fit_scales.report_lines(summary)
-    if summary.get("reject"):
-        lines.append("- reject option (`--reject`): " + reject_lib.RejectThreshold.from_dict(
-            summary["reject"]).words() + "; the risk-coverage curve is in report.html")
-    peaks = summary.get("peak_rss_gb", {})
-    lines += ["",
-             "| stage | seconds | peak RSS (GB) |", "|---|---|---|"]
-    lines += [f"| {k} | {v} | {peaks.get(k, 'n/a')} |"
-              for k, v in summary["timings"].items()]
-    with open(os.path.join(search_dir, "leaderboard.md")) as f:
-        lines += ["", f.read()]
-    files.atomic_write(os.path.join(root, "report.md"), "\n".join(lines) + "\n")
-
-
-# --- Export ------------------------------------------------------------------------------
-
-def summary_lines(summary: dict[str, Any]) -> Sequence[str]:
-    t5 = summary["test_top5"]
-    return [f"chosen: {summary['chosen']['label']} (CV top-1 "
-            f"{100 * summary['chosen']['cv_top1']:.2f}%)",
-            f"test ({summary['num_test']} images): top-1 {100 * summary['test_top1']:.2f}%"
-            + (f", top-5 {100 * t5:.2f}%" if t5 is not None else ""),
-            *fit_scales.report_lines(summary, bullet=""), f"model: {summary['model']}"]

@@ -120,8 +120,7 @@ def _run(cfg: ExtractConfig, options: Any, log: Callable[[str], None]) -> dict[s
     st = stages.Stages(root, force=cfg.force, log=log, marker=fit.OUTPUT_MARKER)
     ds_dir, dataset = fit.dataset_stage(st, cfg, log)
     params, resolved, top = fit.feature_params(cfg)
-    key = stages.stage_key(FEATURES_STAGE, params, [
-        f"{st.keys[DATASET_STAGE]}:{st.contents[DATASET_STAGE]}"])
+    key = st.key_of(FEATURES_STAGE, params, [DATASET_STAGE])
     summary = {"output": root, "dataset": dataset, "features_key": key, "embedded": 0}
     if not cfg.force and st.done(FEATURES_STAGE, key):
         log(f"[{FEATURES_STAGE}] up to date, nothing to extract")

@@ -25,6 +25,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from illustration_tl.pipelines import fit_modes
+
 STAGES = ("dataset", "features", "search", "final", "reject", "evaluate", "model")
 # Which measured ratio (actual / estimated seconds) corrects a stage's estimate: the
 # extraction rate, or the classifier fits' (the search's estimate is an upper bound, and
@@ -161,8 +163,10 @@ def probe(cfg: Any, include_top: str, classes: int = 4,
 
 
 def passes(cfg: Any, examples: dict[str, int]) -> int:
-    """Forward passes of the backbone: every image, resize mode and view."""
-    return sum(examples.values()) * len(cfg.resize_modes) * (2 if cfg.flip else 1)
+    """Forward passes of the backbone: every image and view in each resize mode, or in
+    the one the ``modes`` stage chose (:func:`fit_modes.passes`)."""
+    return fit_modes.passes(cfg.resize_modes, cfg.mode_sample, examples,
+                            2 if cfg.flip else 1)
 
 
 def estimate(cfg: Any, include_top: str, examples: dict[str, int],

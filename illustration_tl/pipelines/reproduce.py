@@ -79,6 +79,7 @@ def fit_without_noisy_set(cfg: ReproduceConfig, log: Callable[[str], None]) -> s
     :mod:`fitting`). The settings that mean the same there carry over; the SVM and
     training settings have nothing to act on and are said to be unused."""
     from illustration_tl.pipelines import fit as fitting
+    from illustration_tl.pipelines import fit_summary
 
     if not os.path.isdir(cfg.curated_dir):
         raise UserError(f"--curated_dir={cfg.curated_dir!r} is not a folder of images")
@@ -94,7 +95,7 @@ def fit_without_noisy_set(cfg: ReproduceConfig, log: Callable[[str], None]) -> s
         seed=cfg.seed, batch_size=cfg.batch_size, top_k=cfg.top_k, force=cfg.force,
         n_jobs=cfg.svm_jobs)  # joblib threads; -1: all cores
     summary = fitting.run(fit_cfg, log)
-    text = "\n".join(fitting.summary_lines(summary))
+    text = "\n".join(fit_summary.summary_lines(summary))
     log(text)
     return text
 

@@ -32,7 +32,7 @@ import shutil
 import stat
 import time
 import uuid
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from illustration_tl.core import files, memory, outputs
 
@@ -202,8 +202,7 @@ class Stages:
         ``resumable``: ``fn(stage_dir, work_dir)``, the work folder kept across a kill
         (:meth:`work_dir`)."""
         self._writes = list(writes)
-        key = stage_key(name, params, [f"{self.keys[u]}:{self.contents[u]}" for u in upstream])
-        self.keys[name] = key
+        key = self.keys[name] = self.key_of(name, params, upstream)
         out = self.path(name)
         if not self.force and self.done(name, key):
             self.log(f"[{name}] up to date, skipped")
@@ -241,6 +240,14 @@ class Stages:
         for hook in self.on_done:
             hook(name, self.timings[name])
         return out
+
+    def key_of(self, name: str, params: dict[str, Any], upstream: Sequence[str] = ()) -> str:
+        """The key :meth:`run` would give stage ``name`` (the upstream stages ran)."""
+        return stage_key(name, params, [f"{self.keys[u]}:{self.contents[u]}" for u in upstream])
+
+    def started(self, name: str, key: str) -> bool:
+        """Whether stage ``name`` with ``key`` is done or has a work folder to resume."""
+        return self.done(name, key) or os.path.isdir(self.path(f".{name}{_RESUME}{key[:16]}"))
 
     def work_dir(self, name: str, key: str) -> str:
         """The work folder of stage ``name`` with ``key`` (created; kept across a kill, so
