@@ -281,3 +281,11 @@ def test_near_pairs_keep_each_images_closest_ones_only():
         row = np.where(np.arange(50) == i, -np.inf, sims[i])
         for j in np.argsort(-row)[:3]:
             assert (min(i, j), max(i, j)) in kept
+
+
+def test_the_leak_warning_advises_dedupe_only_when_the_pairs_look_like_copies():
+    few = html_report.leak_warning(12, 300, 15)
+    assert few.startswith("warning: 12 of 300 test images have a near duplicate in "
+                          "training (15 pairs, duplicates.csv)") and "rerun with --dedupe" in few
+    most = html_report.leak_warning(19_263, 19_766, 90_000)
+    assert "look-alike" in most and "rerun with --dedupe" not in most

@@ -92,6 +92,24 @@ def test_fit_with_scales_extracts_decides_and_averages(run):
     assert meta.get("scales", [32]) == doc["kept"]
 
 
+def test_the_report_reads_the_served_out_of_fold_probabilities(run):
+    """report.html's reliability and risk-coverage plots and the label issues read the
+    probabilities the reject threshold was chosen on: the kept scales' average."""
+    from illustration_tl.evaluation import fit_run
+
+    _, out, _ = run
+    assert fit_run.SCALES_OOF == os.path.join("scales", fit_scales.OOF_PROBABILITIES)
+    served = np.load(out / fit_run.SCALES_OOF)
+    got = fit_run.load(str(out))
+    np.testing.assert_array_equal(got.oof_probabilities(), served)
+    labels = got.train_rows()[0]
+    threshold = json.loads((out / "reject" / "reject.json").read_text())
+    from illustration_tl.evaluation import reject
+
+    assert reject.choose_threshold(served, labels, threshold["target"]
+                                   ).threshold == pytest.approx(threshold["threshold"])
+
+
 def test_two_scale_export_serves_the_average_and_load_reads_it(run, tmp_path):
     """A head at 48 px beside the run's 32 px head (whatever the run decided): the
     SavedModel's probabilities equal the numpy average, from pixels and from files."""

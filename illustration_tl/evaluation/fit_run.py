@@ -5,8 +5,9 @@ and ``oof_scores.npy`` (the chosen configuration's out-of-fold scores: one row p
 image of the training splits, train then validation, mirrors averaged into it; see
 :func:`illustration_tl.heads.search.run`), ``OUT/final/head.json`` (the calibration
 temperature), ``OUT/features/`` (:class:`FeatureStore`, memory-mapped),
-``OUT/dataset/dataset.json``, the images in ``OUT/dataset/tfds`` and, in runs since the
-reject option, ``OUT/reject/reject.json`` (:mod:`illustration_tl.evaluation.reject`).
+``OUT/dataset/dataset.json``, the images in ``OUT/dataset/tfds``, in runs since the
+reject option ``OUT/reject/reject.json`` (:mod:`illustration_tl.evaluation.reject`) and,
+with ``--scales``, :data:`SCALES_OOF` (the probabilities the served model averages).
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from illustration_tl.features import multilayer as features
 TRAIN_SPLITS = ("train", "validation")   # fit's cross-validation splits (pipelines.fit)
 TEST_SPLIT = duplicates.TEST_SPLIT
 THUMB_SIDE = 96
+# fit --scales: the kept scales' averaged out-of-fold probabilities, the served model's
+# (pipelines/fit_scales.py writes them: OOF_PROBABILITIES in its stage folder)
+SCALES_OOF = os.path.join("scales", "oof_probabilities.npy")
 
 
 @dataclasses.dataclass
@@ -41,6 +45,7 @@ class FitRun:
     store: features.FeatureStore
     oof: np.ndarray | None
     reject: reject.RejectThreshold | None = None
+    averaged: np.ndarray | None = None   # SCALES_OOF, when the run has it
 
     @property
     def temperature(self) -> float:
@@ -63,7 +68,11 @@ class FitRun:
         return labels, names, split_of
 
     def oof_probabilities(self) -> np.ndarray | None:
-        """The out-of-fold scores through the head's calibrated softmax."""
+        """The out-of-fold probabilities of the served model: the out-of-fold scores
+        through the head's calibrated softmax, or (``--scales``) the kept scales'
+        average, which the reject threshold was chosen on."""
+        if self.averaged is not None:
+            return self.averaged
         return None if self.oof is None else label_issues.softmax(self.oof, self.temperature)
 
 
@@ -92,6 +101,8 @@ def load(root: str) -> FitRun:
                  _json(need[2]), _json(need[3]), _json(need[4]), store, oof)
     if oof is not None and len(oof) != len(run.train_rows()[0]):
         run.oof = None   # not this store's rows: leave label issues out rather than misalign
+    if run.oof is not None and os.path.isfile(os.path.join(root, SCALES_OOF)):
+        run.averaged = np.load(os.path.join(root, SCALES_OOF), allow_pickle=False)
     run.reject = read_reject(root)
     return run
 

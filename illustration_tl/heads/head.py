@@ -228,11 +228,12 @@ def fit(store: features.FeatureStore, cfg: Config, splits: Sequence[str],
     if family == "nystroem":
         normalizer, gamma, ny, model = _fit_nystroem(store, cfg, splits, y, log)
     else:
-        fs = feature_set(store, splits, cfg)
+        images = sum(len(store.labels[s]) for s in splits)
+        fs = feature_set(store, splits, cfg, precompute=_kernel_fits(images, cfg))
         normalizer = fs.normalizer
         gamma = resolve_gamma(cfg.gamma, fs.x[:fs.n])
         rows = np.arange(len(fs.x)) if cfg.flip_train else np.arange(fs.n)
-        model = fit_quietly(make_classifier(cfg, gamma), fs.x[rows], y[rows % fs.n])
+        model, kernel = _fit_exact(fs, cfg, gamma, len(rows), y[rows % fs.n])
     num_classes = len(store.class_names)
     temperature = 1.0
     if oof_scores is not None:
@@ -250,9 +251,35 @@ def fit(store: features.FeatureStore, cfg: Config, splits: Sequence[str],
         return Head(cfg, list(store.class_names), normalizer, temperature,
                     weights=full_w, bias=full_b, gamma=None if ny is None else gamma,
                     nystroem=ny)
-    arrays = arrays_from_pipeline(model, fs.x[rows], num_classes)
+    arrays = arrays_from_pipeline(model, fs.x[rows], num_classes, kernel)
     return Head(cfg, list(store.class_names), normalizer, temperature, svm=arrays,
                 gamma=gamma)
+
+
+def _kernel_fits(images: int, cfg: Config) -> bool:
+    """Whether the final fit's kernel matrix (and the product it is made from, and its
+    mirrors' rows) fits the memory budget (:mod:`illustration_tl.heads.budget`)."""
+    from illustration_tl.heads import budget
+
+    rows = images * (2 if cfg.flip_train or cfg.flip_test else 1)
+    return 3 * rows * rows * 8 <= budget.default_max_memory_bytes()
+
+
+def _fit_exact(fs: Any, cfg: Config, gamma: float, m: int, y: np.ndarray
+               ) -> tuple[Any, tuple | None]:
+    """``cfg`` fitted on the first ``m`` rows of ``fs``; returns the model and, when it
+    was fitted on the kernel matrix, that kernel (name, gamma, coef0, degree). An exact
+    kernel SVM is fitted on the kernel matrix computed once by matrix products, as the
+    search's folds are (:meth:`~illustration_tl.heads.search.FeatureSet.kernel`), when it
+    fits the budget: libsvm computing kernel rows one by one took 193 s for a 45-class
+    one-vs-rest RBF SVM on 6,528 rows of 2,560 features (issue 21's 4k benchmark)."""
+    from illustration_tl.heads.search import _on_kernel_matrix
+
+    if not _on_kernel_matrix(fs, cfg):
+        return fit_quietly(make_classifier(cfg, gamma), fs.x[:m], y), None
+    k = fs.kernel(cfg.kernel, gamma, cfg.coef0, cfg.degree)[:m, :m]
+    model = fit_quietly(make_classifier(cfg, gamma, kernel="precomputed"), k, y)
+    return model, (cfg.kernel, gamma, cfg.coef0, cfg.degree)
 
 
 def _image_chunks(n: int) -> list[np.ndarray]:
@@ -333,13 +360,16 @@ def _fit_nystroem(store: features.FeatureStore, cfg: Config, splits: Sequence[st
 
 
 def arrays_from_pipeline(pipeline: Any, x: np.ndarray, num_classes: int,
-                         max_rows: int = 256) -> svm_graph.SvmTensors:
+                         kernel: tuple | None = None, max_rows: int = 256
+                         ) -> svm_graph.SvmTensors:
     """The fitted ``pipeline`` as arrays, checked: their numpy decision function must
-    equal sklearn's :func:`decision_scores` on (up to ``max_rows`` of) ``x``."""
-    arrays = svm_graph.from_sklearn(pipeline, num_classes)
+    equal sklearn's :func:`decision_scores` on (up to ``max_rows`` of) ``x``. ``kernel``:
+    the (name, gamma, coef0, degree) of an SVM fitted on the kernel matrix of ``x``."""
+    arrays = svm_graph.from_sklearn(pipeline, num_classes, x if kernel else None, kernel)
     # float64 on both sides: sklearn keeps float32 through some steps (Nystroem).
     rows = np.asarray(x[:: max(1, len(x) // max_rows)][:max_rows], dtype=np.float64)
-    expected = decision_scores(pipeline, rows, num_classes)
+    expected = decision_scores(pipeline, rows if kernel is None else _kernel_rows(
+        rows, np.asarray(x, np.float64), kernel), num_classes)
     got = arrays.scores(rows)
     scale = max(1.0, float(np.abs(expected[expected > MISSING_CLASS_SCORE]).max(initial=0.0)))
     close = (np.isclose(got, expected, rtol=PARITY_RTOL, atol=PARITY_RTOL * scale).all(1)
@@ -355,3 +385,13 @@ def arrays_from_pipeline(pipeline: Any, x: np.ndarray, num_classes: int,
                            f"(max difference {np.abs(got - expected).max():.3g}); "
                            "this is a bug, please report it")
     return arrays
+
+
+def _kernel_rows(a: np.ndarray, b: np.ndarray, kernel: tuple) -> np.ndarray:
+    """scikit-learn's kernel (name, gamma, coef0, degree) between the rows of a and b."""
+    from sklearn.metrics.pairwise import pairwise_kernels
+
+    name, gamma, coef0, degree = kernel
+    params = {"linear": {}, "rbf": {"gamma": gamma}, "sigmoid": {"gamma": gamma,
+              "coef0": coef0}, "poly": {"gamma": gamma, "coef0": coef0, "degree": degree}}
+    return pairwise_kernels(a, b, metric=name, **params[name])

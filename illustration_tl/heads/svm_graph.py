@@ -254,22 +254,37 @@ def _pairs(n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     return i.astype(np.int64), j.astype(np.int64)
 
 
-def _svc_kernel(svc: Any) -> tuple[str, float, float, int]:
-    if svc.kernel not in KERNELS:
-        raise ValueError(f"cannot export SVC kernel {svc.kernel!r}; supported: {KERNELS}")
-    return svc.kernel, float(svc._gamma), float(svc.coef0), int(svc.degree)
+def _svc_kernel(svc: Any, kernel: tuple | None = None) -> tuple[str, float, float, int]:
+    """(name, gamma, coef0, degree) of an SVC's kernel (``kernel``: of one fitted on a
+    precomputed kernel matrix)."""
+    if svc.kernel == "precomputed" and kernel is not None:
+        svc_kernel = (kernel[0], float(kernel[1]), float(kernel[2]), int(kernel[3]))
+    else:
+        svc_kernel = (svc.kernel, float(svc._gamma), float(svc.coef0), int(svc.degree))
+    if svc_kernel[0] not in KERNELS:
+        raise ValueError(f"cannot export SVC kernel {svc_kernel[0]!r}; supported: {KERNELS} "
+                         "(a precomputed one with its training rows and kernel)")
+    return svc_kernel
 
 
-def _binary_problem(svc: Any) -> tuple[np.ndarray, np.ndarray, float]:
+def _vectors(svc: Any, rows: np.ndarray | None) -> np.ndarray:
+    """An SVC's support vectors; fitted on a precomputed kernel matrix, its support rows
+    of ``rows`` (the rows the matrix was computed on)."""
+    return svc.support_vectors_ if svc.kernel != "precomputed" else rows[svc.support_]
+
+
+def _binary_problem(svc: Any, rows: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, float]:
     """Support vectors, coefficients and intercept of a binary SVC's decision function."""
-    return svc.support_vectors_, svc.dual_coef_[0], float(svc.intercept_[0])
+    return _vectors(svc, rows), svc.dual_coef_[0], float(svc.intercept_[0])
 
 
-def _ovo_problems(svc: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _ovo_problems(svc: Any, rows: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """libsvm's one-vs-one layout as one weight column per class pair (i < j)."""
     n_classes = len(svc.classes_)
     starts = np.concatenate([[0], np.cumsum(svc.n_support_)])
-    weights = np.zeros((len(svc.support_vectors_), n_classes * (n_classes - 1) // 2))
+    weights = np.zeros((len(svc.support_), n_classes * (n_classes - 1) // 2))
     p = 0
     for i in range(n_classes):
         for j in range(i + 1, n_classes):
@@ -277,16 +292,19 @@ def _ovo_problems(svc: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             weights[si, p] = svc.dual_coef_[j - 1, si]
             weights[sj, p] = svc.dual_coef_[i, sj]
             p += 1
-    return svc.support_vectors_, weights, np.asarray(svc.intercept_, dtype=np.float64)
+    return _vectors(svc, rows), weights, np.asarray(svc.intercept_, dtype=np.float64)
 
 
-def from_sklearn(model: Any, num_classes: int | None = None) -> SvmTensors:
+def from_sklearn(model: Any, num_classes: int | None = None, rows: np.ndarray | None = None,
+                 kernel: tuple | None = None) -> SvmTensors:
     """Extracts :class:`SvmTensors` from a fitted SVC, OneVsRestClassifier(SVC) or a
     Pipeline of an optional scaler (StandardScaler or Normalizer), optional Nystroem
     features and one of those (LinearSVC or OneVsOneClassifier(LinearSVC) after Nystroem).
 
     ``num_classes``: the width of the scores when some classes had no training rows
-    (default: the largest trained label + 1)."""
+    (default: the largest trained label + 1). An SVM fitted on a precomputed kernel
+    matrix takes the ``rows`` it was computed on and its ``kernel`` (name, gamma, coef0,
+    degree): its support vectors are its support rows."""
     from sklearn.kernel_approximation import Nystroem
     from sklearn.multiclass import OneVsOneClassifier, OneVsRestClassifier
     from sklearn.pipeline import Pipeline
@@ -315,8 +333,8 @@ def from_sklearn(model: Any, num_classes: int | None = None) -> SvmTensors:
         estimators = model.estimators_
         if not all(isinstance(e, SVC) for e in estimators):
             raise ValueError("OneVsRestClassifier must wrap SVC estimators to be exported")
-        kernel = _svc_kernel(estimators[0])
-        problems = [_binary_problem(e) for e in estimators]
+        kernel = _svc_kernel(estimators[0], kernel)
+        problems = [_binary_problem(e, rows) for e in estimators]
         sv = np.concatenate([p[0] for p in problems])
         weights = np.zeros((len(sv), len(problems)))
         row = 0
@@ -326,12 +344,12 @@ def from_sklearn(model: Any, num_classes: int | None = None) -> SvmTensors:
         intercepts = np.array([p[2] for p in problems])
         ovo = 0
     elif isinstance(model, SVC):
-        kernel = _svc_kernel(model)
+        kernel = _svc_kernel(model, kernel)
         if len(model.classes_) == 2:
-            sv, coef, b = _binary_problem(model)
+            sv, coef, b = _binary_problem(model, rows)
             weights, intercepts, ovo = coef[:, None], np.array([b]), 0
         else:
-            sv, weights, intercepts = _ovo_problems(model)
+            sv, weights, intercepts = _ovo_problems(model, rows)
             ovo = len(model.classes_)
     else:
         raise ValueError(f"cannot export {type(model).__name__}; expected SVC or "

@@ -25,13 +25,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-from illustration_tl.pipelines import fit_modes
+from illustration_tl.pipelines import fit_modes, fit_scales
 
 STAGES = ("dataset", "features", "search", "final", "reject", "evaluate", "model")
 # Which measured ratio (actual / estimated seconds) corrects a stage's estimate: the
 # extraction rate, or the classifier fits' (the search's estimate is an upper bound, and
 # at scale its probe is far off); the others are small fixed costs, not rescaled.
-KIND = {"features": "features", "search": "fits", "final": "fits"}
+# ``features_<size>`` (``--scales``) are of kind features too (:func:`kind`).
+KIND = {"modes": "features", "features": "features", "search": "fits", "scales": "fits",
+        "final": "fits"}
 SPLITS = ("train", "validation", "test")
 DECODE_SECONDS = 0.01   # per file, one core (ingestion of small clip art; measured order)
 EXPORT_SECONDS = 20.0   # tracing and writing the SavedModel (VGG16 order on 2 cores)
@@ -73,13 +75,6 @@ class Eta:
         st.on_done.append(self.stage_done)
 
     def stage_done(self, name: str, seconds: float) -> None:
-        done = [s for s in STAGES if s in self.st.timings]
-        left = [s for s in STAGES if s not in self.st.timings]
-        elapsed = f"{len(done)}/{len(STAGES)} stages done, " \
-                  f"{time.perf_counter() - self.start:.0f} s elapsed"
-        if not left:
-            self.log(f"[eta] {elapsed}")
-            return
         if self.estimate is None:
             try:
                 with open(os.path.join(self.st.root, "dataset", "dataset.json"),
@@ -89,16 +84,23 @@ class Eta:
                                                                             self.top))
             except (OSError, ValueError, KeyError):
                 return
-        remaining = sum(self.estimate.get(s, 0.0) * self._ratio(KIND.get(s), done)
-                        for s in left)
+        names = list(self.estimate)   # this run's stages (modes, features_<size>, scales)
+        done = [s for s in names if s in self.st.timings]
+        left = [s for s in names if s not in self.st.timings]
+        elapsed = f"{len(done)}/{len(names)} stages done, " \
+                  f"{time.perf_counter() - self.start:.0f} s elapsed"
+        if not left:
+            self.log(f"[eta] {elapsed}")
+            return
+        remaining = sum(self.estimate[s] * self._ratio(kind(s), done) for s in left)
         self.log(f"[eta] {elapsed}, about {remaining:.0f} s left")
 
-    def _ratio(self, kind: str | None, done: list[str]) -> float:
-        """Measured over estimated seconds of the stages of ``kind`` that ran (1 when
+    def _ratio(self, of: str | None, done: list[str]) -> float:
+        """Measured over estimated seconds of the stages of kind ``of`` that ran (1 when
         none did, or for a stage of no kind)."""
-        ran = [s for s in done if KIND.get(s) == kind and s not in self.st.skipped]
+        ran = [s for s in done if kind(s) == of and s not in self.st.skipped]
         guess = sum(self.estimate.get(s, 0.0) for s in ran)
-        if kind is None or guess <= 0:
+        if of is None or guess <= 0:
             return 1.0
         return sum(self.st.timings[s] for s in ran) / guess
 
@@ -169,15 +171,47 @@ def passes(cfg: Any, examples: dict[str, int]) -> int:
                             2 if cfg.flip else 1)
 
 
+def kind(stage: str) -> str | None:
+    """The kind of a stage (:data:`KIND`; every ``features_<size>`` is ``features``)."""
+    return "features" if stage.startswith("features_") else KIND.get(stage)
+
+
+def scale_passes(cfg: Any, examples: dict[str, int], main_size: int) -> dict[int, int]:
+    """``--scales``: each extra size's forward passes: every image and view in the modes
+    ``features`` embeds."""
+    views = 2 if cfg.flip else 1
+    modes = 1 if fit_modes.applies(cfg.resize_modes, cfg.mode_sample,
+                                   examples.get(fit_modes.SAMPLE_SPLIT, 0)) \
+        else len(cfg.resize_modes)
+    return {s: sum(examples.values()) * modes * views
+            for s in fit_scales.extra_sizes(cfg.scales, main_size)}
+
+
 def estimate(cfg: Any, include_top: str, examples: dict[str, int],
              measured: dict[str, Any]) -> dict[str, float]:
-    """Seconds per stage (an upper bound for the search: every configuration on every
-    fold, where successive halving drops some)."""
-    fit = measured["seconds_per_fit"]
-    return {"dataset": DECODE_SECONDS * sum(examples.values()),
-            "features": measured["seconds_per_image"] * passes(cfg, examples),
-            "search": fit * measured["configurations"] * cfg.folds,
-            "final": fit * cfg.folds, "evaluate": 1.0, "model": EXPORT_SECONDS}
+    """Seconds per stage of the run, in order (an upper bound for the searches: every
+    configuration on every fold, where successive halving drops some)."""
+    fit, per_pass = measured["seconds_per_fit"], measured["seconds_per_image"]
+    search = fit * measured["configurations"] * cfg.folds
+    est = {"dataset": DECODE_SECONDS * sum(examples.values())}
+    total = passes(cfg, examples)
+    if fit_modes.applies(cfg.resize_modes, cfg.mode_sample,
+                         examples.get(fit_modes.SAMPLE_SPLIT, 0)):
+        sample = (2 if cfg.flip else 1) * cfg.mode_sample * len(cfg.resize_modes)
+        share = cfg.mode_sample / sum(examples.get(s, 0) for s in SPLITS[:2])
+        est["modes"], total = per_pass * sample + search * share, total - sample
+        search /= len(cfg.resize_modes)   # the full search sees the chosen mode only
+    est["features"] = per_pass * total
+    main = measured["image_size"]   # a pass costs as many times more as it has pixels
+    extra = scale_passes(cfg, examples, main)
+    est.update({fit_scales.stage_name(s): per_pass * n * (s / main) ** 2
+                for s, n in extra.items()})
+    est["search"] = search
+    if extra:
+        est["scales"] = fit * cfg.folds * len(extra)
+    est.update({"final": fit * cfg.folds * (1 + len(extra)), "reject": 0.0, "evaluate": 1.0,
+                "model": EXPORT_SECONDS})
+    return est
 
 
 def dry_run(cfg: Any, log: Callable[[str], None], include_top: str) -> dict[str, Any]:
@@ -203,7 +237,11 @@ def dry_run(cfg: Any, log: Callable[[str], None], include_top: str) -> dict[str,
                            if plan["skipped"] else ""),
              f"forward passes: {passes(cfg, examples)} ({cfg.backbone} at "
              f"{measured['image_size']} px, {len(cfg.resize_modes)} resize mode(s) x "
-             f"{2 if cfg.flip else 1} view(s))",
+             f"{2 if cfg.flip else 1} view(s)"
+             + (f"; the mode decided on {cfg.mode_sample} training images first"
+                if "modes" in est else "") + ")"
+             + "".join(f", and {n} at {s} px" for s, n in scale_passes(
+                 cfg, examples, measured["image_size"]).items()),
              f"configurations to search: {measured['configurations']} ({cfg.search}, "
              f"{cfg.folds} folds; successive halving fits fewer)",
              "estimated time on this machine: about " + f"{sum(est.values()):.0f} s ("
@@ -211,5 +249,7 @@ def dry_run(cfg: Any, log: Callable[[str], None], include_top: str) -> dict[str,
     for line in lines:
         log(line)
     return {"status": "dry_run", "classes": plan["classes"], "examples": examples,
-            "passes": passes(cfg, examples), "configurations": measured["configurations"],
+            "passes": passes(cfg, examples) + sum(scale_passes(
+                cfg, examples, measured["image_size"]).values()),
+            "configurations": measured["configurations"],
             "estimate_seconds": est, "lines": lines}
