@@ -303,8 +303,8 @@ def _run(cfg: FitConfig, log: Callable[[str], None]) -> dict[str, Any]:
     feat_params["resize_modes"] = list(modes)
 
     def do_features(out: str, work: str, size: int | None = cfg.image_size) -> None:
-        if modes_dir and size == cfg.image_size:
-            fit_modes.seed(modes_dir, work, modes[0], log)
+        for mode in modes if modes_dir and size == cfg.image_size else ():
+            fit_modes.seed(modes_dir, work, mode, log)
         extract(out, work, size, modes)
 
     feat_dir = st.run("features", feat_params, do_features,

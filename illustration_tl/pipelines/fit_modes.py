@@ -9,14 +9,15 @@ pass saving: when the training split holds at least twice ``--mode_sample`` imag
 * the ``modes`` stage embeds the split's first ``--mode_sample`` images in every mode
   (a random sample: TFDS stores a split in the hashed order it shuffled it into) and
   runs the ``fit`` search on them alone (:func:`illustration_tl.heads.search.run`);
-  the mode of its best configuration is the decision (``modes.json``), and that mode's
-  shards are kept (``shards/``);
+  the mode of its best configuration is the decision (``modes.json``), and the
+  sample's shards are kept (``shards/<mode>/``);
 * ``features`` then embeds every image in the chosen mode only, starting after the
   sample, whose shards it takes as finished (:func:`seed`): the sample is embedded
   once per mode, the rest once.
 
 Smaller folders embed every mode for every image and leave the choice to the full
-search, as before (``--mode_sample=0`` does that at any size).
+search, as before (``--mode_sample=0`` does that at any size); so does a sample with a
+class of fewer images than the cross-validation folds, its shards serving every mode.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import json
 import os
 import shutil
 from typing import Any, Callable, Sequence
+
+import numpy as np
 
 from illustration_tl.core import files
 
@@ -72,21 +75,36 @@ def decide(results: Sequence[Any], sample: int) -> dict[str, Any]:
             "cv_top1": best, "configuration": results[0].config.label()}
 
 
+def thin_classes(labels: np.ndarray, folds: int) -> int:
+    """Classes of the sample with fewer images than ``folds`` (cross-validation needs
+    ``folds`` per class)."""
+    counts = np.bincount(labels)
+    return int(((counts > 0) & (counts < folds)).sum())
+
+
 def write_decision(store: Any, out: str, work: str, search_mode: str,
                    log: Callable[[str], None], **search_args: Any) -> dict[str, Any]:
     """The ``modes`` stage after the sample's extraction (``store``, its shards in
-    ``work``): the search on the sample, ``modes.json``, and the chosen mode's shards
-    copied into ``out/shards``."""
+    ``work``): the search on the sample, ``modes.json``, and every mode's sample shards
+    copied into ``out/shards/<mode>``. A sample with a class of fewer images than the
+    folds decides nothing (``chosen`` None): every mode is then embedded for every image,
+    the sample's shards serving each."""
     from illustration_tl.heads import search
 
-    sample = len(store.labels[SAMPLE_SPLIT])
-    results = search.run(store, search_mode, splits=[SAMPLE_SPLIT], log=log, **search_args)
-    doc = decide(results, sample)
-    target = os.path.join(out, SHARDS)
-    os.makedirs(target)
-    for path in sorted(glob.glob(os.path.join(work, SAMPLE_SPLIT, doc["chosen"],
-                                              "shard-*.npz"))):
-        shutil.copyfile(path, os.path.join(target, os.path.basename(path)))
+    labels = store.labels[SAMPLE_SPLIT]
+    thin = thin_classes(labels, search_args["folds"])
+    if thin:
+        doc = {"chosen": None, "sample": len(labels), "cv_top1": {},
+               "reason": f"{thin} class(es) with fewer than {search_args['folds']} sample "
+                         "images"}
+    else:
+        doc = decide(search.run(store, search_mode, splits=[SAMPLE_SPLIT], log=log,
+                                **search_args), len(labels))
+    for mode in store.resize_modes:
+        target = os.path.join(out, SHARDS, mode)
+        os.makedirs(target)
+        for path in sorted(glob.glob(os.path.join(work, SAMPLE_SPLIT, mode, "shard-*.npz"))):
+            shutil.copyfile(path, os.path.join(target, os.path.basename(path)))
     files.atomic_write_json(os.path.join(out, MODES_FILE), doc)
     log(f"modes: {words(doc)}")
     return doc
@@ -94,6 +112,9 @@ def write_decision(store: Any, out: str, work: str, search_mode: str,
 
 def words(doc: dict[str, Any]) -> str:
     """The decision in one line."""
+    if doc["chosen"] is None:
+        return (f"not decided on {doc['sample']} training images ({doc['reason']}); every "
+                "mode is embedded for every image and searched")
     scores = ", ".join(f"{m} {100 * t:.2f}%" for m, t in doc["cv_top1"].items())
     return (f"{doc['chosen']} chosen on {doc['sample']} training images (best CV top-1 per "
             f"mode: {scores}); the other images are embedded in {doc['chosen']} only")
@@ -134,7 +155,8 @@ def run_stage(st: Any, cfg: Any, dataset_dir: str, feat_params: dict[str, Any],
     params = {**feat_params, "mode_sample": cfg.mode_sample, "search": cfg.search,
               "folds": cfg.folds, "max_memory_mb": cfg.max_memory_mb}
     out = st.run(STAGE, params, do, ["dataset"], resumable=True)
-    return (read_decision(out)["chosen"],), out
+    chosen = read_decision(out)["chosen"]
+    return ((chosen,) if chosen else tuple(cfg.resize_modes)), out
 
 
 def seed(modes_dir: str, work: str, mode: str, log: Callable[[str], None]) -> int:
@@ -145,7 +167,7 @@ def seed(modes_dir: str, work: str, mode: str, log: Callable[[str], None]) -> in
     if glob.glob(os.path.join(target, "shard-*.npz")):
         return 0
     os.makedirs(target, exist_ok=True)
-    shards = sorted(glob.glob(os.path.join(modes_dir, SHARDS, "shard-*.npz")))
+    shards = sorted(glob.glob(os.path.join(modes_dir, SHARDS, mode, "shard-*.npz")))
     for path in shards:
         tmp = os.path.join(target, "partial-" + os.path.basename(path))
         shutil.copyfile(path, tmp)
