@@ -34,7 +34,7 @@ from illustration_tl.core import files
 
 STAGE = "modes"
 MODES_FILE = "modes.json"
-SHARDS = "shards"            # the chosen mode's sample shards, inside the stage folder
+SHARDS = "shards"            # the sample's shards, shards/<mode>/, in the stage folder
 SAMPLE_SPLIT = "train"
 
 HELP = ("Decide the resize mode on the first N training images (a random sample) when "
