@@ -31,7 +31,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-RESULTS = os.path.join(HERE, "results", "fit_speed.json")
+RESULTS = os.path.join(HERE, "results", "fit_speed.json")   # --results
 # name: (tree, flags beside the defaults). ``every_mode``: today's code without the
 # ``modes`` stage (both modes for every image, searched on all), to isolate its cost.
 RUNS = {"new": ("new", []), "old": ("old", []), "every_mode": ("new", ["--mode_sample=0"])}
@@ -74,12 +74,15 @@ def main() -> None:
     p.add_argument("--work", default="/tmp/fit_speed")
     p.add_argument("--only", choices=sorted(RUNS), help="run this one only, keeping the "
                    "other rows of the results file (same images)")
+    p.add_argument("--mode_sample", type=int, help="the new run's --mode_sample (a folder "
+                   "under 3,200 images needs a smaller one for the modes stage to apply)")
+    p.add_argument("--results", default=RESULTS)
     a = p.parse_args()
     os.makedirs(a.work, exist_ok=True)
     classes, files = images_in(a.images)
     rows = {}
-    if a.only and os.path.exists(RESULTS):
-        with open(RESULTS) as f:
+    if a.only and os.path.exists(a.results):
+        with open(a.results) as f:
             rows = json.load(f)["runs"]
     trees = {"new": a.new_tree, "old": a.old_tree}
     for name in [a.only] if a.only else ["new", "old"]:   # new first: fails fast
@@ -87,6 +90,8 @@ def main() -> None:
         if os.path.exists(out):
             sys.exit(f"{out} exists: give an empty --work")
         tree, flags = RUNS[name]
+        if name == "new" and a.mode_sample is not None:
+            flags = [f"--mode_sample={a.mode_sample}"]
         rows[name] = run_fit(trees[tree], a.images, a.weights, out, flags)
         print(name, json.dumps(rows[name]), flush=True)
     cpu = open("/proc/cpuinfo").read()
@@ -100,8 +105,8 @@ def main() -> None:
                         "top1_difference_points": round(100 * (
                             rows["new"]["test_top1"] - rows[other]["test_top1"]), 2)}
             print(key, doc[key])
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "w") as f:
+    os.makedirs(os.path.dirname(os.path.abspath(a.results)), exist_ok=True)
+    with open(a.results, "w") as f:
         json.dump(doc, f, indent=1)
 
 
