@@ -1,7 +1,7 @@
 """The final head of an exact kernel SVM is fitted on the kernel matrix computed once by
 matrix products (heads/head.py ``_fit_exact``), as the search's folds are: the same
-decision function as scikit-learn's SVM fitted on the rows (to libsvm's tolerance), and
-rows when the matrix does not fit the memory budget."""
+decision function as scikit-learn's SVM fitted on the rows, and rows when the matrix
+does not fit the memory budget."""
 
 import numpy as np
 import pytest
@@ -40,11 +40,7 @@ def test_the_kernel_matrix_fit_equals_the_fit_on_rows(kernel, multiclass, flip, 
     h = head.fit(store, cfg, SPLITS, None)
     assert fitted[-1][1] == (kernel, pytest.approx(h.gamma), cfg.coef0, cfg.degree)
     expected, test = _on_rows(store, cfg)
-    # both solutions are libsvm's to its stopping tolerance (1e-3), on kernels that
-    # differ in rounding (the matrix product is float32 for l2-normalized rows)
-    got = h.raw_scores(test)
-    np.testing.assert_allclose(got, expected, rtol=0, atol=5e-3)
-    assert (got.argmax(1) == expected.argmax(1)).all()
+    np.testing.assert_allclose(h.raw_scores(test), expected, rtol=1e-6, atol=1e-6)
 
 
 def test_past_the_budget_the_svm_is_fitted_on_rows(monkeypatch):

@@ -213,12 +213,16 @@ def store_blocks(store: features.FeatureStore, splits: Sequence[str], mode: str,
 
 
 def fit(store: features.FeatureStore, cfg: Config, splits: Sequence[str],
-        oof_scores: np.ndarray | None, log: Callable[[str], None] | None = None) -> Head:
+        oof_scores: np.ndarray | None, log: Callable[[str], None] | None = None,
+        kernel_matrix: bool = True) -> Head:
     """Fits ``cfg`` on every training image (and mirror) with the real kernel (or, family
     ``nystroem``, its Nyström map fitted on a stratified sample of the images, the rows
     streamed: :func:`_fit_nystroem`), and the temperature on the CV out-of-fold scores
     (rows that are NaN, the images outside an approximate search's CV sample, are left
-    out). ``log``: progress lines of a streamed fit (counts, rate, ETA)."""
+    out). ``log``: progress lines of a streamed fit (counts, rate, ETA).
+    ``kernel_matrix``: an exact kernel SVM on its kernel matrix when it fits the budget
+    (:func:`_fit_exact`: the same SVM as on the rows to libsvm's stopping tolerance),
+    else on the rows."""
     from illustration_tl.heads.search import feature_set
 
     splits = [s for s in splits if s in store.labels]
@@ -229,7 +233,8 @@ def fit(store: features.FeatureStore, cfg: Config, splits: Sequence[str],
         normalizer, gamma, ny, model = _fit_nystroem(store, cfg, splits, y, log)
     else:
         images = sum(len(store.labels[s]) for s in splits)
-        fs = feature_set(store, splits, cfg, precompute=_kernel_fits(images, cfg))
+        fs = feature_set(store, splits, cfg,
+                         precompute=kernel_matrix and _kernel_fits(images, cfg))
         normalizer = fs.normalizer
         gamma = resolve_gamma(cfg.gamma, fs.x[:fs.n])
         rows = np.arange(len(fs.x)) if cfg.flip_train else np.arange(fs.n)
@@ -269,17 +274,19 @@ def _fit_exact(fs: Any, cfg: Config, gamma: float, m: int, y: np.ndarray
                ) -> tuple[Any, tuple | None]:
     """``cfg`` fitted on the first ``m`` rows of ``fs``; returns the model and, when it
     was fitted on the kernel matrix, that kernel (name, gamma, coef0, degree). An exact
-    kernel SVM is fitted on the kernel matrix computed once by matrix products, as the
-    search's folds are (:meth:`~illustration_tl.heads.search.FeatureSet.kernel`), when it
+    kernel SVM is fitted on its kernel matrix, computed once by float64 matrix products
+    (scikit-learn's kernels: the values libsvm computes itself, so the same SVM), when it
     fits the budget: libsvm computing kernel rows one by one took 193 s for a 45-class
     one-vs-rest RBF SVM on 6,528 rows of 2,560 features (issue 21's 4k benchmark)."""
     from illustration_tl.heads.search import _on_kernel_matrix
 
     if not _on_kernel_matrix(fs, cfg):
         return fit_quietly(make_classifier(cfg, gamma), fs.x[:m], y), None
-    k = fs.kernel(cfg.kernel, gamma, cfg.coef0, cfg.degree)[:m, :m]
-    model = fit_quietly(make_classifier(cfg, gamma, kernel="precomputed"), k, y)
-    return model, (cfg.kernel, gamma, cfg.coef0, cfg.degree)
+    kernel = (cfg.kernel, gamma, cfg.coef0, cfg.degree)
+    x = np.asarray(fs.x[:m], np.float64)
+    model = fit_quietly(make_classifier(cfg, gamma, kernel="precomputed"),
+                        _kernel_rows(x, x, kernel), y)
+    return model, kernel
 
 
 def _image_chunks(n: int) -> list[np.ndarray]:

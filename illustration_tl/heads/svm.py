@@ -247,10 +247,11 @@ def fit(x: np.ndarray, y: np.ndarray, candidates: SvmParams | Sequence[SvmParams
     names = list(class_names) if class_names is not None else [str(c) for c in
                                                                range(num_classes)]
     # fit's final refit (heads.head.fit): the same Config the CV ran, every training
-    # row, the temperature on the winner's out-of-fold scores
+    # row, the temperature on the winner's out-of-fold scores; libsvm's own kernel on the
+    # rows, so the paper's SVM is scikit-learn's to the bit (svm_class_counts_test)
     oof = cv[candidates.index(best)].oof if cv else None
     head = head_lib.fit(feature_store(x, y, names), paper_point(best, seed=seed), (SPLIT,),
-                        oof)
+                        oof, kernel_matrix=False)
     return SvmFit(head, best, cv, time.perf_counter() - start, grid_seconds,
                   list(candidates) if cv else [])
 
