@@ -13,7 +13,9 @@ changed in between: bfloat16 extraction on CPUs that have it, a square image's `
 rows copied from its ``squash`` rows, one decode per image for every mode, and the
 resize mode decided on a sample of the training split (``modes`` stage). Writes
 ``benchmarks/results/fit_speed.json``: wall seconds, stage seconds, test top-1/top-5,
-the chosen configuration of each, and the ratios.
+the chosen configuration of each, and the ratios. ``--only every_mode`` adds today's
+code with ``--mode_sample=0`` (every mode for every image) to the file, which isolates
+the ``modes`` stage; ``--only NAME`` reruns one row and keeps the others.
 
 ``/tmp/sets/union4k``: ``real_sets.py`` emoji (1,503 images) and emoji_b (816) with
 ``openclipart --per_class=130`` (1,734), each class prefixed by its set: 45 classes,
