@@ -262,12 +262,13 @@ def fit(store: features.FeatureStore, cfg: Config, splits: Sequence[str],
 
 
 def _kernel_fits(images: int, cfg: Config) -> bool:
-    """Whether the final fit's kernel matrix (and the product it is made from, and its
-    mirrors' rows) fits the memory budget (:mod:`illustration_tl.heads.budget`)."""
+    """Whether the final fit's kernel matrix fits the memory budget: the search's own
+    size rule for exact kernel SVMs (:func:`illustration_tl.heads.budget.max_exact_images`)."""
     from illustration_tl.heads import budget
 
-    rows = images * (2 if cfg.flip_train or cfg.flip_test else 1)
-    return 3 * rows * rows * 8 <= budget.default_max_memory_bytes()
+    rows_per_image = 2 if cfg.flip_train or cfg.flip_test else 1
+    return images <= budget.max_exact_images(budget.default_max_memory_bytes(),
+                                             rows_per_image)
 
 
 def _fit_exact(fs: Any, cfg: Config, gamma: float, m: int, y: np.ndarray
